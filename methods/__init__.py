@@ -1,0 +1,1 @@
+"""Literature pipelines, one file each; installed as ``mribench.methods``."""

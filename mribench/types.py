@@ -1,0 +1,104 @@
+"""The data that flows between the parts: samples in, predictions out.
+
+A :class:`Sample` is what a dataset plugin yields and what a method sees; a
+:class:`Prediction` is what a method returns. Methods never read files or the split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+Task = Literal["classify", "segment"]
+TASKS: tuple[Task, ...] = ("classify", "segment")
+
+#: Label of an image whose class is unknown (e.g. Br35H's ``pred/`` folder).
+UNLABELLED = -1
+
+
+@dataclass
+class Sample:
+    """One grayscale slice.
+
+    Attributes
+    ----------
+    id : str
+        Stable identifier, unique in its data set (e.g. ``"yes/y12"``). Split manifests list ids.
+    group : str
+        Near-duplicate cluster. Samples sharing a group never straddle train and test.
+    label : int
+        1 tumour, 0 no tumour, ``UNLABELLED`` (-1) unknown.
+    image : np.ndarray
+        float32, shape (H, W), values in [0, 1], already resized to the run's image size.
+    mask : np.ndarray or None
+        bool, shape (H, W), tumour pixels; None where the data set has no annotation.
+    source : str
+        Where the image came from (path, or generator and seed).
+    original_size : tuple of int
+        (height, width) before resizing.
+    """
+
+    id: str
+    group: str
+    label: int
+    image: np.ndarray
+    mask: np.ndarray | None = None
+    source: str = ""
+    original_size: tuple[int, int] = (0, 0)
+
+    @property
+    def has_mask(self) -> bool:
+        return self.mask is not None
+
+    def mask_or_empty(self) -> np.ndarray | None:
+        """The mask, or an empty mask for a tumour-free slice; None when truly unknown."""
+        if self.mask is not None:
+            return self.mask
+        if self.label == 0:
+            return np.zeros(self.image.shape, dtype=bool)
+        return None
+
+
+@dataclass
+class Prediction:
+    """What a method returns for a list of samples, in the same order.
+
+    Attributes
+    ----------
+    ids : list of str
+        The samples' ids, in order.
+    labels : np.ndarray
+        int, shape (n,), 0 or 1 (the classify answer). Required.
+    scores : np.ndarray or None
+        float, shape (n,), higher means more likely tumour (for AUC and ROC curves).
+    masks : np.ndarray or None
+        bool, shape (n, H, W) (the segment answer), for methods that segment.
+    prob_maps : np.ndarray or None
+        float16/float32, shape (n, H, W), tumour probability per pixel, where the method has one.
+    variants : dict
+        Extra result rows the method reports beside its own, keyed by suffix: a method
+        ``two-pathway-cnn`` returning ``variants={"crf": p}`` adds a row ``two-pathway-cnn+crf``.
+    """
+
+    ids: list[str]
+    labels: np.ndarray
+    scores: np.ndarray | None = None
+    masks: np.ndarray | None = None
+    prob_maps: np.ndarray | None = None
+    variants: dict[str, Prediction] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        self.labels = np.asarray(self.labels).astype(np.int64).reshape(-1)
+        if self.labels.shape != (n,):
+            raise ValueError(f"labels has shape {self.labels.shape}, expected ({n},)")
+        if self.scores is not None:
+            self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+            if self.scores.shape != (n,):
+                raise ValueError(f"scores has shape {self.scores.shape}, expected ({n},)")
+        if self.masks is not None:
+            self.masks = np.asarray(self.masks).astype(bool)
+            if self.masks.ndim != 3 or self.masks.shape[0] != n:
+                raise ValueError(f"masks has shape {self.masks.shape}, expected ({n}, H, W)")
