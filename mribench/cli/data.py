@@ -1,0 +1,63 @@
+"""``bench data``: look at a data set before benchmarking on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import data_dir_option, image_size_option
+
+
+@click.group()
+def data() -> None:
+    """Inspect a data set."""
+
+
+@data.command(epilog="""\b
+Example:
+  bench data audit br35h --data-dir ../shared/data/br35h
+""")
+@click.argument("dataset")
+@data_dir_option
+@image_size_option
+def audit(dataset: str, data_dir: Path | None, image_size: int) -> None:
+    """Near-duplicate groups of DATASET and the leakage of each of its split manifests.
+
+    For every committed manifest of the data set (benchmarks/splits/<name>-*.json) it prints
+    the part sizes and how many test (and val) images have a near-duplicate in train or val.
+    """
+    from collections import Counter
+
+    from tabulate import tabulate
+
+    from .. import splits
+    from ..data import load_dataset
+
+    ds, samples = load_dataset(dataset, data_dir=data_dir, image_size=image_size)
+    sizes = Counter(s.group for s in samples)
+    multi = [n for n in sizes.values() if n > 1]
+    click.echo(f"{ds.name}: {len(samples)} labelled images in {len(sizes)} near-duplicate groups "
+               f"({len(multi)} groups of 2 or more images holding {sum(multi)} images; "
+               f"largest {max(sizes.values(), default=0)})")
+    rows = []
+    folder = splits.repo_root() / "benchmarks" / "splits"
+    for path in sorted(folder.glob(f"{ds.split_name}-*.json")):
+        manifest = splits.load_manifest(path)
+        try:
+            report = splits.audit(manifest, samples)
+        except Exception as exc:  # a manifest for other options of the data set
+            rows.append([path.name, "-", "-", "-", f"not for these data ({exc})"[:60], "", ""])
+            continue
+        leaks = report["leaks"]
+        counts = manifest.counts
+        rows.append([path.name, counts["train"], counts["val"], counts["test"],
+                     leaks["test_in_train_or_val"], leaks["val_in_train"],
+                     manifest.sha256[:12]])
+    if rows:
+        click.echo(tabulate(rows, headers=["manifest", "train", "val", "test",
+                                           "test w/ dup in train/val", "val w/ dup in train",
+                                           "sha256"], tablefmt="simple"))
+    else:
+        click.echo(f"no committed manifest for {ds.split_name} in {folder}; "
+                   f"make one with `bench split make {dataset}`")

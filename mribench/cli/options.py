@@ -1,0 +1,24 @@
+"""Options shared by several commands, defined once as decorators (pip-tools' options.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+    help="Folder of the data set's files (br35h: the folder holding yes/ no/ Br35H-Mask-RCNN/). "
+         "Default: $MRIBENCH_DATA, then ~/.cache/mribench/data/<name>.")
+dataset_option = click.option(
+    "--dataset", default="synthetic", show_default=True,
+    help="Data set: a name from `bench list`, name[k=v] (e.g. synthetic[n=200]), or folder:PATH.")
+image_size_option = click.option(
+    "--image-size", type=click.IntRange(32, 1024), default=256, show_default=True,
+    help="Side of the square every slice and mask is resized to.")
+seed_option = click.option("--seed", type=int, default=0, show_default=True,
+                           help="Seed of the split (when one is made), training and bootstrap.")
+split_option = click.option(
+    "--split", default=None,
+    help="Split strategy (br35h: leak-free [default] or official; others: stratified) or a "
+         "manifest JSON path.")
