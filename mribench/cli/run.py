@@ -121,14 +121,16 @@ def run(ctx: click.Context, methods: str, dataset: str, data_dir: Path | None, t
 
 
 def print_tables(results_dir: Path, rank_by: str = "f1") -> None:
-    """Print the ranked table of each task to the terminal."""
-    from ..results import format_table, load_results, ranked_table
+    """Print the ranked table of each task to the terminal (95% intervals are in the report)."""
+    from ..results import format_table, load_results, rank_metric, ranked_table
 
     results = load_results(results_dir)
     for task in ("classify", "segment"):
         if not results.done(task):
             continue
-        chosen = rank_by if task == "classify" or rank_by != "auc" else "f1"
+        chosen = rank_metric(task, rank_by)
         table = ranked_table(results, task, rank_by=chosen)
-        click.echo(f"\n{task} (ranked by {chosen}; {table.attrs.get('test', '')})")
-        click.echo(format_table(table, fmt="simple"))
+        click.echo(f"\n{task}: ranked by {chosen}; methods sharing the leader's group differ "
+                   f"from it by no significant margin ({table.attrs.get('test', '')}, Holm)")
+        click.echo(format_table(table, fmt="simple", ci=False))
+    click.echo("\n95% bootstrap intervals: report.md / index.html, or `bench report`")

@@ -1,0 +1,524 @@
+"""Build the report of a results folder: one self-contained HTML page, Markdown, PNG figures.
+
+``build_report(results_dir)`` writes ``reports/<run-id>/``:
+
+- ``index.html``: one page with inline CSS and the figures inlined as base64 PNGs; it needs
+  no network and no other file, so it can be mailed or attached to a CI run;
+- ``report.md``: the same tables in GitHub Markdown, linking the PNGs;
+- ``figures/*.png``: metric bars with 95% CIs per task, ROC curves, confusion matrices,
+  a montage of test slices with true and predicted contours, training curves.
+
+Sections: ranked tables per task (rank by ``rank_by``, rank groups from paired tests, see
+:mod:`mribench.results`), figures, published vs reproduced figures
+(``benchmarks/published.toml``), the rows that failed or were skipped with their reason,
+provenance (command, versions, git revision, device, split manifest and its hash, leakage
+audit) and each method's reference, parameters and timings.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import MribenchError
+from ..io import atomic_write_bytes, atomic_write_text
+from ..results import (
+    LABELS,
+    SEGMENT_LABELS,
+    RunResults,
+    format_table,
+    load_results,
+    metric_names,
+    rank_metric,
+    ranked_table,
+)
+from . import figures as F
+from .published import compare_published, load_published
+
+__all__ = ["build_report"]
+
+TASK_TITLES = {"classify": "Image-level classification", "segment": "Segmentation"}
+
+
+def build_report(results_dir: Path, out_dir: Path | None = None, rank_by: str = "f1", *,
+                 published: Path | None = None) -> Path:
+    """Write the report of a results folder and return the path of its ``index.html``.
+
+    Parameters
+    ----------
+    results_dir : Path
+        A folder written by ``bench run`` (``results/<run-id>``).
+    out_dir : Path, optional
+        Where to write; default ``reports/<run-id>`` under the current directory.
+    rank_by : str, default="f1"
+        Metric the tables are ranked by. A task that lacks it (``auc`` for segmentation, say)
+        is ranked by ``f1`` instead, and the page says so.
+    published : Path, optional
+        Published-figures TOML (default: ``benchmarks/published.toml`` of the source tree).
+
+    Raises
+    ------
+    MribenchError
+        When ``results_dir`` is not a results folder or ``rank_by`` is no metric of any task.
+    """
+    results = load_results(results_dir)
+    known = {m for t in ("classify", "segment") for m in metric_names(t)}
+    if rank_by not in known:
+        raise MribenchError(f"--rank-by {rank_by!r} is not a metric; choose one of "
+                            f"{', '.join(sorted(known))}")
+    out = Path(out_dir) if out_dir is not None else Path("reports") / results.run_id
+    fig_dir = out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+
+    colour = F.colours(results)
+    tables = {t: ranked_table(results, t, rank_metric(t, rank_by)) for t in results.tasks()}
+    figs: dict[str, tuple[str, bytes]] = {}
+
+    def add(name: str, fig: Any, caption: str) -> None:
+        if fig is not None:
+            data = F.png(fig)
+            atomic_write_bytes(fig_dir / f"{name}.png", data)
+            figs[name] = (caption, data)
+
+    for task, table in tables.items():
+        add(f"bars_{task}", F.fig_metric_bars(table, colour),
+            f"{TASK_TITLES[task]}: each metric with its 95% bootstrap CI (error bars), "
+            "methods in rank order.")
+    order = list(tables["classify"]["method"]) if "classify" in tables else []
+    add("roc", F.fig_roc(results, colour),
+        "ROC curves from the methods' scores on the labelled test images "
+        "(segmenters score by predicted tumour area).")
+    add("confusion", F.fig_confusion(results, order),
+        "Confusion matrices of the image-level labels: counts and row percentages.")
+    seg_order = list(tables["segment"]["method"]) if "segment" in tables else []
+    add("montage", F.fig_montage(results, seg_order, colour),
+        "Test slices across the leading segmenter's per-image Dice, worst (left) to best "
+        "(right): true contour solid yellow, each method's prediction dashed in its colour.")
+    add("training", F.fig_training(results, colour),
+        "Training curves from history.json: losses (black, left axis) and the validation "
+        "metric (colour, right axis; dot at its best epoch).")
+
+    comparison = compare_published(results, load_published(published))
+    page = _html(results, tables, figs, comparison, colour, rank_by)
+    atomic_write_text(out / "index.html", page)
+    atomic_write_text(out / "report.md", _markdown(results, tables, figs, comparison, rank_by))
+    return out / "index.html"
+
+
+# --------------------------------------------------------------------------- shared text
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    return "–" if not np.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _task_intro(results: RunResults, task: str, table: pd.DataFrame, rank_by: str) -> str:
+    used = table.attrs.get("rank_by", rank_by)
+    test = table.attrs.get("test", "")
+    alpha = table.attrs.get("alpha", 0.05)
+    if task == "classify":
+        text = ("One label per test image (tumour / no tumour), on the test images with a "
+                "known label. Segmenters answer by thresholding their predicted tumour area "
+                "(threshold chosen on validation).")
+    else:
+        policies = {results.rows[m].metrics["segment"].get("empty_policy") for m in
+                    table["method"]}
+        excluded = sum(int(results.rows[m].metrics["segment"].get("n_excluded", 0))
+                       for m in table["method"])
+        text = ("One mask per test slice that has a ground-truth mask (on Br35H: the annotated "
+                "tumour slices). Accuracy to Specificity pool the pixels of "
+                "all slices (as the Br35H U-Net paper reports); the per-image columns average "
+                f"each slice's own Dice and IoU (empty-mask policy: "
+                f"{', '.join(sorted(p for p in policies if p)) or 'n/a'}; "
+                f"{excluded} slice-scores excluded in all).")
+    rank_note = f"Ranked by <b>{_e(_label(task, used))}</b>"
+    if used != rank_by:
+        rank_note += f" ({_e(rank_by)} does not apply to this task)"
+    return (f"<p class='lead'>{_e(text)}</p><p class='lead'>{rank_note}. Values are point "
+            f"estimates with 95% bootstrap CIs over images. <b>Group</b>: methods in group 1 "
+            f"do not differ significantly from the leader ({_e(test)}, Holm-adjusted, "
+            f"α = {alpha}); p is the adjusted p-value against the group's leader.</p>")
+
+
+def _label(task: str, metric: str) -> str:
+    return (SEGMENT_LABELS if task == "segment" else LABELS).get(metric, metric)
+
+
+# --------------------------------------------------------------------------- HTML
+
+CSS = """
+:root { --ink:#1d2430; --muted:#667085; --line:#e4e7ec; --bg:#f7f8fa; --accent:#1f5fbf;
+        --good:#e8f3ec; --bad:#fdecec; --warn:#fff6e0; }
+* { box-sizing: border-box; }
+body { margin:0; font:14px/1.5 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
+       sans-serif; color:var(--ink); background:var(--bg); }
+header { background:#17243a; color:#fff; padding:22px 32px 18px; }
+header h1 { margin:0 0 4px; font-size:22px; font-weight:600; }
+header .sub { color:#c9d3e3; margin:0; }
+header .chips { margin-top:10px; }
+.chip { display:inline-block; padding:2px 10px; margin:0 6px 0 0; border-radius:12px;
+        font-size:12px; background:#2c3d5c; color:#e6ecf5; }
+.chip.ok { background:#1e6b45; } .chip.fail { background:#a33a3a; }
+.chip.skip { background:#8a6a1f; }
+nav { background:#fff; border-bottom:1px solid var(--line); padding:8px 32px;
+      position:sticky; top:0; z-index:2; }
+nav a { color:var(--accent); text-decoration:none; margin-right:18px; font-size:13px; }
+main { max-width:1440px; margin:0 auto; padding:8px 32px 48px; }
+section { background:#fff; border:1px solid var(--line); border-radius:8px;
+          padding:18px 22px; margin:18px 0; }
+h2 { font-size:18px; margin:0 0 8px; }
+h3 { font-size:15px; margin:18px 0 6px; }
+p.lead { color:#394150; margin:4px 0 10px; max-width:980px; }
+.table-wrap { overflow-x:auto; }
+table { border-collapse:collapse; font-size:13px; margin:8px 0; }
+th, td { padding:6px 8px; border-bottom:1px solid var(--line); text-align:left;
+         vertical-align:top; }
+th { background:#f1f3f6; font-weight:600; white-space:nowrap; position:relative; }
+th.sorted { background:#dde8f8; }
+td.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
+td.num .ci { display:block; color:var(--muted); font-size:11px; }
+td.best .v { font-weight:700; }
+td.sorted { background:#f4f8fe; }
+tr.g1 td:first-child { box-shadow: inset 3px 0 0 #1e6b45; }
+.dot { display:inline-block; width:10px; height:10px; border-radius:50%; margin-right:6px;
+       vertical-align:middle; }
+.kind { color:var(--muted); font-size:11px; margin-left:4px; }
+.grp { display:inline-block; min-width:22px; text-align:center; border-radius:10px;
+       padding:0 6px; font-size:12px; background:#eef0f3; }
+.grp.g1 { background:#d7eedf; color:#14532d; font-weight:600; }
+.muted { color:var(--muted); }
+figure { margin:14px 0 6px; }
+.figrow { display:flex; flex-wrap:wrap; gap:0 28px; align-items:flex-start; }
+.figrow figure { flex:0 1 auto; }
+.figrow figcaption { max-width:480px; }
+td.name { white-space:nowrap; }
+figure img { max-width:100%; height:auto; display:block; border:1px solid var(--line); border-radius:4px;
+             background:#fff; }
+figcaption { color:var(--muted); font-size:12.5px; margin-top:4px; max-width:980px; }
+.status-failed { color:#a33a3a; font-weight:600; } .status-skipped { color:#8a6a1f;
+  font-weight:600; } .status-incomplete { color:#8a6a1f; font-weight:600; }
+dl.kv { display:grid; grid-template-columns: max-content 1fr; gap:4px 18px; margin:8px 0; }
+dl.kv dt { color:var(--muted); } dl.kv dd { margin:0; word-break:break-all; }
+code { font:12px/1.4 "SFMono-Regular", Menlo, Consolas, monospace; background:#f1f3f6;
+       padding:1px 4px; border-radius:3px; }
+details { border-top:1px solid var(--line); padding:6px 0; }
+details summary { cursor:pointer; font-weight:600; }
+.delta-pos { color:#1e6b45; } .delta-neg { color:#a33a3a; }
+.warn { background:var(--warn); padding:6px 10px; border-radius:6px; }
+.pub { border-top:1px solid var(--line); padding-top:4px; margin-top:10px; }
+p.cite { margin:2px 0 4px; color:#394150; font-size:13px; max-width:1100px; }
+footer { text-align:center; color:var(--muted); font-size:12px; padding:12px; }
+"""
+
+
+def _png_width(data: bytes) -> int:
+    """Pixel width of a PNG (from its IHDR chunk)."""
+    return int.from_bytes(data[16:20], "big")
+
+
+def _img(figs: dict[str, tuple[str, bytes]], name: str, alt: str) -> str:
+    """A figure inlined as base64, shown at its physical size (144 dpi PNG at 96 px/in)."""
+    if name not in figs:
+        return ""
+    caption, data = figs[name]
+    b64 = base64.b64encode(data).decode("ascii")
+    width = round(_png_width(data) * 96 / F.STYLE["savefig.dpi"])
+    return (f"<figure id='fig-{name}'><img alt='{_e(alt)}' width='{width}' "
+            f"src='data:image/png;base64,{b64}'><figcaption>{_e(caption)}</figcaption></figure>")
+
+
+def _html_table(table: pd.DataFrame, colour: dict[str, str], results: RunResults) -> str:
+    task = table.attrs["task"]
+    rank_by = table.attrs["rank_by"]
+    names = [m for m in metric_names(task) if table[m].notna().any()] if not table.empty else []
+    head = ["Rank", "Group", "Method", "n"] + [_label(task, m) for m in names] + [
+        "Fit (s)", "ms / image", "p vs leader"]
+    cls = [""] * 4 + ["sorted" if m == rank_by else "" for m in names] + ["", "", ""]
+    out = ["<div class='table-wrap'><table class='rank'><thead><tr>"]
+    out += [f"<th class='{c}'>{_e(h)}{' ▼' if c else ''}</th>" for h, c in zip(head, cls,
+                                                                               strict=True)]
+    out.append("</tr></thead><tbody>")
+    best = {m: table[m].max() for m in names}
+    for _, r in table.iterrows():
+        group = int(r["group"])
+        row = results.rows[r["method"]]
+        out.append(f"<tr class='{'g1' if group == 1 else ''}'>")
+        out.append(f"<td class='num'>{int(r['rank'])}</td>")
+        out.append(f"<td><span class='grp {'g1' if group == 1 else ''}'>{group}</span></td>")
+        ref = f" title='{_e(row.reference)}'" if row.reference else ""
+        out.append(f"<td class='name'{ref}><span class='dot' style='background:{colour.get(r['method'])}'>"
+                   f"</span>{_e(r['method'])}<span class='kind'>{_e(r['kind'])}</span></td>")
+        out.append(f"<td class='num'>{int(r['n'])}</td>")
+        for m in names:
+            c = ["num"]
+            if np.isfinite(r[m]) and np.isclose(r[m], best[m]):
+                c.append("best")
+            if m == rank_by:
+                c.append("sorted")
+            ci = ""
+            if np.isfinite(r[f"{m}_low"]):
+                ci = f"<span class='ci'>[{_num(r[f'{m}_low'])}, {_num(r[f'{m}_high'])}]</span>"
+            out.append(f"<td class='{' '.join(c)}'><span class='v'>{_num(r[m])}</span>{ci}</td>")
+        out.append(f"<td class='num'>{_num(r['fit_s'], 1)}</td>")
+        out.append(f"<td class='num'>{_num(r['predict_ms'], 1)}</td>")
+        p = r["p_vs_leader"]
+        out.append(f"<td class='num'>{'leader' if not np.isfinite(p) else _num(p)}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _kv(items: list[tuple[str, Any]]) -> str:
+    rows = "".join(f"<dt>{_e(k)}</dt><dd>{v}</dd>" for k, v in items)
+    return f"<dl class='kv'>{rows}</dl>"
+
+
+def _flat(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(d, dict):
+        out = []
+        for k, v in d.items():
+            out += _flat(v, f"{prefix}.{k}" if prefix else str(k))
+        return out
+    return [(prefix, d)]
+
+
+def _provenance_items(results: RunResults) -> list[tuple[str, Any]]:
+    run = results.run
+    split = run.get("split") or {}
+    dataset = run.get("dataset") or {}
+    versions = run.get("versions") or {}
+    return [
+        ("command", f"<code>{_e(run.get('command', ''))}</code>"),
+        ("run id", _e(results.run_id)),
+        ("status", _e(run.get("status", ""))),
+        ("started / ended", f"{_e(run.get('started', ''))} / {_e(run.get('ended', ''))}"),
+        ("git revision", f"<code>{_e(run.get('git_revision', ''))}</code>"),
+        ("device", _e(run.get("device", ""))),
+        ("seed / profile / image size",
+         f"{_e(run.get('seed'))} / {_e(run.get('profile'))} / {_e(run.get('image_size'))}"),
+        ("data set", _e(f"{dataset.get('name', '')} ({dataset.get('n_samples', '?')} samples"
+                        f"{', ' + str(dataset['data_dir']) if dataset.get('data_dir') else ''})")),
+        ("split", _e(f"{split.get('name', '')}: strategy {split.get('strategy', '')}, seed "
+                     f"{split.get('seed', '')}, duplicate threshold {split.get('threshold', '')}"
+                     )),
+        ("split counts", _e(", ".join(f"{k} {v}" for k, v in
+                                      (split.get("counts") or {}).items()))),
+        ("split manifest", f"<code>{_e(split.get('path', ''))}</code>"),
+        ("manifest sha256", f"<code>{_e(split.get('sha256', ''))}</code>"),
+        ("versions", _e(", ".join(f"{k} {v}" for k, v in versions.items()))),
+    ]
+
+
+def _published_html(rows: list[dict[str, Any]]) -> str:
+    """One block per paper entry: its citation and note, then a metric x figure table."""
+    if not rows:
+        return "<p class='muted'>No published figures are recorded.</p>"
+    entries: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        key = (r["citation"], r["method"], r["task"], r["summary"], r["paper_dataset"])
+        entries.setdefault(key, []).append(r)
+    out = []
+    for (citation, method, task, summary, paper_ds), recs in entries.items():
+        first = recs[0]
+        cite = _e(citation) + (f" · doi:{_e(first['doi'])}" if first.get("doi") else "")
+        if not first["verified"]:
+            cite += " <span class='muted'>(not yet checked against the paper)</span>"
+        ds = f"published on <b>{_e(paper_ds)}</b>, this run on <b>{_e(first['run_dataset'])}</b>"
+        if not first["same_dataset"]:
+            ds = f"<span class='warn'>{ds}: not comparable</span>"
+        status = "" if first["status"] == "done" else (
+            f" · <span class='status-{_e(first['status'])}'>{_e(first['status'])}</span>")
+        if method == "—":
+            status = " · <span class='muted'>no mribench method reproduces it yet</span>"
+            method = "(unassigned)"
+        head = (f"<h3>{_e(method)} <span class='kind'>{_e(task)}, {_e(summary)}</span>"
+                f"{status}</h3><p class='cite'>{cite}<br>{ds}"
+                + (f"<br><span class='muted'>{_e(first['where'].rstrip('.'))}. "
+                   f"{_e(first['note'])}</span>"
+                   if first["note"] or first["where"] else "") + "</p>")
+        cells = {"Published": [], "Reproduced [95% CI]": [], "Δ (reproduced − published)": []}
+        for r in recs:
+            cells["Published"].append(f"<td class='num'>{_num(r['published'])}</td>")
+            rep = _num(r["reproduced"])
+            if np.isfinite(r["ci_low"]):
+                rep += f"<span class='ci'>[{_num(r['ci_low'])}, {_num(r['ci_high'])}]</span>"
+            cells["Reproduced [95% CI]"].append(f"<td class='num'>{rep}</td>")
+            d = r["delta"]
+            cls = "" if not np.isfinite(d) else ("delta-pos" if d >= 0 else "delta-neg")
+            text = "–" if not np.isfinite(d) else f"{d:+.3f}"
+            cells["Δ (reproduced − published)"].append(f"<td class='num {cls}'>{text}</td>")
+        header = "".join(f"<th>{_e(_label(task, r['metric']))}</th>" for r in recs)
+        body = "".join(f"<tr><th>{_e(k)}</th>{''.join(v)}</tr>" for k, v in cells.items())
+        out.append(f"<div class='pub'>{head}<div class='table-wrap'><table><thead><tr><th></th>"
+                   f"{header}</tr></thead><tbody>{body}</tbody></table></div></div>")
+    return "".join(out)
+
+
+def _html(results: RunResults, tables: dict[str, pd.DataFrame],
+          figs: dict[str, tuple[str, bytes]], comparison: list[dict[str, Any]],
+          colour: dict[str, str], rank_by: str) -> str:
+    run = results.run
+    dataset = (run.get("dataset") or {}).get("name", "")
+    statuses = [r.status for r in results.rows.values()]
+    chips = [f"<span class='chip ok'>{statuses.count('done')} done</span>"]
+    for s, c in (("failed", "fail"), ("skipped", "skip"), ("incomplete", "skip")):
+        if statuses.count(s):
+            chips.append(f"<span class='chip {c}'>{statuses.count(s)} {s}</span>")
+    chips.append(f"<span class='chip'>ranked by {_e(rank_by)}</span>")
+    split = run.get("split") or {}
+    sub = (f"run <b>{_e(results.run_id)}</b> · data set <b>{_e(dataset)}</b> · profile "
+           f"<b>{_e(run.get('profile', ''))}</b> · split <b>{_e(split.get('name', ''))}</b> "
+           f"· {_e(run.get('ended') or run.get('started') or '')}")
+    nav = [f"<a href='#{t}'>{TASK_TITLES[t]}</a>" for t in tables]
+    sections = []
+    for task, table in tables.items():
+        body = [f"<section id='{task}'><h2>{TASK_TITLES[task]}</h2>",
+                _task_intro(results, task, table, rank_by), _html_table(table, colour, results),
+                _img(figs, f"bars_{task}", f"{task} metrics with confidence intervals")]
+        if task == "classify":
+            body += ["<div class='figrow'>", _img(figs, "roc", "ROC curves"),
+                     _img(figs, "confusion", "confusion matrices"), "</div>"]
+        else:
+            body.append(_img(figs, "montage", "test slices with true and predicted contours"))
+        body.append("</section>")
+        sections.append("".join(body))
+    if not tables:
+        sections.append("<section><h2>Results</h2><p class='warn'>No method finished: there is "
+                        "nothing to rank.</p></section>")
+    if "training" in figs:
+        nav.append("<a href='#training'>Training</a>")
+        sections.append(f"<section id='training'><h2>Training curves</h2>"
+                        f"{_img(figs, 'training', 'training curves')}</section>")
+    nav.append("<a href='#published'>Published vs reproduced</a>")
+    sections.append("<section id='published'><h2>Published vs reproduced</h2><p class='lead'>"
+                    "Figures reported by the papers (benchmarks/published.toml) beside this "
+                    "run's numbers. Papers differ in split, preprocessing and aggregation, so a "
+                    "gap is a prompt to read the note, not a verdict.</p>"
+                    f"{_published_html(comparison)}</section>")
+    not_done = results.not_done()
+    nav.append("<a href='#not-done'>Failed &amp; skipped</a>")
+    if not_done:
+        rows = "".join(
+            f"<tr><td>{_e(r.name)}</td><td class='status-{_e(r.status)}'>{_e(r.status)}</td>"
+            f"<td>{_e(r.reason or '')}</td></tr>" for r in not_done)
+        body = (f"<div class='table-wrap'><table><thead><tr><th>Method</th><th>Status</th>"
+                f"<th>Reason</th></tr></thead><tbody>{rows}</tbody></table></div>")
+    else:
+        body = "<p class='muted'>Every method finished.</p>"
+    sections.append(f"<section id='not-done'><h2>Failed and skipped methods</h2>{body}"
+                    "</section>")
+    nav.append("<a href='#provenance'>Provenance</a>")
+    audit = (run.get("split") or {}).get("audit") or {}
+    audit_html = _kv([(k, _e(v)) for k, v in _flat(audit)]) if audit else (
+        "<p class='muted'>No leakage audit recorded.</p>")
+    methods = []
+    for r in results.rows.values():
+        params = "".join(f"<tr><td><code>{_e(k)}</code></td><td>{_e(json.dumps(v))}</td></tr>"
+                         for k, v in sorted(r.params.items()))
+        timing = ", ".join(f"{k} {_num(v, 2)}" for k, v in r.timings.items()) or "–"
+        methods.append(
+            f"<details><summary>{_e(r.name)} <span class='kind'>{_e(r.kind)} · "
+            f"{_e(r.status)}</span></summary>"
+            + _kv([("reference", _e(r.reference or "–")), ("tasks", _e(", ".join(r.tasks))),
+                   ("timings", _e(timing))])
+            + (f"<table><thead><tr><th>parameter</th><th>value</th></tr></thead><tbody>"
+               f"{params}</tbody></table>" if params else "")
+            + "</details>")
+    sections.append(
+        "<section id='provenance'><h2>Provenance</h2>" + _kv(_provenance_items(results))
+        + "<h3>Leakage audit</h3>" + audit_html + "<h3>Methods</h3>" + "".join(methods)
+        + "</section>")
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>mribench report · {_e(results.run_id)}</title><style>{CSS}</style></head>"
+        f"<body><header><h1>mribench report</h1><p class='sub'>{sub}</p>"
+        f"<div class='chips'>{''.join(chips)}</div></header><nav>{''.join(nav)}</nav><main>"
+        + "".join(sections)
+        + "</main><footer>Generated by mribench from "
+        f"<code>{_e(results.path)}</code></footer></body></html>\n")
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def _markdown(results: RunResults, tables: dict[str, pd.DataFrame],
+              figs: dict[str, tuple[str, bytes]], comparison: list[dict[str, Any]],
+              rank_by: str) -> str:
+    from tabulate import tabulate
+
+    run = results.run
+    lines = [f"# mribench report: {results.run_id}", "",
+             f"Data set **{(run.get('dataset') or {}).get('name', '')}**, profile "
+             f"**{run.get('profile', '')}**, split **{(run.get('split') or {}).get('name', '')}**"
+             f", ranked by **{rank_by}**. Values: point estimate [95% bootstrap CI over images]."
+             " Group 1: not significantly different from the leader (paired test, Holm).", ""]
+
+    def image(name: str) -> None:
+        if name in figs:
+            lines.extend([f"![{name}](figures/{name}.png)", "", f"*{figs[name][0]}*", ""])
+
+    for task, table in tables.items():
+        lines += [f"## {TASK_TITLES[task]}", "",
+                  f"Ranked by {table.attrs['rank_by']}; rank groups: {table.attrs['test']}.", "",
+                  format_table(table, "github") if not table.empty else "(no method)", ""]
+        image(f"bars_{task}")
+        if task == "classify":
+            image("roc")
+            image("confusion")
+        else:
+            image("montage")
+    if "training" in figs:
+        lines += ["## Training curves", ""]
+        image("training")
+    lines += ["## Published vs reproduced", ""]
+    if comparison:
+        rows = [[c["method"], c["citation"] + ("" if c["verified"] else " (unverified)"),
+                 f"{c['task']} ({c['summary']})", c["metric"], _num(c["published"]),
+                 _num(c["reproduced"]) if c["status"] == "done" else c["status"],
+                 "–" if not np.isfinite(c["delta"]) else f"{c['delta']:+.3f}",
+                 f"{c['paper_dataset']} / {c['run_dataset']}"] for c in comparison]
+        lines += [tabulate(rows, headers=["Method", "Paper", "Task", "Metric", "Published",
+                                          "Reproduced", "Δ", "Data set (paper / run)"],
+                           tablefmt="github", disable_numparse=True), ""]
+    else:
+        lines += ["No published figures recorded for these methods.", ""]
+    lines += ["## Failed and skipped methods", ""]
+    not_done = results.not_done()
+    if not_done:
+        lines += [tabulate([[r.name, r.status, r.reason or ""] for r in not_done],
+                           headers=["Method", "Status", "Reason"], tablefmt="github"), ""]
+    else:
+        lines += ["Every method finished.", ""]
+    lines += ["## Provenance", ""]
+    split = run.get("split") or {}
+    for key, value in [("command", f"`{run.get('command', '')}`"),
+                       ("git revision", f"`{run.get('git_revision', '')}`"),
+                       ("device", run.get("device", "")),
+                       ("seed / profile / image size",
+                        f"{run.get('seed')} / {run.get('profile')} / {run.get('image_size')}"),
+                       ("split manifest", f"`{split.get('path', '')}`"),
+                       ("manifest sha256", f"`{split.get('sha256', '')}`"),
+                       ("split counts", ", ".join(f"{k} {v}" for k, v in
+                                                  (split.get("counts") or {}).items())),
+                       ("leakage audit", ", ".join(f"{k} {v}" for k, v in
+                                                   _flat(split.get("audit") or {})) or "–"),
+                       ("versions", ", ".join(f"{k} {v}" for k, v in
+                                              (run.get("versions") or {}).items()))]:
+        lines.append(f"- **{key}**: {value}")
+    lines.append("")
+    return "\n".join(lines)
