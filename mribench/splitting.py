@@ -1,25 +1,33 @@
-"""The split a run uses: a committed manifest (or one made on the fly), applied and audited."""
+"""The split a run uses: a committed manifest (or one made on the fly), applied and audited.
+
+Two audits travel with it into run.json's split record: the near-duplicate leakage of the
+manifest (:func:`mribench.splits.audit`, key ``audit``) and the shortcut audit of its parts
+(:func:`mribench.confounds.shortcut_audit`, key ``shortcuts``: how well image size or
+background alone predicts the test labels).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import splits
+from .confounds import shortcut_audit
 from .dataset import Dataset
 from .types import Sample
 
 
 @dataclass
 class ChosenSplit:
-    """A manifest with its parts, file (None when made on the fly) and leakage audit."""
+    """A manifest with its parts, file (None when made on the fly), leakage and shortcut audits."""
 
     manifest: splits.Manifest
     path: Path | None
     parts: tuple[list[Sample], list[Sample], list[Sample]]
     audit: dict[str, Any]
+    shortcuts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sha256(self) -> str:
@@ -42,6 +50,7 @@ class ChosenSplit:
                                                   strict=True)},
             "dropped": len(self.manifest.dropped),
             "audit": self.audit,
+            "shortcuts": self.shortcuts,
         }
 
 
@@ -52,4 +61,5 @@ def choose_split(dataset: Dataset, samples: Sequence[Sample], split: str | None,
         dataset.split_name, samples, split, official_parts=dataset.official_parts(),
         options=dataset.options, seed=seed)
     parts = splits.apply(manifest, samples, source=str(path) if path else None)
-    return ChosenSplit(manifest, path, parts, splits.audit(manifest, samples))
+    shortcuts = shortcut_audit(parts[0], parts[2], seed=seed)
+    return ChosenSplit(manifest, path, parts, splits.audit(manifest, samples), shortcuts)

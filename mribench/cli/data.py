@@ -25,13 +25,18 @@ def audit(dataset: str, data_dir: Path | None, image_size: int) -> None:
     """Near-duplicate groups of DATASET and the leakage of each of its split manifests.
 
     For every committed manifest of the data set (benchmarks/splits/<name>-*.json) it prints
-    the part sizes and how many test (and val) images have a near-duplicate in train or val.
+    the part sizes, how many test (and val) images have a near-duplicate in train or val, and
+    the shortcut audit: the test accuracy of a classifier that sees only each image's original
+    size ("size-only acc"), beside always answering the commonest training label ("majority").
+    A size-only accuracy well above the majority means a method can score high here without
+    looking at the tumour.
     """
     from collections import Counter
 
     from tabulate import tabulate
 
     from .. import splits
+    from ..confounds import shortcut_audit
     from ..data import load_dataset
 
     ds, samples = load_dataset(dataset, data_dir=data_dir, image_size=image_size)
@@ -41,23 +46,33 @@ def audit(dataset: str, data_dir: Path | None, image_size: int) -> None:
                f"({len(multi)} groups of 2 or more images holding {sum(multi)} images; "
                f"largest {max(sizes.values(), default=0)})")
     rows = []
+    warnings = []
     folder = splits.repo_root() / "benchmarks" / "splits"
     for path in sorted(folder.glob(f"{ds.split_name}-*.json")):
         manifest = splits.load_manifest(path)
         try:
             report = splits.audit(manifest, samples)
         except Exception as exc:  # a manifest for other options of the data set
-            rows.append([path.name, "-", "-", "-", f"not for these data ({exc})"[:60], "", ""])
+            rows.append([path.name, "-", "-", "-", f"not for these data ({exc})"[:60], "", "",
+                         "", ""])
             continue
         leaks = report["leaks"]
         counts = manifest.counts
+        train, _, test = splits.apply(manifest, samples, source=str(path))
+        shortcuts = shortcut_audit(train, test)
+        if shortcuts["warning"]:
+            warnings.append(f"{path.name}: {shortcuts['warning']}")
         rows.append([path.name, counts["train"], counts["val"], counts["test"],
                      leaks["test_in_train_or_val"], leaks["val_in_train"],
+                     round(shortcuts["size_only"]["accuracy"], 3), round(shortcuts["majority"], 3),
                      manifest.sha256[:12]])
     if rows:
         click.echo(tabulate(rows, headers=["manifest", "train", "val", "test",
                                            "test w/ dup in train/val", "val w/ dup in train",
-                                           "sha256"], tablefmt="simple"))
+                                           "size-only acc", "majority", "sha256"],
+                            tablefmt="simple"))
+        for line in warnings:
+            click.echo(f"warning: {line}")
     else:
         click.echo(f"no committed manifest for {ds.split_name} in {folder}; "
                    f"make one with `bench split make {dataset}`")

@@ -12,7 +12,8 @@ Sections: ranked tables per task (rank by ``rank_by``, rank groups from paired t
 :mod:`mribench.results`), figures, published vs reproduced figures
 (``benchmarks/published.toml``), the rows that failed or were skipped with their reason,
 provenance (command, versions, git revision, device, split manifest and its hash, leakage
-audit) and each method's reference, parameters and timings.
+audit, shortcut audit with a plain-language warning when metadata alone predicts the labels,
+see :mod:`mribench.confounds`) and each method's reference, parameters and timings.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..confounds import PROBE_DESCRIPTIONS
 from ..errors import MribenchError
 from ..io import atomic_write_bytes, atomic_write_text
 from ..results import (
@@ -296,6 +298,33 @@ def _flat(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, d)]
 
 
+def _shortcut_items(shortcuts: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, "accuracy / AUC") of each probe of a shortcut audit, then the baseline."""
+    items = [(f"accuracy / AUC from {PROBE_DESCRIPTIONS.get(name, name)} alone",
+              f"{_num(probe.get('accuracy'))} / {_num(probe.get('auc'))}")
+             for name, probe in shortcuts.items()
+             if isinstance(probe, dict) and "accuracy" in probe]
+    return items + [("majority-class baseline", _num(shortcuts.get("majority"))),
+                    ("train / test images",
+                     f"{shortcuts.get('n_train', '–')} / {shortcuts.get('n_test', '–')}")]
+
+
+def _shortcut_warning(shortcuts: dict[str, Any]) -> str:
+    """A plain-language warning about the flagged probes of a shortcut audit, "" if none."""
+    flagged = [name for name in shortcuts.get("flagged") or ()
+               if isinstance(shortcuts.get(name), dict)]
+    if not flagged:
+        return ""
+    seen = " or ".join(PROBE_DESCRIPTIONS.get(name, name) for name in flagged)
+    best = max(flagged, key=lambda name: shortcuts[name]["accuracy"])
+    return (f"A classifier that never looks at the tumour, only at {seen}, tells tumour from "
+            f"no tumour with accuracy {_num(shortcuts[best]['accuracy'])} on this test part "
+            f"(always answering the commonest class: {_num(shortcuts.get('majority'))}). "
+            "The classes' images seem to come from different sources, so part of every "
+            "method's score here may come from recognising the source rather than the "
+            "tumour: read the rankings with that in mind.")
+
+
 def _provenance_items(results: RunResults) -> list[tuple[str, Any]]:
     run = results.run
     split = run.get("split") or {}
@@ -425,6 +454,17 @@ def _html(results: RunResults, tables: dict[str, pd.DataFrame],
     audit = (run.get("split") or {}).get("audit") or {}
     audit_html = _kv([(k, _e(v)) for k, v in _flat(audit)]) if audit else (
         "<p class='muted'>No leakage audit recorded.</p>")
+    shortcuts = (run.get("split") or {}).get("shortcuts") or {}
+    if shortcuts:
+        warning = _shortcut_warning(shortcuts)
+        shortcut_html = (
+            (f"<p class='warn'>{_e(warning)}</p>" if warning else
+             "<p class='muted'>Metadata alone does not predict the labels much better than the "
+             "majority class: no shortcut found.</p>")
+            + _kv([(k, _e(v)) for k, v in _shortcut_items(shortcuts)])
+            + f"<p class='muted'>{_e(shortcuts.get('note', ''))}</p>")
+    else:
+        shortcut_html = "<p class='muted'>No shortcut audit recorded.</p>"
     methods = []
     for r in results.rows.values():
         params = "".join(f"<tr><td><code>{_e(k)}</code></td><td>{_e(json.dumps(v))}</td></tr>"
@@ -440,7 +480,8 @@ def _html(results: RunResults, tables: dict[str, pd.DataFrame],
             + "</details>")
     sections.append(
         "<section id='provenance'><h2>Provenance</h2>" + _kv(_provenance_items(results))
-        + "<h3>Leakage audit</h3>" + audit_html + "<h3>Methods</h3>" + "".join(methods)
+        + "<h3>Leakage audit</h3>" + audit_html
+        + "<h3>Shortcut audit</h3>" + shortcut_html + "<h3>Methods</h3>" + "".join(methods)
         + "</section>")
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
@@ -517,8 +558,14 @@ def _markdown(results: RunResults, tables: dict[str, pd.DataFrame],
                                                   (split.get("counts") or {}).items())),
                        ("leakage audit", ", ".join(f"{k} {v}" for k, v in
                                                    _flat(split.get("audit") or {})) or "–"),
+                       ("shortcut audit", ", ".join(
+                           f"{k} {v}" for k, v in _shortcut_items(split["shortcuts"]))
+                        if split.get("shortcuts") else "–"),
                        ("versions", ", ".join(f"{k} {v}" for k, v in
                                               (run.get("versions") or {}).items()))]:
         lines.append(f"- **{key}**: {value}")
+    warning = _shortcut_warning(split.get("shortcuts") or {})
+    if warning:
+        lines += ["", f"> **Shortcut warning.** {warning}"]
     lines.append("")
     return "\n".join(lines)
