@@ -1,0 +1,247 @@
+"""U-Net segmentation of tumour slices, the standard network of the Br35H segmentation paper.
+
+Reference: Khadra et al., "Advancing brain tumor diagnosis with deep learning-driven image
+segmentation" (U-Net on Br35H's annotated slices; test pooled F1 0.826, IoU 0.74, precision
+0.934, recall 0.780). The network is Ronneberger, Fischer & Brox, "U-Net: convolutional
+networks for biomedical image segmentation", MICCAI 2015, doi:10.1007/978-3-319-24574-4_28.
+
+Recipe (``paper`` profile):
+
+- input: the grayscale slice at 256 x 256;
+- 4 encoder levels (two 3x3 convolutions + batch norm + ReLU, then 2x2 max-pooling),
+  a bottleneck, and 4 decoder levels (2x2 transposed convolution, concatenation with the
+  encoder's skip, two 3x3 convolutions + batch norm + ReLU); widths 64-128-256-512-1024;
+- a 1x1 convolution and a sigmoid: the tumour probability of each pixel; mask = p >= 0.5;
+- binary cross-entropy (``loss="dice+bce"`` gives the Dice + BCE sum of the BraTS U-Net
+  papers), Adam at 1e-4, batch 50, 100 epochs.
+
+Input: slices of any size (resized to ``image_size``). Output: masks and probability maps at
+each slice's own size (the map is resized back bilinearly, then thresholded); the image label
+comes from the predicted area (threshold learnt on val by :class:`SegmentationMethod`).
+
+Training data: every slice whose mask is known, i.e. the annotated tumour slices, plus, when
+``empty_fraction > 0``, that many tumour-free slices per annotated slice (a seeded draw) as
+empty masks. The paper trains on the annotated slices only (``empty_fraction=0``); the empty
+slices teach the network that a slice may hold no tumour, which the image-level detection
+task needs, at some cost in recall. Model selection (best epoch, early stopping, the optional
+threshold) uses the pooled Dice of the validation slices chosen by the same rule.
+
+Differences from the paper:
+
+- the network returns logits; the sigmoid is applied in the loss (``BCEWithLogits``, the
+  stable equivalent) and at inference;
+- early stopping on the validation pooled Dice (patience 20 in ``paper``) and the best
+  epoch's weights are kept; the paper reports a fixed 100 epochs;
+- ``quick`` (two CPU cores, at most 10 minutes of training): 128 px, base width 8, Dice + BCE,
+  a one-cycle schedule peaking at 3e-3, random flips / 90-degree turns / small rotations and
+  zooms / brightness and contrast, a training-time budget, the probability threshold chosen on
+  val, and test-time flip averaging; see ``profiles``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from mribench.context import Context
+from mribench.method import SegmentationMethod
+from mribench.nn.blocks import ConvBlock, Down, OutConv, Up
+from mribench.nn.data import Augment, SampleDataset, images_to_tensor, make_loader, resize_back
+from mribench.nn.losses import LOSSES, make_loss, pooled_dice
+from mribench.nn.train import (
+    SCHEDULERS,
+    fingerprint,
+    fit_model,
+    predict_batches,
+    seed_everything,
+)
+from mribench.params import Check, Interval, MethodParams, OneOf
+from mribench.types import Sample
+
+
+class UNet(nn.Module):
+    """The U-Net: ``depth`` down-sampling levels, widths ``width * 2**level``.
+
+    Shapes: ``(n, in_channels, H, W) -> (n, out_channels, H, W)`` logits; H and W must be
+    multiples of ``2**depth``.
+    """
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, width: int = 64,
+                 depth: int = 4, dropout: float = 0.0) -> None:
+        super().__init__()
+        widths = [width * 2**level for level in range(depth + 1)]
+        self.inc = ConvBlock(in_channels, widths[0])
+        self.down = nn.ModuleList(
+            Down(widths[i], widths[i + 1], dropout=dropout if i == depth - 1 else 0.0)
+            for i in range(depth))
+        self.up = nn.ModuleList(Up(widths[i + 1], widths[i], widths[i])
+                                for i in reversed(range(depth)))
+        self.head = OutConv(widths[0], out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = [self.inc(x)]
+        for down in self.down:
+            skips.append(down(skips[-1]))
+        x = skips.pop()
+        for up in self.up:
+            x = up(x, skips.pop())
+        return self.head(x)
+
+
+def _none_or(test: Any, description: str) -> Check:
+    return Check(lambda v: v is None or test(v), f"None or {description}")
+
+
+def _positive_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+
+@dataclass(frozen=True)
+class Params(MethodParams):
+    """Hyper-parameters of ``unet`` (defaults: the paper's)."""
+
+    owner: ClassVar[str] = "unet"
+    constraints: ClassVar[dict[str, Any]] = {
+        "image_size": [Interval(8, 2048, integer=True),
+                       Check(lambda v: v % 16 == 0, "a multiple of 16")],
+        "base_width": Interval(1, 512, integer=True),
+        "depth": Interval(1, 6, integer=True),
+        "dropout": Interval(0, 1, closed="left"),
+        "batch_size": Interval(1, None, integer=True),
+        "epochs": Interval(1, None, integer=True),
+        "lr": Interval(0, None, closed="neither"),
+        "weight_decay": Interval(0, None),
+        "loss": OneOf(tuple(LOSSES)),
+        "scheduler": OneOf(SCHEDULERS),
+        "patience": _none_or(lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+        "augment": OneOf((True, False)),
+        "empty_fraction": Interval(0, None),
+        "threshold": _none_or(lambda v: isinstance(v, float) and 0 < v < 1,
+                              "a probability in (0, 1)"),
+        "tta": OneOf((True, False)),
+        "max_minutes": _none_or(_positive_number, "a number of minutes > 0"),
+        "channels_last": OneOf((True, False)),
+        "infer_batch": Interval(1, None, integer=True),
+    }
+
+    image_size: int = 256
+    base_width: int = 64
+    depth: int = 4
+    dropout: float = 0.0
+    batch_size: int = 50
+    epochs: int = 100
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    loss: str = "bce"
+    scheduler: str = "none"
+    patience: int | None = 20
+    augment: bool = False
+    empty_fraction: float = 0.0
+    threshold: float | None = 0.5
+    tta: bool = False
+    max_minutes: float | None = None
+    channels_last: bool = False
+    infer_batch: int = 16
+
+
+class UNetSegmenter(SegmentationMethod):
+    """Khadra et al.'s U-Net on Br35H (a standard 4-level U-Net, sigmoid output)."""
+
+    name: ClassVar[str] = "unet"
+    kind: ClassVar[str] = "deep"
+    reference: ClassVar[str] = (
+        "Khadra et al., Advancing brain tumor diagnosis with deep learning-driven image "
+        "segmentation (U-Net on Br35H); U-Net: Ronneberger et al., MICCAI 2015, "
+        "doi:10.1007/978-3-319-24574-4_28")
+    Params: ClassVar[type[MethodParams]] = Params
+    profiles: ClassVar[dict[str, dict[str, Any]]] = {
+        "quick": {"image_size": 128, "base_width": 8, "batch_size": 16, "epochs": 30,
+                  "lr": 3e-3, "weight_decay": 1e-4, "loss": "dice+bce",
+                  "scheduler": "onecycle", "patience": None, "augment": True,
+                  "empty_fraction": 0.0, "threshold": None, "tta": True, "max_minutes": 10.0},
+        "paper": {},
+    }
+    requirements: ClassVar[tuple[str, ...]] = ("torch",)
+
+    def _with_masks(self, samples: Sequence[Sample], seed: int) -> list[Sample]:
+        """Annotated slices plus ``empty_fraction`` tumour-free slices per annotated one."""
+        annotated = [s for s in samples if s.mask is not None]
+        empty = [s for s in samples if s.mask is None and s.mask_or_empty() is not None]
+        n_empty = min(len(empty), int(round(self.params.empty_fraction * len(annotated))))
+        if n_empty:
+            pick = np.random.default_rng(seed).choice(len(empty), n_empty, replace=False)
+            annotated += [empty[i] for i in sorted(pick)]
+        return annotated
+
+    def _augment(self) -> Augment | None:
+        if not self.params.augment:
+            return None
+        return Augment(hflip=0.5, vflip=0.5, rot90=True, max_angle=15, max_scale=0.1,
+                       brightness=0.1, contrast=0.15)
+
+    def fit_masks(self, train: Sequence[Sample], val: Sequence[Sample], ctx: Context) -> None:
+        p = self.params
+        train_set = self._with_masks(train, ctx.seed)
+        val_set = self._with_masks(val, ctx.seed + 1)
+        if not train_set:
+            raise ValueError("unet: no training slice has a mask")
+        ctx.log("training slices", n=len(train_set), n_val=len(val_set),
+                annotated=sum(s.mask is not None for s in train_set))
+        seed_everything(ctx.seed)
+        self.model_ = UNet(1, 1, p.base_width, p.depth, p.dropout)
+        train_data = SampleDataset(train_set, p.image_size, target="mask")
+        val_data = SampleDataset(val_set, p.image_size, target="mask") if val_set else None
+        result = fit_model(
+            self.model_,
+            make_loader(train_data, p.batch_size, shuffle=True, seed=ctx.seed,
+                        drop_last=len(train_data) > p.batch_size),
+            make_loader(val_data, p.infer_batch) if val_data is not None else None,
+            make_loss(p.loss), ctx, epochs=p.epochs, lr=p.lr, weight_decay=p.weight_decay,
+            patience=p.patience, val_score_fn=pooled_dice,
+            checkpoint_dir=ctx.subdir("checkpoints"), max_minutes=p.max_minutes,
+            scheduler=p.scheduler, channels_last=p.channels_last, augment=self._augment(),
+            fingerprint=fingerprint(p.digest(), [s.id for s in train_set], ctx.seed))
+        self.train_result_ = result
+        ctx.log("trained", best_epoch=result.best_epoch, val_dice=result.best_score,
+                epochs=result.epochs_run, seconds_per_epoch=result.seconds_per_epoch,
+                timed_out=result.timed_out)
+        self.threshold_ = p.threshold if p.threshold is not None else 0.5
+        if p.threshold is None and val_data is not None:
+            probs = self._probabilities(val_data.inputs, ctx)
+            self.threshold_ = _best_threshold(probs, val_data.targets)
+            ctx.log("probability threshold chosen on val", threshold=self.threshold_)
+
+    def _probabilities(self, images: torch.Tensor, ctx: Context) -> torch.Tensor:
+        p = self.params
+        run = lambda x: predict_batches(self.model_, x, ctx.device, p.infer_batch,  # noqa: E731
+                                        channels_last=p.channels_last)
+        probs = run(images)
+        if p.tta:  # average with the left-right mirrored prediction
+            probs = 0.5 * (probs + run(images.flip(-1)).flip(-1))
+        return probs
+
+    def predict_masks(self, samples: Sequence[Sample], ctx: Context
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        if not samples:
+            return np.zeros((0, 1, 1), bool), np.zeros((0, 1, 1), np.float16)
+        probs = self._probabilities(images_to_tensor(samples, self.params.image_size), ctx)
+        maps = np.stack(resize_back(probs, [np.shape(s.image) for s in samples]))
+        return maps >= self.threshold_, maps.astype(np.float16)
+
+
+def _best_threshold(probs: torch.Tensor, targets: torch.Tensor) -> float:
+    """The probability threshold (0.1 ... 0.9) with the best pooled Dice; ties -> nearest 0.5."""
+    y = targets >= 0.5
+    best, best_t = -1.0, 0.5
+    for t in sorted(np.round(np.arange(0.1, 0.91, 0.05), 2), key=lambda v: abs(v - 0.5)):
+        pred = probs >= t
+        denom = int(pred.sum()) + int(y.sum())
+        dice = 1.0 if denom == 0 else 2 * int((pred & y).sum()) / denom
+        if dice > best + 1e-9:
+            best, best_t = dice, float(t)
+    return best_t

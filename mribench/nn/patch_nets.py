@@ -1,0 +1,191 @@
+"""Building blocks of the patch-wise CNNs: maxout convolutions, the two pathways of Havaei et
+al. 2017 and the per-scale convolution stack of the multi-scale CNN.
+
+Every block uses *valid* convolutions, so a network made of them classifies the centre pixel of
+a window when given a window, and every pixel of a slice when given the whole (padded) slice:
+
+- :class:`Maxout2d`, :class:`LocalPathway`, :class:`GlobalPathway` pool with stride 1, so they
+  are fully convolutional as they stand: a ``(n, C, 33, 33)`` window gives ``(n, k, 21, 21)``
+  maps, and a slice padded by 16 px gives a dense map with one column per pixel.
+- :class:`ScaleStack` pools with stride 2 on windows (``forward``) and, on a whole slice,
+  runs the same weights as an *a trous* (dilated) network (``forward_dense``: the pools
+  become stride-1 pools and each later layer's dilation doubles), the shift-and-stitch
+  equivalence of Li et al. ("Highly efficient forward and backward propagation of
+  convolutional neural networks for pixelwise classification", 2014): one pass per slice
+  gives exactly what one pass per pixel would.
+
+Shapes are documented per block; all take and return ``(n, C, H, W)`` float tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["GlobalPathway", "LocalPathway", "MaxPool2dStride1", "Maxout2d", "ScaleStack",
+           "max_pool_stride1"]
+
+
+def max_pool_stride1(x: torch.Tensor, kernel: int, dilation: int = 1) -> torch.Tensor:
+    """``F.max_pool2d(x, kernel, stride=1, dilation=dilation)`` (no padding).
+
+    Without autograd it is computed as a separable running maximum over shifted views, about
+    ten times faster than torch's CPU kernel for stride 1 (same values: a max is exact);
+    with autograd it is torch's own pool (whose backward is cheap).
+    """
+    if torch.is_grad_enabled() and x.requires_grad:
+        return F.max_pool2d(x, kernel, stride=1, dilation=dilation)
+    span = (kernel - 1) * dilation
+    h, w = x.shape[-2] - span, x.shape[-1] - span
+    if h < 1 or w < 1:
+        raise ValueError(f"input {tuple(x.shape[-2:])} is smaller than the pooling window")
+    rows = x[..., :h, :]
+    for i in range(1, kernel):
+        rows = torch.maximum(rows, x[..., i * dilation:i * dilation + h, :])
+    out = rows[..., :w]
+    for i in range(1, kernel):
+        out = torch.maximum(out, rows[..., i * dilation:i * dilation + w])
+    return out
+
+
+class MaxPool2dStride1(nn.Module):
+    """A ``kernel x kernel`` max-pool with stride 1 (see :func:`max_pool_stride1`).
+
+    Shapes: ``(n, C, H, W) -> (n, C, H - kernel + 1, W - kernel + 1)``.
+    """
+
+    def __init__(self, kernel: int) -> None:
+        super().__init__()
+        self.kernel = kernel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return max_pool_stride1(x, self.kernel)
+
+
+class Maxout2d(nn.Module):
+    """A valid convolution to ``out_channels * pieces`` maps, then the max over each group of
+    ``pieces`` consecutive maps (Goodfellow et al. 2013's maxout, as Havaei et al. use it).
+    ``batch_norm`` normalises the convolution's maps before the max (not in the paper; in eval
+    mode a per-channel affine map, so whole-slice inference stays exact).
+
+    Shapes: ``(n, in, H, W) -> (n, out, H - k + 1, W - k + 1)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 pieces: int = 2, batch_norm: bool = False) -> None:
+        super().__init__()
+        if pieces < 1:
+            raise ValueError(f"pieces must be >= 1, got {pieces}")
+        self.out_channels, self.pieces = out_channels, pieces
+        self.conv = nn.Conv2d(in_channels, out_channels * pieces, kernel_size,
+                              bias=not batch_norm)
+        self.norm = nn.BatchNorm2d(out_channels * pieces) if batch_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(self.conv(x))
+        n, _, h, w = y.shape
+        return y.view(n, self.out_channels, self.pieces, h, w).amax(dim=2)
+
+
+class LocalPathway(nn.Sequential):
+    """Havaei et al.'s local pathway: maxout 7x7 conv, 4x4 max-pool (stride 1), maxout 3x3
+    conv, 2x2 max-pool (stride 1).
+
+    Shapes: ``(n, C, H, W) -> (n, maps, H - 12, W - 12)`` (33 x 33 windows -> 21 x 21).
+    """
+
+    shrink = 12
+
+    def __init__(self, in_channels: int, maps: int = 64, pieces: int = 2,
+                 dropout: float = 0.0, batch_norm: bool = False) -> None:
+        layers: list[nn.Module] = [
+            Maxout2d(in_channels, maps, 7, pieces, batch_norm), MaxPool2dStride1(4),
+            Maxout2d(maps, maps, 3, pieces, batch_norm), MaxPool2dStride1(2),
+        ]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        super().__init__(*layers)
+
+
+class GlobalPathway(nn.Sequential):
+    """Havaei et al.'s global pathway: one maxout 13x13 convolution.
+
+    Shapes: ``(n, C, H, W) -> (n, maps, H - 12, W - 12)`` (33 x 33 windows -> 21 x 21).
+    """
+
+    shrink = 12
+
+    def __init__(self, in_channels: int, maps: int = 160, pieces: int = 2,
+                 dropout: float = 0.0, batch_norm: bool = False) -> None:
+        layers: list[nn.Module] = [Maxout2d(in_channels, maps, 13, pieces, batch_norm)]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        super().__init__(*layers)
+
+
+class ScaleStack(nn.Module):
+    """The convolution stack applied, with its own weights, to each scale of the multi-scale
+    CNN: valid ``k x k`` convolutions with ReLU, a 2x2 max-pool after those marked, and a last
+    convolution covering what remains of the window (a fully connected layer written as a
+    convolution), so a ``patch x patch`` window becomes a ``features``-vector.
+
+    Args:
+        in_channels: input channels.
+        channels: output channels of each convolution before the last.
+        kernels: their kernel sizes.
+        pools: whether a 2x2 max-pool follows each of them.
+        features: outputs of the last ("fully connected") convolution.
+        patch: window side (must pool evenly and leave at least 1 px).
+        batch_norm: batch normalisation after each convolution but the last (in eval mode a
+            per-channel affine map, so the dense network stays exact).
+
+    Shapes: ``forward``: ``(n, C, patch, patch) -> (n, features, 1, 1)``;
+    ``forward_dense(x, d)``: ``(n, C, H + (patch - 1) d, W + (patch - 1) d) -> (n, features, H, W)``
+    where the input holds every pixel's window sampled with step ``d``.
+    """
+
+    def __init__(self, in_channels: int = 1, channels: Sequence[int] = (16, 32, 32),
+                 kernels: Sequence[int] = (5, 3, 3), pools: Sequence[bool] = (True, True, False),
+                 features: int = 64, patch: int = 32, batch_norm: bool = False) -> None:
+        super().__init__()
+        if not len(channels) == len(kernels) == len(pools):
+            raise ValueError("channels, kernels and pools must have the same length")
+        self.patch = patch
+        self.layers = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        self.pool_after: list[bool] = []
+        side, cin = patch, in_channels
+        for cout, k, pool in zip(channels, kernels, pools, strict=True):
+            side -= k - 1
+            if side < 1 or (pool and side % 2):
+                raise ValueError(f"a {patch} px window does not fit the stack {list(kernels)} "
+                                 f"with pools {list(pools)} (side {side} before pooling)")
+            side = side // 2 if pool else side
+            self.layers.append(nn.Conv2d(cin, cout, k, bias=not batch_norm))
+            self.norms.append(nn.BatchNorm2d(cout) if batch_norm else nn.Identity())
+            self.pool_after.append(bool(pool))
+            cin = cout
+        self.fc = nn.Conv2d(cin, features, side)
+        self.fc_kernel = side
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv, norm, pool in zip(self.layers, self.norms, self.pool_after, strict=True):
+            x = F.relu(norm(conv(x)))
+            if pool:
+                x = F.max_pool2d(x, 2)
+        return F.relu(self.fc(x))
+
+    def forward_dense(self, x: torch.Tensor, dilation: int = 1) -> torch.Tensor:
+        """The same network on every pixel at once (dilated convolutions, stride-1 pools)."""
+        if self.training and any(isinstance(n, nn.BatchNorm2d) for n in self.norms):
+            raise RuntimeError("forward_dense needs eval mode (batch statistics are per window)")
+        d = dilation
+        for conv, norm, pool in zip(self.layers, self.norms, self.pool_after, strict=True):
+            x = F.relu(norm(F.conv2d(x, conv.weight, conv.bias, dilation=d)))
+            if pool:
+                x = max_pool_stride1(x, 2, dilation=d)
+                d *= 2
+        return F.relu(F.conv2d(x, self.fc.weight, self.fc.bias, dilation=d))

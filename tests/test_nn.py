@@ -1,0 +1,228 @@
+"""The torch machinery: blocks' shapes, augmentation, losses, and the training loop's early
+stopping, checkpoints and resume (an interrupted run ends with the same weights)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mribench.context import Context
+from mribench.errors import DataError, ParamError
+from mribench.nn.blocks import ConvBlock, Down, OutConv, Up, count_parameters
+from mribench.nn.data import (
+    Augment,
+    SampleDataset,
+    images_to_tensor,
+    make_loader,
+    masks_to_tensor,
+    resize_back,
+)
+from mribench.nn.losses import DiceBCELoss, DiceLoss, binary_accuracy, make_loss, pooled_dice
+from mribench.nn.train import fit_model, predict_batches, seed_everything, torch_threads
+from mribench.types import Sample
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models train faster (and reproducibly) on one thread on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class TinyNet(nn.Module):
+    def __init__(self, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.enc = ConvBlock(1, 4)
+        self.down = Down(4, 8, dropout=dropout)
+        self.up = Up(8, 4, 4)
+        self.head = OutConv(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.enc(x)
+        return self.head(self.up(self.down(a), a))
+
+
+def _disc_samples(n: int, size: int = 16, seed: int = 0) -> list[Sample]:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    out = []
+    for i in range(n):
+        cy, cx = rng.integers(4, size - 4, 2)
+        mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= 9
+        image = (0.3 + 0.1 * rng.standard_normal((size, size)) + 0.4 * mask).astype(np.float32)
+        out.append(Sample(id=f"d{i}", group=f"d{i}", label=1, image=image.clip(0, 1), mask=mask))
+    return out
+
+
+def _loaders(seed: int = 0):
+    samples = _disc_samples(24)
+    train = make_loader(SampleDataset(samples[:16], target="mask"), 4, shuffle=True, seed=seed)
+    val = make_loader(SampleDataset(samples[16:], target="mask"), 8)
+    return train, val
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+FIT = dict(epochs=5, lr=1e-2, scheduler="onecycle", val_score_fn=pooled_dice,
+           augment=Augment(rot90=True, max_angle=10, brightness=0.1, contrast=0.1))
+
+
+@pytest.mark.parametrize("size", [16, 17])
+def test_blocks_shapes(size: int) -> None:
+    x = torch.zeros(2, 3, size, size)
+    a = ConvBlock(3, 5)(x)
+    assert a.shape == (2, 5, size, size)
+    d = Down(5, 7)(a)
+    assert d.shape == (2, 7, size // 2, size // 2)
+    u = Up(7, 5, 6)(d, a)
+    assert u.shape == (2, 6, size, size)
+    assert OutConv(6, 1)(u).shape == (2, 1, size, size)
+    assert count_parameters(ConvBlock(1, 2)) == 1 * 2 * 9 + 2 * 2 * 9 + 2 * 2 * 2
+
+
+def test_augment_moves_mask_with_image() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(16, 1, 12, 12)
+    y = (x > 0.5).float()
+    aug = Augment(hflip=0.5, vflip=0.5, rot90=True)
+    xa, ya = aug(x, y)
+    assert torch.equal(ya, (xa > 0.5).float())
+    assert not torch.equal(xa, x)  # something moved
+    labels = torch.ones(16)
+    xb, lb = Augment(brightness=0.2, contrast=0.2)(x, labels)
+    assert lb is labels and xb.min() >= 0 and xb.max() <= 1
+    two = torch.rand(4, 2, 8, 8)
+    xc, _ = Augment(hflip=0.0, brightness=0.3, intensity_channels=1)(two, None)
+    assert torch.equal(xc[:, 1], two[:, 1]) and not torch.equal(xc[:, 0], two[:, 0])
+
+
+def test_tensors_and_resizing() -> None:
+    samples = _disc_samples(3, size=16)
+    x = images_to_tensor(samples, 8, extra=[s.image for s in samples])
+    assert x.shape == (3, 2, 8, 8)
+    m = masks_to_tensor(samples, 8)
+    assert m.shape == (3, 1, 8, 8) and set(m.unique().tolist()) <= {0.0, 1.0}
+    back = resize_back(m, [(16, 16), (20, 10), (16, 16)])
+    assert back[1].shape == (20, 10)
+    unknown = Sample(id="u", group="u", label=1, image=np.zeros((8, 8), np.float32))
+    with pytest.raises(DataError, match="'u'"):
+        masks_to_tensor([unknown])
+    empty = Sample(id="e", group="e", label=0, image=np.zeros((8, 8), np.float32))
+    assert masks_to_tensor([empty]).sum() == 0
+
+
+def test_losses() -> None:
+    y = torch.zeros(2, 1, 4, 4)
+    y[0, 0, :2] = 1
+    perfect = (y * 2 - 1) * 20
+    assert DiceLoss()(perfect, y) < 1e-3
+    assert DiceBCELoss()(perfect, y) < 1e-3
+    assert DiceLoss()(-perfect, y) > 0.9
+    assert pooled_dice(perfect, y) == pytest.approx(1.0)
+    assert pooled_dice(-perfect, y) == 0.0
+    assert binary_accuracy(torch.tensor([3.0, -1.0, 2.0]), torch.tensor([1.0, 0.0, 0.0])) == (
+        pytest.approx(2 / 3))
+    with pytest.raises(ValueError, match="loss must be one of"):
+        make_loss("hinge")
+
+
+def test_training_learns_and_checkpoint_reloads(tmp_path: Path) -> None:
+    train, val = _loaders()
+    seed_everything(0)
+    model = TinyNet()
+    ctx = Context(workdir=tmp_path)
+    result = fit_model(model, train, val, make_loss("dice+bce"), ctx,
+                       checkpoint_dir=tmp_path / "ckpt", **{**FIT, "epochs": 12})
+    assert result.best_score > 0.5  # discs are easy
+    assert len(ctx.history) == 12 and {"epoch", "train_loss", "val_loss", "val_metric",
+                                       "seconds"} <= ctx.history[0].keys()
+    x = val.dataset.inputs
+    expected = predict_batches(model, x, "cpu", batch_size=3)
+    reloaded = TinyNet()
+    reloaded.load_state_dict(torch.load(tmp_path / "ckpt" / "best.pt", weights_only=True))
+    assert torch.equal(predict_batches(reloaded, x, "cpu"), expected)
+    assert pooled_dice(torch.logit(expected.clamp(1e-6, 1 - 1e-6)),
+                       val.dataset.targets) == pytest.approx(result.best_score)
+
+
+def test_early_stopping_restores_best(tmp_path: Path) -> None:
+    train, val = _loaders()
+    scores = iter([0.1, 0.5, 0.4, 0.3, 0.2, 0.9, 0.9])
+    states: dict[int, dict[str, torch.Tensor]] = {}
+    seed_everything(0)
+    model = TinyNet()
+    result = fit_model(model, train, val, make_loss("bce"), Context(), epochs=7, lr=1e-2,
+                       patience=3, val_score_fn=lambda logits, y: next(scores),
+                       on_epoch_end=lambda epoch, row: states.__setitem__(epoch, _state(model)))
+    assert result.stopped_early and result.epochs_run == 5
+    assert result.best_epoch == 2 and result.best_score == 0.5
+    assert _same(_state(model), states[2])
+
+
+def test_interrupted_training_resumes_to_same_weights(tmp_path: Path) -> None:
+    seed_everything(0)
+    full_model = TinyNet()
+    train, val = _loaders()
+    full = fit_model(full_model, train, val, make_loss("dice+bce"), Context(),
+                     checkpoint_dir=tmp_path / "full", **FIT)
+
+    def interrupt(epoch: int, row: dict) -> None:
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    seed_everything(0)
+    train, val = _loaders()
+    with pytest.raises(KeyboardInterrupt):
+        fit_model(TinyNet(), train, val, make_loss("dice+bce"), Context(),
+                  checkpoint_dir=tmp_path / "cut", on_epoch_end=interrupt, **FIT)
+    seed_everything(123)  # a different start must not matter: everything comes from the checkpoint
+    resumed_model = TinyNet()
+    train, val = _loaders()
+    ctx = Context()
+    resumed = fit_model(resumed_model, train, val, make_loss("dice+bce"), ctx,
+                        checkpoint_dir=tmp_path / "cut", **FIT)
+    assert resumed.resumed_from == 2 and resumed.epochs_run == full.epochs_run == 5
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
+    assert len(ctx.history) == 5
+    assert _same(_state(resumed_model), _state(full_model))
+
+    # A finished training is not repeated; another configuration starts afresh.
+    again = fit_model(TinyNet(), train, val, make_loss("dice+bce"), Context(),
+                      checkpoint_dir=tmp_path / "cut", **FIT)
+    assert again.resumed_from == 5 and again.best_score == resumed.best_score
+    other = fit_model(TinyNet(), train, val, make_loss("dice+bce"), Context(),
+                      checkpoint_dir=tmp_path / "cut", fingerprint="other", **FIT)
+    assert other.resumed_from == 0
+
+
+def test_time_budget_and_bad_settings() -> None:
+    train, val = _loaders()
+    result = fit_model(TinyNet(), train, val, make_loss("bce"), Context(), epochs=50, lr=1e-3,
+                       max_minutes=1e-6)
+    assert result.timed_out and result.epochs_run == 1
+    with pytest.raises(ParamError, match="scheduler"):
+        fit_model(TinyNet(), train, val, make_loss("bce"), Context(), epochs=1,
+                  scheduler="warm")
+    with pytest.raises(ParamError, match="epochs"):
+        fit_model(TinyNet(), train, val, make_loss("bce"), Context(), epochs=0)
+
+
+def test_torch_threads_restores() -> None:
+    before = torch.get_num_threads()
+    with torch_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
