@@ -60,6 +60,16 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return spec, {}
 
 
+def format_spec(name: str, overrides: dict[str, Any]) -> str:
+    """The inverse of :func:`parse_spec`: ``name[k=v,...]`` (values as JSON)."""
+    import json
+
+    if not overrides:
+        return name
+    inner = ",".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
+    return f"{name}[{inner}]"
+
+
 def get_method(name: str) -> type[Method]:
     table = methods()
     if name not in table:

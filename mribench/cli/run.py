@@ -33,10 +33,18 @@ def load_suite(name: str) -> dict[str, Any]:
     path = suite_path(name)
     with path.open("rb") as handle:
         data = tomllib.load(handle)
-    unknown = sorted(set(data) - SUITE_KEYS - {"description", "baseline"})
+    unknown = sorted(set(data) - SUITE_KEYS - {"description", "baseline", "params"})
     if unknown:
         raise MribenchError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: "
-                            f"{', '.join(sorted(SUITE_KEYS | {'description', 'baseline'}))}")
+                            f"{', '.join(sorted(SUITE_KEYS | {'description', 'baseline', 'params'}))}")
+    params = data.get("params", {})
+    if params:
+        from .. import registry
+
+        chosen = registry.resolve_methods(str(data.get("methods", "all")))
+        data["methods"] = ",".join(
+            f"{name}[{params[name]}]" if name in params and not overrides else
+            registry.format_spec(name, overrides) for name, overrides in chosen)
     return data
 
 
