@@ -89,6 +89,12 @@ class SegmentationMethod(Method):
     threshold on the predicted tumour area that best separates tumour from tumour-free slices
     of ``val`` (balanced accuracy) is learnt by :class:`mribench.area.AreaThreshold`; the image
     score is the predicted area fraction.
+
+    Variants (optional): a subclass that post-processes its masks (a dense CRF, say) overrides
+    :meth:`fit_variants` (learn on val what the post-processing needs) and
+    :meth:`predict_variants` (``{"crf": (masks, prob_maps)}`` derived from the raw output).
+    Each variant gets its own area threshold learnt on val and comes back in
+    ``Prediction.variants``, i.e. as an extra result row ``<name>+<key>``.
     """
 
     tasks: ClassVar[tuple[Task, ...]] = ("segment", "classify")
@@ -106,16 +112,38 @@ class SegmentationMethod(Method):
             ) -> SegmentationMethod:
         self.fit_masks(train, val, ctx)
         labelled = [s for s in val if s.label in (0, 1)]
-        masks, _ = self.predict_masks(labelled, ctx) if labelled else (None, None)
-        self.area_threshold_ = AreaThreshold().fit(
-            masks if masks is not None else np.zeros((0, 1, 1), bool),
-            np.array([s.label for s in labelled], dtype=int),
-        )
+        masks, probs = self.predict_masks(labelled, ctx) if labelled else (None, None)
+        masks = masks if masks is not None else np.zeros((0, 1, 1), bool)
+        val_labels = np.array([s.label for s in labelled], dtype=int)
+        self.area_threshold_ = AreaThreshold().fit(masks, val_labels)
         ctx.log("area threshold chosen on val", threshold=self.area_threshold_.threshold_)
+        self.fit_variants(labelled, masks, probs, ctx)
+        self.variant_thresholds_: dict[str, AreaThreshold] = {}
+        for key, (vmasks, _) in self.predict_variants(labelled, masks, probs, ctx).items():
+            self.variant_thresholds_[key] = AreaThreshold().fit(vmasks, val_labels)
+            ctx.log(f"area threshold of variant {key!r} chosen on val",
+                    threshold=self.variant_thresholds_[key].threshold_)
         return self
+
+    def fit_variants(self, val: Sequence[Sample], masks: np.ndarray,
+                     probs: np.ndarray | None, ctx: Context) -> None:
+        """Learn on ``val`` (with its raw ``masks`` and ``probs``) what the variants need."""
+
+    def predict_variants(self, samples: Sequence[Sample], masks: np.ndarray,
+                         probs: np.ndarray | None, ctx: Context
+                         ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+        """Extra segmentations derived from the raw ones, by suffix: ``{"crf": (masks, probs)}``."""
+        return {}
 
     def predict(self, samples: Sequence[Sample], ctx: Context) -> Prediction:
         masks, probs = self.predict_masks(samples, ctx)
         labels, scores = self.area_threshold_.predict(masks)
-        return Prediction(ids=[s.id for s in samples], labels=labels, scores=scores,
-                          masks=masks, prob_maps=probs)
+        ids = [s.id for s in samples]
+        variants = {}
+        for key, (vmasks, vprobs) in self.predict_variants(samples, masks, probs, ctx).items():
+            threshold = getattr(self, "variant_thresholds_", {}).get(key, self.area_threshold_)
+            vlabels, vscores = threshold.predict(vmasks)
+            variants[key] = Prediction(ids=ids, labels=vlabels, scores=vscores, masks=vmasks,
+                                       prob_maps=vprobs)
+        return Prediction(ids=ids, labels=labels, scores=scores, masks=masks, prob_maps=probs,
+                          variants=variants)
