@@ -50,10 +50,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="mribench-bench-") as cache:
         os.environ["MRIBENCH_CACHE"] = cache
+        from mribench.data import load_dataset, read_images
         from mribench.datasets.br35h import _images
         from mribench.datasets.synthetic import Synthetic
-
-        from mribench.data import load_dataset, read_images
         from mribench.duplicates import group_labels
         from mribench.splits import audit, load_manifest, manifest_path
 

@@ -94,7 +94,6 @@ def test_degenerate_parts_give_nan_not_errors() -> None:
 
 def test_split_record_and_report_show_the_audit(tmp_path: Path) -> None:
     from mribench.datasets.synthetic import Synthetic
-
     from mribench.report.build import build_report
     from mribench.report.fake import make_fake_results
     from mribench.splitting import choose_split

@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from mribench.datasets.br35h import Br35H
-from mribench.datasets.folder import Folder
-from mribench.datasets.synthetic import Synthetic
 from PIL import Image
 
 from mribench.data import find_data_dir, load_dataset, read_images
+from mribench.datasets.br35h import Br35H
+from mribench.datasets.folder import Folder
+from mribench.datasets.synthetic import Synthetic
 from mribench.errors import DataError
 from mribench.phantom import AREA_RANGE, generate
 from mribench.registry import datasets

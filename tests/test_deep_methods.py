@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from mribench.context import Context
+from mribench.errors import ParamError
 from mribench.methods.cnn import SequentialCNN
 from mribench.methods.dwt_dnn import DWTDNN
 from mribench.methods.fcm_cnn import FCMCNN, compact_candidate
 from mribench.methods.unet import UNet, UNetSegmenter
-
-from mribench.context import Context
-from mribench.errors import ParamError
 from mribench.types import Sample
 
 

@@ -80,7 +80,7 @@ def fig_metric_bars(table: pd.DataFrame, colour: dict[str, str],
                if table[m].notna().any()]
     n_methods = len(table)
     with mpl.rc_context(STYLE):
-        fig = _figure(max(6.0, 0.55 * len(metrics) * max(n_methods, 2) + 1.5), 3.4)
+        fig = _figure(min(13.0, max(6.0, 0.14 * len(metrics) * max(n_methods, 2) + 3.0)), 4.2)
         ax = fig.add_subplot()
         width = min(0.8 / n_methods, 0.3)
         x = np.arange(len(metrics))
