@@ -34,7 +34,7 @@ from mribench.phantom import generate
 from mribench.types import Sample
 
 #: Bump when the generator's output changes (invalidates cached copies).
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 
 class Synthetic(Dataset):

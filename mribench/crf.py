@@ -249,7 +249,9 @@ class DenseCRF:
         rng = np.random.default_rng(self.seed)
         positive = np.flatnonzero(truths.reshape(n, -1).any(axis=1))
         negative = np.setdiff1d(np.arange(n), positive)
-        n_pos = min(len(positive), (3 * self.max_images) // 4)
+        # Three quarters tumour slices where there are enough of both kinds.
+        n_pos = min(len(positive), max((3 * self.max_images) // 4,
+                                       self.max_images - len(negative)))
         chosen = np.concatenate([rng.permutation(positive)[:n_pos],
                                  rng.permutation(negative)[:self.max_images - n_pos]])
         return np.sort(chosen)
