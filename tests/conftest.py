@@ -69,3 +69,12 @@ def synthetic_parts() -> tuple[list[Sample], list[Sample], list[Sample]]:
 def tiny_samples() -> Callable[..., list[Sample]]:
     """Factory: ``tiny_samples(n=24, size=64, seed=0)`` -> list of synthetic samples with masks."""
     return make_samples
+
+
+@pytest.fixture
+def torch_one_thread():
+    """Tiny models train faster (and reproducibly) on one torch thread on a shared machine."""
+    from mribench.nn.train import torch_threads
+
+    with torch_threads(1):
+        yield

@@ -24,13 +24,7 @@ from mribench.methods.fcm_cnn import FCMCNN, compact_candidate
 from mribench.methods.unet import UNet, UNetSegmenter
 from mribench.types import Sample
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _easy_samples(n: int, size: int, seed: int) -> list[Sample]:

@@ -25,14 +25,7 @@ from mribench.nn.losses import DiceBCELoss, DiceLoss, binary_accuracy, make_loss
 from mribench.nn.train import fit_model, predict_batches, seed_everything, torch_threads
 from mribench.types import Sample
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train faster (and reproducibly) on one thread on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 class TinyNet(nn.Module):
