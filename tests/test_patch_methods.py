@@ -17,9 +17,11 @@ from mribench.nn.patches import (
     PatchLoader,
     PatchSource,
     head_regions,
+    normalise_intensity,
     position_features,
     position_map,
     sample_centres,
+    slice_images,
 )
 from mribench.registry import methods
 from mribench.types import Sample
@@ -131,6 +133,17 @@ def test_position_features_and_map_agree() -> None:
     assert float(pos[2].max()) <= 1
 
 
+def test_intensity_normalisation_scales_the_head_to_mean_one() -> None:
+    images, _ = _stack()
+    x = torch.from_numpy(images)[:, None]
+    out = normalise_intensity(x)
+    darker = normalise_intensity(0.6 * x)  # a darker acquisition of the same slices
+    torch.testing.assert_close(out, darker)
+    regions = head_regions(images)
+    np.testing.assert_allclose(out[:, 0].numpy()[regions].reshape(-1).mean(), 1.0, rtol=0.05)
+    assert float(out[:, 0, 0, 0].abs().max()) == 0.0  # background stays 0
+
+
 def test_fast_stride1_pool_equals_torch() -> None:
     x = torch.rand(2, 3, 17, 19)
     with torch.no_grad():
@@ -159,7 +172,7 @@ def test_two_pathway_dense_equals_window_by_window(cascade: str) -> None:
     method.logit_offset_ = 0.3  # the decision threshold applies to the last stage only
     samples = _slice_samples()
     _, dense = method.predict_masks(samples, Context())
-    images = np.stack([s.image for s in samples])
+    images = slice_images(samples, None, normalise=True)[:, 0].numpy()  # what the net sees
     h, w = images.shape[1:]
     with torch.no_grad():
         inputs = torch.from_numpy(images)[:, None]
@@ -186,7 +199,7 @@ def test_multiscale_dense_equals_window_by_window() -> None:
     method.logit_offset_ = 0.25
     samples = _slice_samples(size=18)
     _, dense = method.predict_masks(samples, Context())
-    images = np.stack([s.image for s in samples])
+    images = slice_images(samples, None, normalise=True)[:, 0].numpy()  # what the net sees
     h, w = images.shape[1:]
     source = PatchSource(images)
     with torch.no_grad():
@@ -242,11 +255,11 @@ def test_patch_cnn_learns_on_synthetic_data(name: str, synthetic_parts, tmp_path
     truth = np.stack([s.mask_or_empty() for s in test])
     trivial = pooled_dice(np.ones_like(truth), truth)  # "all tumour": the best constant mask
     dice = pooled_dice(pred.masks, truth)
-    assert dice > max(0.25, 5 * trivial), (dice, trivial)
+    assert dice > max(0.35, 5 * trivial), (dice, trivial)
     assert pred.masks.shape == truth.shape and pred.prob_maps.shape == truth.shape
     crf = pred.variants["crf"]
     assert crf.masks.shape == truth.shape
-    assert pooled_dice(crf.masks, truth) > max(0.25, 5 * trivial)
+    assert pooled_dice(crf.masks, truth) > max(0.35, 5 * trivial)
     assert any(row.get("val_metric") is not None for row in ctx.history)
 
 

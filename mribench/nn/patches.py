@@ -16,8 +16,8 @@ over patches):
   :func:`dice_optimal_offset` / :func:`calibrate_offset`: the decision threshold (a logit
   offset) chosen on them, :func:`best_dice` the matching validation score;
 - what the plugins share: :class:`PatchCNNParams` (their common parameters),
-  :func:`known_slices` (training slices at the working size), :func:`maps_for` (maps back at
-  each slice's size);
+  :func:`known_slices` (training slices at the working size), :func:`normalise_intensity`
+  (per-slice brightness), :func:`maps_for` (maps back at each slice's size);
 - :func:`position_features`: normalised (row, column, radius) of centres, or of every pixel of a
   slice (the multi-scale CNN's location input).
 
@@ -44,7 +44,8 @@ from ..types import Sample
 
 __all__ = ["Centres", "PatchLoader", "PatchSource", "head_regions", "position_features",
            "position_map", "sample_centres", "slice_batches", "dice_optimal_offset",
-           "best_dice", "calibrate_offset", "PatchCNNParams", "known_slices", "maps_for"]
+           "best_dice", "calibrate_offset", "PatchCNNParams", "known_slices", "maps_for",
+           "normalise_intensity", "slice_images"]
 
 
 @dataclass(frozen=True)
@@ -353,7 +354,8 @@ class PatchCNNParams(MethodParams):
     ``max_minutes`` (training budget, None: none): training; ``val_slices``: at most this many
     whole validation slices score each epoch (None: all); ``calibrate``: choose the decision
     threshold on them (:func:`dice_optimal_offset`); ``infer_batch``: slices per dense pass;
-    ``dropout``, ``batch_norm``: the network; ``crf_iterations``, ``crf_max_images``: the
+    ``dropout``, ``batch_norm``: the network; ``normalise``: divide each slice by its head's
+    mean intensity (:func:`normalise_intensity`); ``crf_iterations``, ``crf_max_images``: the
     dense CRF of the ``+crf`` row (:class:`mribench.crf.CRFVariant`).
     """
 
@@ -374,6 +376,7 @@ class PatchCNNParams(MethodParams):
         "infer_batch": Interval(1, None, integer=True),
         "dropout": Interval(0, 1, closed="left"),
         "batch_norm": _flag(),
+        "normalise": _flag(),
         "crf_iterations": Interval(1, 50, integer=True),
         "crf_max_images": Interval(1, None, integer=True),
     }
@@ -392,12 +395,13 @@ class PatchCNNParams(MethodParams):
     infer_batch: int = 8
     dropout: float = 0.0
     batch_norm: bool = False
+    normalise: bool = True
     crf_iterations: int = 5
     crf_max_images: int = 48
 
 
-def known_slices(samples: Sequence[Sample], size: int | None, *, scored: bool = False
-                 ) -> tuple[list[Sample], torch.Tensor, np.ndarray]:
+def known_slices(samples: Sequence[Sample], size: int | None, *, scored: bool = False,
+                 normalise: bool = False) -> tuple[list[Sample], torch.Tensor, np.ndarray]:
     """The samples whose mask is known, their images ``(n, 1, S, S)`` and masks bool
     ``(n, S, S)`` at ``size``.
 
@@ -405,15 +409,24 @@ def known_slices(samples: Sequence[Sample], size: int | None, *, scored: bool = 
     does not. With ``scored``, only the slices whose ``mask`` is given, the population the
     segmentation metrics score (:mod:`mribench.metrics`; on Br35H the annotated tumour slices,
     on synthetic data every slice), unless there is none: model selection on val then aims
-    at the test metric.
+    at the test metric. ``normalise``: see :func:`slice_images`.
     """
-    from .data import images_to_tensor, masks_to_tensor
+    from .data import masks_to_tensor
 
     kept = [s for s in samples if s.mask_or_empty() is not None]
     if scored and any(s.mask is not None for s in kept):
         kept = [s for s in kept if s.mask is not None]
-    return (kept, images_to_tensor(kept, size),
+    return (kept, slice_images(kept, size, normalise),
             masks_to_tensor(kept, size)[:, 0].numpy() > 0.5)
+
+
+def slice_images(samples: Sequence[Sample], size: int | None, normalise: bool = False
+                 ) -> torch.Tensor:
+    """Images ``(n, 1, S, S)`` at ``size``, optionally :func:`normalise_intensity` d."""
+    from .data import images_to_tensor
+
+    images = images_to_tensor(samples, size)
+    return normalise_intensity(images) if normalise and len(samples) else images
 
 
 def maps_for(probs: torch.Tensor, samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
@@ -424,3 +437,19 @@ def maps_for(probs: torch.Tensor, samples: Sequence[Sample]) -> tuple[np.ndarray
         return np.zeros((0, 1, 1), bool), np.zeros((0, 1, 1), np.float32)
     maps = np.stack(resize_back(probs, [np.shape(s.image) for s in samples])).astype(np.float32)
     return maps > 0.5, maps
+
+
+def normalise_intensity(images: torch.Tensor) -> torch.Tensor:
+    """Divide each slice of ``(n, C, H, W)`` by the mean of its head pixels
+    (:func:`head_regions`), so that the head averages 1 and the background stays 0.
+
+    Per-image intensity normalisation (Havaei et al. standardise each MR volume) removes the
+    brightness differences between acquisitions: on Br35H the annotated TEST slices are about
+    30% darker than the TRAIN and VAL ones, enough to move a network's decision threshold.
+    Zero stays zero, so the padding outside a slice is still background.
+    """
+    regions = torch.as_tensor(head_regions(images[:, 0].numpy()))[:, None]
+    inside = regions.expand_as(images).float()
+    means = (images * inside).sum(dim=(2, 3), keepdim=True) / inside.sum(dim=(2, 3),
+                                                                         keepdim=True)
+    return images / means.clamp(min=1e-3)
