@@ -49,7 +49,7 @@ from mribench.nn.blocks import MLP
 from mribench.nn.classify import fit_classifier, predict_proba
 from mribench.nn.data import images_to_tensor
 from mribench.nn.train import fingerprint, seed_everything, torch_threads
-from mribench.params import Check, Interval, MethodParams, OneOf
+from mribench.params import Check, Interval, MethodParams, OneOf, OrNone
 from mribench.types import Prediction, Sample
 
 
@@ -76,8 +76,7 @@ class Params(MethodParams):
         "epochs": Interval(1, None, integer=True),
         "lr": Interval(0, None, closed="neither"),
         "weight_decay": Interval(0, None),
-        "patience": Check(lambda v: v is None or (isinstance(v, int) and v >= 1),
-                          "None or an integer >= 1"),
+        "patience": OrNone(Interval(1, None, integer=True)),
     }
 
     image_size: int = 256

@@ -54,7 +54,7 @@ from mribench.nn.blocks import ConvPoolClassifier
 from mribench.nn.classify import fit_classifier, predict_proba
 from mribench.nn.data import Augment, images_to_tensor, resize_back
 from mribench.nn.train import fingerprint, seed_everything
-from mribench.params import Check, Interval, MethodParams, OneOf
+from mribench.params import FLAG, Interval, MethodParams, OrNone
 from mribench.preprocess import brain_mask
 from mribench.types import Prediction, Sample
 
@@ -75,9 +75,8 @@ class Params(MethodParams):
         "batch_size": Interval(1, None, integer=True),
         "epochs": Interval(1, None, integer=True),
         "lr": Interval(0, None, closed="neither"),
-        "patience": Check(lambda v: v is None or (isinstance(v, int) and v >= 1),
-                          "None or an integer >= 1"),
-        "augment": OneOf((True, False)),
+        "patience": OrNone(Interval(1, None, integer=True)),
+        "augment": FLAG,
     }
 
     map_size: int = 128

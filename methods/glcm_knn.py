@@ -47,7 +47,7 @@ from sklearn.preprocessing import StandardScaler
 from mribench.context import Context
 from mribench.features.glcm import brain_glcm_features
 from mribench.method import Method
-from mribench.params import Check, Interval, MethodParams, OneOf
+from mribench.params import FLAG, Check, Interval, MethodParams, OneOf, OrNone
 from mribench.preprocess import DENOISERS
 from mribench.selection import select_on_val
 from mribench.types import Prediction, Sample
@@ -67,9 +67,8 @@ class Params(MethodParams):
         "levels": Interval(2, 256, integer=True),
         "distances": Check(_positive_ints, "a non-empty list of integers >= 1"),
         "denoise": OneOf(DENOISERS),
-        "skull_strip": OneOf((True, False)),
-        "work_size": Check(lambda v: v is None or (isinstance(v, int) and v >= 16),
-                           "None or an integer >= 16"),
+        "skull_strip": FLAG,
+        "work_size": OrNone(Interval(16, None, integer=True)),
         "k_grid": Check(_positive_ints, "a non-empty list of integers >= 1"),
         "weights": OneOf(("uniform", "distance")),
     }

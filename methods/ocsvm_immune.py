@@ -58,7 +58,7 @@ from mribench.context import Context
 from mribench.errors import MribenchError
 from mribench.features.handcrafted import HandcraftedParams, cached_handcrafted_features
 from mribench.method import Method
-from mribench.params import Check, Interval, MethodParams, OneOf
+from mribench.params import FLAG, Check, Interval, MethodParams
 from mribench.types import Prediction, Sample
 
 
@@ -81,7 +81,7 @@ class Params(HandcraftedParams):
         "gamma": Check(lambda v: v in ("scale", "auto") or (
             isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0),
             "a number > 0, 'scale' or 'auto'"),
-        "tune": OneOf((True, False)),
+        "tune": FLAG,
         "nu_bounds": _range_ok(1.0),
         "gamma_bounds": _range_ok(float("inf")),
         "folds": Interval(2, None, integer=True),

@@ -50,7 +50,7 @@ import numpy as np
 from mribench.context import Context
 from mribench.imageio import resize_image, resize_mask
 from mribench.method import SegmentationMethod
-from mribench.params import Check, Interval, MethodParams, OneOf
+from mribench.params import Check, Interval, MethodParams, OneOf, OrNone
 from mribench.preprocess import DENOISERS, EQUALISERS, brain_mask, denoise, equalise, zscore
 from mribench.region import outlier_regions
 from mribench.types import Sample
@@ -77,10 +77,8 @@ class Params(MethodParams):
         "opening": Interval(0, None, integer=True),
         "closing": Interval(0, None, integer=True),
         "min_size": Interval(0, None, integer=True),
-        "work_size": Check(lambda v: v is None or (isinstance(v, int) and v >= 16),
-                           "None or an integer >= 16"),
-        "max_search": Check(lambda v: v is None or (isinstance(v, int) and v >= 2),
-                            "None or an integer >= 2"),
+        "work_size": OrNone(Interval(16, None, integer=True)),
+        "max_search": OrNone(Interval(2, None, integer=True)),
     }
 
     denoise: str = "median"

@@ -60,7 +60,7 @@ from mribench.nn.train import (
     predict_batches,
     seed_everything,
 )
-from mribench.params import Check, Interval, MethodParams, OneOf
+from mribench.params import FLAG, Check, Interval, MethodParams, OneOf, OrNone
 from mribench.types import Sample
 
 
@@ -93,14 +93,6 @@ class UNet(nn.Module):
         return self.head(x)
 
 
-def _none_or(test: Any, description: str) -> Check:
-    return Check(lambda v: v is None or test(v), f"None or {description}")
-
-
-def _positive_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-
-
 @dataclass(frozen=True)
 class Params(MethodParams):
     """Hyper-parameters of ``unet`` (defaults: the paper's)."""
@@ -118,14 +110,13 @@ class Params(MethodParams):
         "weight_decay": Interval(0, None),
         "loss": OneOf(tuple(LOSSES)),
         "scheduler": OneOf(SCHEDULERS),
-        "patience": _none_or(lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-        "augment": OneOf((True, False)),
+        "patience": OrNone(Interval(1, None, integer=True)),
+        "augment": FLAG,
         "empty_fraction": Interval(0, None),
-        "threshold": _none_or(lambda v: isinstance(v, float) and 0 < v < 1,
-                              "a probability in (0, 1)"),
-        "tta": OneOf((True, False)),
-        "max_minutes": _none_or(_positive_number, "a number of minutes > 0"),
-        "channels_last": OneOf((True, False)),
+        "threshold": OrNone(Interval(0, 1, closed="neither")),
+        "tta": FLAG,
+        "max_minutes": OrNone(Interval(0, None, closed="neither")),
+        "channels_last": FLAG,
         "infer_batch": Interval(1, None, integer=True),
     }
 

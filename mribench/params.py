@@ -30,7 +30,7 @@ class Interval:
     def check(self, value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
-        if self.integer and not float(value).is_integer():
+        if self.integer and not isinstance(value, int):
             return False
         lo_ok = self.low is None or (
             value >= self.low if self.closed in ("both", "left") else value > self.low
@@ -79,7 +79,23 @@ class Check:
         return self.description
 
 
-Constraint = Interval | OneOf | Check
+@dataclass(frozen=True)
+class OrNone:
+    """``None`` (off, no limit, all) or a value the ``inner`` constraint accepts."""
+
+    inner: Interval | OneOf | Check
+
+    def check(self, value: Any) -> bool:
+        return value is None or self.inner.check(value)
+
+    def __str__(self) -> str:
+        return f"None or {self.inner}"
+
+
+#: A boolean switch (``OneOf((True, False))`` would also take 0 and 1).
+FLAG = Check(lambda v: isinstance(v, bool), "true or false")
+
+Constraint = Interval | OneOf | Check | OrNone
 
 
 @dataclass(frozen=True)

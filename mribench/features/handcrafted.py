@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..cache import FeatureCache
-from ..params import Check, Interval, MethodParams, OneOf
+from ..params import Check, Interval, MethodParams, OneOf, OrNone
 from ..preprocess import DENOISERS, EQUALISERS, brain_mask, denoise, equalise, zscore
 from ..region import outlier_region
 from ..types import Sample
@@ -105,8 +105,7 @@ class HandcraftedParams(MethodParams, HandcraftedOptions):
         "min_size": Interval(0, None, integer=True),
         "levels": Interval(2, 256, integer=True),
         "distances": Check(_distances_ok, "a non-empty list of integers >= 1"),
-        "work_size": Check(lambda v: v is None or (isinstance(v, int) and v >= 16),
-                           "None or an integer >= 16"),
+        "work_size": OrNone(Interval(16, None, integer=True)),
     }
 
     def handcrafted_options(self) -> HandcraftedOptions:

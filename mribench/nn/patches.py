@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..params import Check, Interval, MethodParams, OneOf
+from ..params import FLAG, Interval, MethodParams, OneOf, OrNone
 from ..preprocess import brain_mask
 from ..types import Sample
 
@@ -335,13 +335,6 @@ def calibrate_offset(net: torch.nn.Module, batches: Sequence[tuple[torch.Tensor,
 
 
 # -- what the patch-CNN plugins share ---------------------------------------------------------
-def _optional_int(low: int) -> Check:
-    return Check(lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)
-                                         and v >= low), f"None or an integer >= {low}")
-
-
-def _flag() -> Check:
-    return Check(lambda v: isinstance(v, bool), "true or false")
 
 
 @dataclass(frozen=True)
@@ -360,23 +353,21 @@ class PatchCNNParams(MethodParams):
     """
 
     constraints: ClassVar[dict[str, Any]] = {
-        "work_size": _optional_int(33),
+        "work_size": OrNone(Interval(33, None, integer=True)),
         "patches_per_epoch": Interval(1, None, integer=True),
         "positive_fraction": Interval(0, 1, closed="neither"),
-        "val_slices": _optional_int(1),
+        "val_slices": OrNone(Interval(1, None, integer=True)),
         "batch_size": Interval(1, None, integer=True),
         "optimizer": OneOf(("adam", "adamw", "sgd")),
         "lr": Interval(0, None, closed="neither"),
         "weight_decay": Interval(0, None),
         "patience": Interval(1, None, integer=True),
-        "calibrate": _flag(),
-        "max_minutes": Check(lambda v: v is None or (isinstance(v, (int, float))
-                                                     and not isinstance(v, bool) and v > 0),
-                             "None or a number of minutes > 0"),
+        "calibrate": FLAG,
+        "max_minutes": OrNone(Interval(0, None, closed="neither")),
         "infer_batch": Interval(1, None, integer=True),
         "dropout": Interval(0, 1, closed="left"),
-        "batch_norm": _flag(),
-        "normalise": _flag(),
+        "batch_norm": FLAG,
+        "normalise": FLAG,
         "crf_iterations": Interval(1, 50, integer=True),
         "crf_max_images": Interval(1, None, integer=True),
     }
