@@ -29,6 +29,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from mribench.data import load_dataset
 from mribench.metrics import evaluate
 from mribench.params import parse_overrides
 from mribench.registry import get_method
-from mribench.splitting import choose_split
+from mribench.splitting import ChosenSplit, choose_split
 
 METHODS = ("cnn", "fcm-cnn", "dwt-dnn")
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "br35h"
@@ -71,14 +72,10 @@ def parse_args(default_methods: tuple[str, ...] = METHODS,
     return parser.parse_args()
 
 
-def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+def load_splits(args: argparse.Namespace, workdir: Path) -> dict[str, ChosenSplit]:
+    """Load Br35H at ``--image-size`` and cut it by every split of ``--splits`` (printed)."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides: dict[str, dict[str, Any]] = {}
-    for item in args.set:
-        name, _, text = item.partition(":")
-        overrides.setdefault(name, {}).update(parse_overrides(text))
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-deep-"))
     print(f"load average {os.getloadavg()}; torch threads {torch.get_num_threads()}; "
           f"checkpoints in {workdir}", flush=True)
     start = time.perf_counter()
@@ -91,17 +88,24 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         print(f"split {strategy}: train {len(train)}, val {len(val)}, test {len(test)} "
               f"({sum(t.mask is not None for t in test)} annotated), sha256 "
               f"{split.sha256[:12]}", flush=True)
+    return splits
+
+
+def fitted_methods(args: argparse.Namespace, splits: dict[str, ChosenSplit], workdir: Path,
+                   cache: FeatureCache | None = None
+                   ) -> Iterator[tuple[list[str], str, Any, Context, float]]:
+    """Train each of ``--methods`` (with its ``--set`` overrides) once per group of splits that
+    share train and val, yielding ``(strategies, name, method, ctx, fit seconds)``."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in args.set:
+        name, _, text = item.partition(":")
+        overrides.setdefault(name, {}).update(parse_overrides(text))
     first = next(iter(splits.values()))
     same = all([s.id for s in sp.parts[0]] == [s.id for s in first.parts[0]]
                and [s.id for s in sp.parts[1]] == [s.id for s in first.parts[1]]
                for sp in splits.values())
-    groups = [list(splits)] if same else [[s] for s in splits]
-    rows: list[dict[str, Any]] = []
-    cache = FeatureCache(None)
-    header = (f"{'split':10s} {'method':8s} {'acc':>6s} {'F1':>6s} {'AUC':>6s} {'segF1':>6s} "
-              f"{'segIoU':>6s} {'segP':>6s} {'segR':>6s} {'mDice':>6s} {'s/ep':>6s} "
-              f"{'ms/img':>6s} {'fit_s':>7s}")
-    for group in groups:
+    cache = cache if cache is not None else FeatureCache(None)
+    for group in [list(splits)] if same else [[s] for s in splits]:
         train, val, _ = splits[group[0]].parts
         for name in args.methods.split(","):
             method = get_method(name)(profile=args.profile, **overrides.get(name, {}))
@@ -109,44 +113,55 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                           workdir=workdir / f"{name}-{group[0]}")
             t0 = time.perf_counter()
             method.fit(train, val, ctx)
-            fit_s = time.perf_counter() - t0
-            result = getattr(method, "train_result_", None)
-            for strategy in group:
-                test = splits[strategy].parts[2]
-                t1 = time.perf_counter()
-                prediction = method.predict(test, ctx)
-                predict_s = time.perf_counter() - t1
-                tasks, _ = evaluate(prediction, test, list(method.tasks), n_boot=0)
-                cls = tasks["classify"]["metrics"]
-                seg = tasks.get("segment", {})
-                segm = seg.get("metrics", {})
-                row = {
-                    "split": strategy, "method": name, "profile": args.profile,
-                    "params": method.params.as_dict(),
-                    "accuracy": _value(cls, "accuracy"), "f1": _value(cls, "f1"),
-                    "auc": _value(cls, "auc"),
-                    "pooled_f1": _value(segm, "f1"), "pooled_iou": _value(segm, "iou"),
-                    "pooled_precision": _value(segm, "precision"),
-                    "pooled_recall": _value(segm, "recall"),
-                    "mean_dice": seg.get("per_image", {}).get("dice", {}).get("value"),
-                    "n_test": len(test), "n_segment": seg.get("n"),
-                    "fit_s": fit_s, "predict_s": predict_s,
-                    "ms_per_image": 1000 * predict_s / max(len(test), 1),
-                    "epochs": None if result is None else result.epochs_run,
-                    "best_epoch": None if result is None else result.best_epoch,
-                    "train_s": None if result is None else result.seconds,
-                    "s_per_epoch": None if result is None else result.seconds_per_epoch,
-                    "timed_out": None if result is None else result.timed_out,
-                    "load_average": os.getloadavg(),
-                }
-                rows.append(row)
-                fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"  # noqa: E731
-                print(f"{strategy:10s} {name:8s} {fmt(row['accuracy'])} {fmt(row['f1'])} "
-                      f"{fmt(row['auc'])} {fmt(row['pooled_f1'])} {fmt(row['pooled_iou'])} "
-                      f"{fmt(row['pooled_precision'])} {fmt(row['pooled_recall'])} "
-                      f"{fmt(row['mean_dice'])} {row['s_per_epoch'] or 0:6.1f} "
-                      f"{row['ms_per_image']:6.1f} {fit_s:7.1f}", flush=True)
-    print(header)
+            yield group, name, method, ctx, time.perf_counter() - t0
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-deep-"))
+    splits = load_splits(args, workdir)
+    rows: list[dict[str, Any]] = []
+    cache = FeatureCache(None)
+    header = (f"{'split':10s} {'method':8s} {'acc':>6s} {'F1':>6s} {'AUC':>6s} {'segF1':>6s} "
+              f"{'segIoU':>6s} {'segP':>6s} {'segR':>6s} {'mDice':>6s} {'s/ep':>6s} "
+              f"{'ms/img':>6s} {'fit_s':>7s}")
+    print(header, flush=True)
+    for group, name, method, ctx, fit_s in fitted_methods(args, splits, workdir, cache):
+        result = getattr(method, "train_result_", None)
+        for strategy in group:
+            test = splits[strategy].parts[2]
+            t1 = time.perf_counter()
+            prediction = method.predict(test, ctx)
+            predict_s = time.perf_counter() - t1
+            tasks, _ = evaluate(prediction, test, list(method.tasks), n_boot=0)
+            cls = tasks["classify"]["metrics"]
+            seg = tasks.get("segment", {})
+            segm = seg.get("metrics", {})
+            row = {
+                "split": strategy, "method": name, "profile": args.profile,
+                "params": method.params.as_dict(),
+                "accuracy": _value(cls, "accuracy"), "f1": _value(cls, "f1"),
+                "auc": _value(cls, "auc"),
+                "pooled_f1": _value(segm, "f1"), "pooled_iou": _value(segm, "iou"),
+                "pooled_precision": _value(segm, "precision"),
+                "pooled_recall": _value(segm, "recall"),
+                "mean_dice": seg.get("per_image", {}).get("dice", {}).get("value"),
+                "n_test": len(test), "n_segment": seg.get("n"),
+                "fit_s": fit_s, "predict_s": predict_s,
+                "ms_per_image": 1000 * predict_s / max(len(test), 1),
+                "epochs": None if result is None else result.epochs_run,
+                "best_epoch": None if result is None else result.best_epoch,
+                "train_s": None if result is None else result.seconds,
+                "s_per_epoch": None if result is None else result.seconds_per_epoch,
+                "timed_out": None if result is None else result.timed_out,
+                "load_average": os.getloadavg(),
+            }
+            rows.append(row)
+            fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"  # noqa: E731
+            print(f"{strategy:10s} {name:8s} {fmt(row['accuracy'])} {fmt(row['f1'])} "
+                  f"{fmt(row['auc'])} {fmt(row['pooled_f1'])} {fmt(row['pooled_iou'])} "
+                  f"{fmt(row['pooled_precision'])} {fmt(row['pooled_recall'])} "
+                  f"{fmt(row['mean_dice'])} {row['s_per_epoch'] or 0:6.1f} "
+                  f"{row['ms_per_image']:6.1f} {fit_s:7.1f}", flush=True)
     print(f"load average {os.getloadavg()}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=float))

@@ -27,7 +27,6 @@ Options: ``--profile quick|paper``, ``--image-size`` (256), ``--splits official,
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import tempfile
@@ -35,15 +34,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import bench_deep  # this folder is on sys.path when a script in it runs
 import numpy as np
-import torch
 
-from mribench.context import Context
-from mribench.data import load_dataset
 from mribench.metrics import evaluate
-from mribench.params import parse_overrides
-from mribench.registry import get_method
-from mribench.splitting import choose_split
 
 METHODS = ("two-pathway-cnn", "multiscale-cnn")
 COLUMNS = ("accuracy", "f1", "pooled_f1", "pooled_iou", "pooled_precision", "pooled_recall",
@@ -52,11 +46,7 @@ COLUMNS = ("accuracy", "f1", "pooled_f1", "pooled_iou", "pooled_precision", "poo
 
 def parse_args() -> argparse.Namespace:
     """``bench_deep.py``'s options (one set for every deep benchmark), these methods by default."""
-    path = Path(__file__).with_name("bench_deep.py")
-    spec = importlib.util.spec_from_file_location("bench_deep", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.parse_args(METHODS, __doc__)
+    return bench_deep.parse_args(METHODS, __doc__)
 
 
 def _scores(prediction: Any, test: list, n_boot: int = 0) -> dict[str, float | None]:
@@ -74,70 +64,41 @@ def _scores(prediction: Any, test: list, n_boot: int = 0) -> dict[str, float | N
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    overrides: dict[str, dict[str, Any]] = {}
-    for item in args.set:
-        name, _, text = item.partition(":")
-        overrides.setdefault(name, {}).update(parse_overrides(text))
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-patch-"))
-    print(f"load average {os.getloadavg()}; torch threads {torch.get_num_threads()}",
-          flush=True)
-    start = time.perf_counter()
-    dataset, samples = load_dataset("br35h", data_dir=args.data_dir, image_size=args.image_size)
-    print(f"loaded {len(samples)} slices at {args.image_size} px in "
-          f"{time.perf_counter() - start:.1f} s", flush=True)
-    splits = {s: choose_split(dataset, samples, s, seed=args.seed) for s in args.splits.split(",")}
-    for strategy, split in splits.items():
-        train, val, test = split.parts
-        print(f"split {strategy}: train {len(train)}, val {len(val)}, test {len(test)} "
-              f"({sum(t.mask is not None for t in test)} annotated)", flush=True)
-    first = next(iter(splits.values()))
-    same = all([s.id for s in sp.parts[0]] == [s.id for s in first.parts[0]]
-               and [s.id for s in sp.parts[1]] == [s.id for s in first.parts[1]]
-               for sp in splits.values())
-    groups = [list(splits)] if same else [[s] for s in splits]
+    splits = bench_deep.load_splits(args, workdir)
     rows: list[dict[str, Any]] = []
     fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"  # noqa: E731
     header = (f"{'split':10s} {'row':20s} {'acc':>6s} {'F1':>6s} {'segF1':>6s} {'segIoU':>6s} "
               f"{'segP':>6s} {'segR':>6s} {'segSp':>6s} {'mDice':>6s} {'s/ep':>5s} "
               f"{'inf_ms':>6s} {'crf_ms':>6s}")
     print(header, flush=True)
-    for group in groups:
-        train, val, _ = splits[group[0]].parts
-        for name in args.methods.split(","):
-            method = get_method(name)(profile=args.profile, **overrides.get(name, {}))
-            ctx = Context(seed=args.seed, profile=args.profile, method_name=name,
-                          workdir=workdir / f"{name}-{group[0]}")
-            t0 = time.perf_counter()
-            method.fit(train, val, ctx)
-            fit_s = time.perf_counter() - t0
-            epochs = [r["seconds"] for r in ctx.history if r.get("seconds") is not None]
-            for strategy in group:
-                test = splits[strategy].parts[2]
-                t1 = time.perf_counter()
-                prediction = method.predict(test, ctx)
-                predict_s = time.perf_counter() - t1
-                crf_ms = float(getattr(getattr(method, "crf_", None), "last_ms_per_image_", 0))
-                infer_ms = 1000 * predict_s / max(len(test), 1) - crf_ms
-                for variant, pred in [(None, prediction), *prediction.variants.items()]:
-                    row = {"split": strategy, "method": name, "variant": variant,
-                           "row": name if variant is None else f"{name}+{variant}",
-                           "profile": args.profile, "params": method.params.as_dict(),
-                           **_scores(pred, test), "n_test": len(test), "fit_s": fit_s,
-                           "epochs": len(epochs),
-                           "s_per_epoch": float(np.mean(epochs)) if epochs else None,
-                           "infer_ms_per_slice": infer_ms,
-                           "crf_ms_per_slice": crf_ms if variant == "crf" else None,
-                           "crf_params": (method.crf_.params_.as_dict()
-                                          if variant == "crf" else None),
-                           "load_average": os.getloadavg()}
-                    rows.append(row)
-                    print(f"{strategy:10s} {row['row']:20s} "
-                          + " ".join(fmt(row[c]) for c in COLUMNS)
-                          + f" {row['s_per_epoch'] or 0:5.1f} {infer_ms:6.1f} "
-                          f"{crf_ms if variant else 0:6.1f}", flush=True)
-            print(f"  {name}: fit {fit_s:.0f} s, {len(epochs)} epochs", flush=True)
+    for group, name, method, ctx, fit_s in bench_deep.fitted_methods(args, splits, workdir):
+        epochs = [r["seconds"] for r in ctx.history if r.get("seconds") is not None]
+        for strategy in group:
+            test = splits[strategy].parts[2]
+            t1 = time.perf_counter()
+            prediction = method.predict(test, ctx)
+            predict_s = time.perf_counter() - t1
+            crf_ms = float(getattr(getattr(method, "crf_", None), "last_ms_per_image_", 0))
+            infer_ms = 1000 * predict_s / max(len(test), 1) - crf_ms
+            for variant, pred in [(None, prediction), *prediction.variants.items()]:
+                row = {"split": strategy, "method": name, "variant": variant,
+                       "row": name if variant is None else f"{name}+{variant}",
+                       "profile": args.profile, "params": method.params.as_dict(),
+                       **_scores(pred, test), "n_test": len(test), "fit_s": fit_s,
+                       "epochs": len(epochs),
+                       "s_per_epoch": float(np.mean(epochs)) if epochs else None,
+                       "infer_ms_per_slice": infer_ms,
+                       "crf_ms_per_slice": crf_ms if variant == "crf" else None,
+                       "crf_params": (method.crf_.params_.as_dict()
+                                      if variant == "crf" else None),
+                       "load_average": os.getloadavg()}
+                rows.append(row)
+                print(f"{strategy:10s} {row['row']:20s} "
+                      + " ".join(fmt(row[c]) for c in COLUMNS)
+                      + f" {row['s_per_epoch'] or 0:5.1f} {infer_ms:6.1f} "
+                      f"{crf_ms if variant else 0:6.1f}", flush=True)
+        print(f"  {name}: fit {fit_s:.0f} s, {len(epochs)} epochs", flush=True)
     print(f"load average {os.getloadavg()}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=float))

@@ -14,24 +14,14 @@ Options as ``bench_deep.py`` (``--set unet:base_width=16,epochs=10`` etc.).
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+import bench_deep  # this folder is on sys.path when a script in it runs
 
 PAPER = {"pooled_f1": 0.826, "pooled_iou": 0.74, "pooled_precision": 0.934,
          "pooled_recall": 0.780}
 
 
-def _bench_deep():
-    path = Path(__file__).with_name("bench_deep.py")
-    spec = importlib.util.spec_from_file_location("bench_deep", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
 if __name__ == "__main__":
-    bench = _bench_deep()
-    rows = bench.run(bench.parse_args(("unet",), __doc__))
+    rows = bench_deep.run(bench_deep.parse_args(("unet",), __doc__))
     print("\npaper (official TEST): " + ", ".join(f"{k} {v}" for k, v in PAPER.items()))
     for row in rows:
         print(f"{row['split']:10s} pooled F1 {row['pooled_f1']:.3f}  IoU {row['pooled_iou']:.3f}"
