@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from mribench.context import Context
+from mribench.crf import pooled_dice as mask_dice
 from mribench.method import SegmentationMethod
 from mribench.nn.blocks import ConvBlock, Down, OutConv, Up
 from mribench.nn.data import Augment, SampleDataset, images_to_tensor, make_loader, resize_back
@@ -230,9 +231,7 @@ def _best_threshold(probs: torch.Tensor, targets: torch.Tensor) -> float:
     y = targets >= 0.5
     best, best_t = -1.0, 0.5
     for t in sorted(np.round(np.arange(0.1, 0.91, 0.05), 2), key=lambda v: abs(v - 0.5)):
-        pred = probs >= t
-        denom = int(pred.sum()) + int(y.sum())
-        dice = 1.0 if denom == 0 else 2 * int((pred & y).sum()) / denom
+        dice = mask_dice((probs >= t).numpy(), y.numpy())
         if dice > best + 1e-9:
             best, best_t = dice, float(t)
     return best_t

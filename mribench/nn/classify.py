@@ -13,9 +13,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from ..context import Context
-from .data import SampleDataset, make_loader
+from .data import make_loader
 from .losses import binary_accuracy, make_loss
 from .train import TrainResult, fit_model, predict_batches
 
@@ -34,11 +35,11 @@ def fit_classifier(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tenso
     Checkpoints go to ``ctx.subdir(checkpoint_name)``; with ``fingerprint`` a rerun resumes.
     """
     y_train = torch.as_tensor(np.asarray(y_train), dtype=torch.float32).reshape(-1)
-    train = SampleDataset.from_tensors(x_train, y_train)
+    train = TensorDataset(x_train, y_train)
     val_loader = None
     if x_val is not None and y_val is not None and len(x_val):
         y_val = torch.as_tensor(np.asarray(y_val), dtype=torch.float32).reshape(-1)
-        val_loader = make_loader(SampleDataset.from_tensors(x_val, y_val), 4 * batch_size)
+        val_loader = make_loader(TensorDataset(x_val, y_val), 4 * batch_size)
     loader = make_loader(train, batch_size, shuffle=True, seed=ctx.seed,
                          drop_last=len(train) > batch_size)
     return fit_model(model, loader, val_loader, make_loss("bce"), ctx, epochs=epochs, lr=lr,

@@ -18,7 +18,6 @@ with :func:`resize_back` (bilinear) before thresholding.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,7 +38,6 @@ __all__ = [
     "resize_back",
     "resize_masks",
     "resize_tensor",
-    "seed_worker",
 ]
 
 
@@ -150,14 +148,6 @@ class SampleDataset(Dataset):
             self.targets = masks_to_tensor(samples, size)
         else:
             self.targets = torch.tensor([float(s.label) for s in samples], dtype=torch.float32)
-        self.ids = [s.id for s in samples]
-
-    @classmethod
-    def from_tensors(cls, inputs: torch.Tensor, targets: torch.Tensor) -> SampleDataset:
-        """A dataset over tensors already built (no samples)."""
-        self = cls.__new__(cls)
-        self.inputs, self.targets, self.ids = inputs, targets, [str(i) for i in range(len(inputs))]
-        return self
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
@@ -166,35 +156,18 @@ class SampleDataset(Dataset):
         return self.inputs[index], self.targets[index]
 
 
-def seed_worker(worker_id: int) -> None:
-    """``worker_init_fn``: seed numpy and random from torch's per-worker seed; one BLAS thread."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-    torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        pass
-
-
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                num_workers: int = 0, drop_last: bool = False,
-                pin_memory: bool = False) -> DataLoader:
-    """A DataLoader whose shuffling (and workers) are seeded from ``seed``.
+                drop_last: bool = False) -> DataLoader:
+    """A DataLoader whose shuffling is seeded from ``seed``.
 
     The loader's ``generator`` is re-seeded every epoch by ``fit_model`` (``seed + epoch``),
-    which makes a resumed training see the same batches. Keep ``num_workers=0`` for data that
-    already sits in memory as tensors (the usual case here): workers only add start-up cost.
+    which makes a resumed training see the same batches. No worker processes: the data
+    already sits in memory as tensors, where workers only add start-up cost.
     """
     generator = torch.Generator()
     generator.manual_seed(int(seed))
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                      num_workers=num_workers, worker_init_fn=seed_worker if num_workers else None,
-                      generator=generator, pin_memory=pin_memory,
-                      persistent_workers=False)
+                      generator=generator)
 
 
 @dataclass(frozen=True)

@@ -213,6 +213,17 @@ def _loss_on(loss_fn: Callable[..., torch.Tensor], logits: torch.Tensor,
     return loss_fn(logits.float(), target.float())
 
 
+def _use_amp(amp: bool | None, device: str) -> bool:
+    """Mixed precision only on CUDA; ``amp`` None means "wherever it can"."""
+    return device == "cuda" and (amp is None or bool(amp))
+
+
+def _autocast(enabled: bool) -> contextlib.AbstractContextManager:
+    """float16 autocast on CUDA when ``enabled``, else a no-op context."""
+    return (torch.autocast(device_type="cuda", dtype=torch.float16) if enabled
+            else contextlib.nullcontext())
+
+
 def _evaluate(model: nn.Module, loader: Iterable[Batch], loss_fn: Callable[..., torch.Tensor],
               device: str, amp: bool, channels_last: bool, keep: bool
               ) -> tuple[float, torch.Tensor | None, torch.Tensor | None]:
@@ -220,8 +231,7 @@ def _evaluate(model: nn.Module, loader: Iterable[Batch], loss_fn: Callable[..., 
     total, count = 0.0, 0
     outs: list[torch.Tensor] = []
     tgts: list[torch.Tensor] = []
-    autocast = (torch.autocast(device_type="cuda", dtype=torch.float16) if amp
-                else contextlib.nullcontext())
+    autocast = _autocast(amp)
     with torch.no_grad():
         for x, y in loader:
             x = _to_device(x, device, channels_last)
@@ -263,7 +273,7 @@ def fit_model(model: nn.Module, train_loader: Iterable[Batch],
     if epochs < 1:
         raise ParamError(f"epochs must be at least 1, got {epochs}")
     device = ctx.device
-    use_amp = (device == "cuda") if amp is None else (bool(amp) and device == "cuda")
+    use_amp = _use_amp(amp, device)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -272,8 +282,7 @@ def fit_model(model: nn.Module, train_loader: Iterable[Batch],
     sched = _make_scheduler(scheduler, opt, lr, epochs, steps, patience)
     per_step = scheduler in ("cosine", "onecycle")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    autocast = (torch.autocast(device_type="cuda", dtype=torch.float16) if use_amp
-                else contextlib.nullcontext())
+    autocast = _autocast(use_amp)
 
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     last_path = ckpt_dir / "last.pt" if ckpt_dir is not None else None
@@ -421,12 +430,11 @@ def predict_batches(model: nn.Module, inputs: torch.Tensor, device: str, batch_s
     The model is put in eval mode on ``device``; ``activation`` (default sigmoid) turns logits
     into probabilities (None keeps logits). Mixed precision only on CUDA (``amp`` None: on).
     """
-    use_amp = (device == "cuda") if amp is None else (bool(amp) and device == "cuda")
+    use_amp = _use_amp(amp, device)
     model.to(device)
     model.eval()
     outs = []
-    autocast = (torch.autocast(device_type="cuda", dtype=torch.float16) if use_amp
-                else contextlib.nullcontext())
+    autocast = _autocast(use_amp)
     with torch.no_grad():
         for start in range(0, inputs.shape[0], batch_size):
             x = _to_device(inputs[start:start + batch_size], device, channels_last)
