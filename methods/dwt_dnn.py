@@ -49,13 +49,8 @@ from mribench.nn.blocks import MLP
 from mribench.nn.classify import fit_classifier, predict_proba
 from mribench.nn.data import images_to_tensor
 from mribench.nn.train import fingerprint, seed_everything, torch_threads
-from mribench.params import Check, Interval, MethodParams, OneOf, OrNone
+from mribench.params import POSITIVE_INTS, Check, Interval, MethodParams, OneOf, OrNone
 from mribench.types import Prediction, Sample
-
-
-def _widths(value: Any) -> bool:
-    return (isinstance(value, (tuple, list)) and len(value) >= 1
-            and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in value))
 
 
 @dataclass(frozen=True)
@@ -70,7 +65,7 @@ class Params(MethodParams):
         "levels": Interval(1, 12, integer=True),
         "features": OneOf(FEATURE_KINDS),
         "pca_components": Interval(1, None, integer=True),
-        "hidden": Check(_widths, "a non-empty list of positive layer widths"),
+        "hidden": POSITIVE_INTS,
         "dropout": Interval(0, 1, closed="left"),
         "batch_size": Interval(1, None, integer=True),
         "epochs": Interval(1, None, integer=True),

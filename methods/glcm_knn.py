@@ -47,15 +47,10 @@ from sklearn.preprocessing import StandardScaler
 from mribench.context import Context
 from mribench.features.glcm import brain_glcm_features
 from mribench.method import Method
-from mribench.params import FLAG, Check, Interval, MethodParams, OneOf, OrNone
+from mribench.params import FLAG, POSITIVE_INTS, Interval, MethodParams, OneOf, OrNone
 from mribench.preprocess import DENOISERS
 from mribench.selection import select_on_val
 from mribench.types import Prediction, Sample
-
-
-def _positive_ints(v: Any) -> bool:
-    return (isinstance(v, (list, tuple)) and len(v) > 0
-            and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v))
 
 
 @dataclass(frozen=True)
@@ -65,11 +60,11 @@ class Params(MethodParams):
     owner: ClassVar[str] = "glcm-knn"
     constraints: ClassVar[dict[str, Any]] = {
         "levels": Interval(2, 256, integer=True),
-        "distances": Check(_positive_ints, "a non-empty list of integers >= 1"),
+        "distances": POSITIVE_INTS,
         "denoise": OneOf(DENOISERS),
         "skull_strip": FLAG,
         "work_size": OrNone(Interval(16, None, integer=True)),
-        "k_grid": Check(_positive_ints, "a non-empty list of integers >= 1"),
+        "k_grid": POSITIVE_INTS,
         "weights": OneOf(("uniform", "distance")),
     }
 

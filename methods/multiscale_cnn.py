@@ -82,16 +82,11 @@ from mribench.nn.patches import (
     slice_images,
 )
 from mribench.nn.train import fingerprint, fit_model, predict_batches, seed_everything
-from mribench.params import Check, Interval, MethodParams
+from mribench.params import POSITIVE_INTS, Check, Interval, MethodParams
 from mribench.types import Sample
 
 PATCH = 32  # every scale is seen as a 32 x 32 window
 SCALES = (1, 2, 4)  # 32, 64 and 128 px windows
-
-
-def _ints(value: Any, low: int = 1) -> bool:
-    return (isinstance(value, (list, tuple)) and len(value) > 0
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in value))
 
 
 class MultiScaleCNN(nn.Module):
@@ -149,9 +144,11 @@ class Params(PatchCNNParams):
     owner: ClassVar[str] = "multiscale-cnn"
     constraints: ClassVar[dict[str, Any]] = {
         **PatchCNNParams.constraints,
-        "channels": Check(lambda v: _ints(v) and len(v) == 3, "three channel counts >= 1"),
+        "channels": Check(lambda v: POSITIVE_INTS.check(v) and len(v) == 3,
+                          "three channel counts >= 1"),
         "features": Interval(1, None, integer=True),
-        "hidden": Check(lambda v: isinstance(v, (list, tuple)) and (len(v) == 0 or _ints(v)),
+        "hidden": Check(lambda v: isinstance(v, (list, tuple))
+                        and (len(v) == 0 or POSITIVE_INTS.check(v)),
                         "a list of layer widths >= 1"),
         "epochs": Interval(1, None, integer=True),
     }

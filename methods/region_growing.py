@@ -51,7 +51,7 @@ from mribench.context import Context
 from mribench.imageio import resize_image, resize_mask
 from mribench.method import SegmentationMethod
 from mribench.params import Check, Interval, MethodParams, OneOf, OrNone
-from mribench.preprocess import DENOISERS, EQUALISERS, brain_mask, denoise, equalise, zscore
+from mribench.preprocess import DENOISERS, EQUALISERS, prepare, zscore
 from mribench.region import outlier_regions
 from mribench.types import Sample
 
@@ -115,9 +115,9 @@ class RegionGrowing(SegmentationMethod):
         p = self.params
         if p.work_size is not None and max(image.shape) > p.work_size:
             image = resize_image(image, p.work_size)
-        brain = brain_mask(image, erosion=p.erosion)
-        smooth = denoise(image, p.denoise)  # type: ignore[arg-type]
-        equalised = equalise(smooth, brain, p.equalise)  # type: ignore[arg-type]
+        smooth, equalised, brain = prepare(image, denoise_method=p.denoise,  # type: ignore[arg-type]
+                                           equalise_method=p.equalise,  # type: ignore[arg-type]
+                                           erosion=p.erosion)
         return zscore(equalised, brain), zscore(smooth, brain), brain
 
     def _regions(self, prepared: tuple[np.ndarray, np.ndarray, np.ndarray], seed_k: float,

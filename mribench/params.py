@@ -95,6 +95,11 @@ class OrNone:
 #: A boolean switch (``OneOf((True, False))`` would also take 0 and 1).
 FLAG = Check(lambda v: isinstance(v, bool), "true or false")
 
+#: A non-empty list of integers >= 1 (distances, layer widths, a grid of k).
+POSITIVE_INTS = Check(lambda v: isinstance(v, (list, tuple)) and len(v) > 0
+                      and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v),
+                      "a non-empty list of integers >= 1")
+
 Constraint = Interval | OneOf | Check | OrNone
 
 

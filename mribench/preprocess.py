@@ -9,7 +9,7 @@ These are the first steps of most classical brain-tumour pipelines (and of some 
 - :func:`equalise` spreads the intensities (global histogram equalisation or CLAHE), optionally
   estimated on the brain only;
 - :func:`zscore` standardises intensities with the brain's mean and spread;
-- :func:`preprocess` chains them; :func:`preprocess_stack` does so for a stack of slices.
+- :func:`prepare` chains skull stripping, denoising and equalisation.
 
 All functions take float images in [0, 1] (a :class:`~mribench.types.Sample`'s ``image``) and
 return float32 images in [0, 1] and bool masks; none loops over pixels.
@@ -17,7 +17,6 @@ return float32 images in [0, 1] and bool masks; none loops over pixels.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -29,14 +28,12 @@ from .errors import ParamError
 __all__ = [
     "DENOISERS",
     "EQUALISERS",
-    "STEPS",
     "brain_mask",
     "denoise",
     "equalise",
     "fill_holes",
     "largest_component",
-    "preprocess",
-    "preprocess_stack",
+    "prepare",
     "zscore",
 ]
 
@@ -46,7 +43,6 @@ EqualiseMethod = Literal["hist", "clahe", "none"]
 DENOISERS: tuple[str, ...] = ("median", "gaussian", "nl-means", "none")
 EQUALISERS: tuple[str, ...] = ("hist", "clahe", "none")
 #: The steps :func:`preprocess` knows, in the order it applies them.
-STEPS: tuple[str, ...] = ("skull-strip", "denoise", "equalise")
 
 
 def _as_image(image: np.ndarray) -> np.ndarray:
@@ -233,48 +229,18 @@ def zscore(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask, (image - float(values.mean())) / std, 0.0).astype(np.float32)
 
 
-def preprocess(image: np.ndarray, steps: Sequence[str] = STEPS, *,
-               denoise_method: DenoiseMethod = "median", equalise_method: EqualiseMethod = "hist",
-               erosion: float = 0.06) -> tuple[np.ndarray, np.ndarray]:
-    """Apply the classical pre-processing chain to one slice.
-
-    Parameters
-    ----------
-    image : np.ndarray
-        float (H, W) in [0, 1].
-    steps : sequence of {"skull-strip", "denoise", "equalise"}
-        Which steps to run; they always run in that order. Without "skull-strip" the mask
-        covers the whole image.
-    denoise_method, equalise_method, erosion
-        Passed to :func:`denoise`, :func:`equalise` and :func:`brain_mask`.
+def prepare(image: np.ndarray, *, denoise_method: DenoiseMethod = "median",
+            equalise_method: EqualiseMethod = "hist", erosion: float = 0.06
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The classical chain on one slice: skull stripping, denoising, equalisation on the brain.
 
     Returns
     -------
-    (image, brain) : tuple of np.ndarray
-        The processed float32 image (0 outside the brain when skull-stripped) and the bool
-        brain mask.
+    (smooth, equalised, brain) : tuple of np.ndarray
+        The denoised float32 image, its equalised version (0 outside the brain) and the bool
+        brain mask; pipelines z-score one or the other with :func:`zscore`.
     """
-    unknown = sorted(set(steps) - set(STEPS))
-    if unknown:
-        raise ParamError(f"preprocess: unknown step(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(STEPS)}")
     image = _as_image(image)
-    brain = (brain_mask(image, erosion=erosion) if "skull-strip" in steps
-             else np.ones(image.shape, dtype=bool))
-    out = denoise(image, denoise_method) if "denoise" in steps else image
-    if "equalise" in steps:
-        out = equalise(out, brain if "skull-strip" in steps else None, equalise_method)
-    elif "skull-strip" in steps:
-        out = np.where(brain, out, 0.0).astype(np.float32)
-    return out, brain
-
-
-def preprocess_stack(images: np.ndarray | Sequence[np.ndarray], steps: Sequence[str] = STEPS,
-                     **options: object) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`preprocess` each slice of an (n, H, W) stack; returns (images, brains) stacks."""
-    images = [np.asarray(im) for im in images]
-    if not images:
-        return np.zeros((0, 0, 0), np.float32), np.zeros((0, 0, 0), bool)
-    pairs = [preprocess(im, steps, **options) for im in images]  # type: ignore[arg-type]
-    return (np.stack([p[0] for p in pairs]).astype(np.float32),
-            np.stack([p[1] for p in pairs]))
+    brain = brain_mask(image, erosion=erosion)
+    smooth = denoise(image, denoise_method)
+    return smooth, equalise(smooth, brain, equalise_method), brain

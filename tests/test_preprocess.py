@@ -13,8 +13,7 @@ from mribench.preprocess import (
     equalise,
     fill_holes,
     largest_component,
-    preprocess,
-    preprocess_stack,
+    prepare,
     zscore,
 )
 
@@ -109,15 +108,12 @@ def test_equalise_flattens_histogram_inside_mask() -> None:
 
 def test_zscore_and_preprocess_chain() -> None:
     image, _ = _head()
-    out, brain = preprocess(image, equalise_method="hist")
-    assert out.dtype == np.float32 and brain.dtype == bool
+    smooth, out, brain = prepare(image, equalise_method="hist")
+    assert out.dtype == np.float32 and smooth.dtype == np.float32 and brain.dtype == bool
     assert not out[~brain].any()
+    np.testing.assert_array_equal(brain, brain_mask(image, erosion=0.06))
+    np.testing.assert_array_equal(smooth, denoise(image, "median"))
+    np.testing.assert_array_equal(out, equalise(smooth, brain, "hist"))
     z = zscore(image, brain)
     assert abs(z[brain].mean()) < 1e-4 and abs(z[brain].std() - 1) < 1e-3
     assert not z[~brain].any()
-    full, everywhere = preprocess(image, steps=("denoise",))
-    assert everywhere.all() and full.shape == image.shape
-    with pytest.raises(ParamError, match="unknown step"):
-        preprocess(image, steps=("denoise", "n4"))
-    images, brains = preprocess_stack(np.stack([image, image]))
-    assert images.shape == (2, 96, 96) and np.array_equal(brains[0], brain)

@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..cache import FeatureCache
-from ..params import Check, Interval, MethodParams, OneOf, OrNone
-from ..preprocess import DENOISERS, EQUALISERS, brain_mask, denoise, equalise, zscore
+from ..params import POSITIVE_INTS, Interval, MethodParams, OneOf, OrNone
+from ..preprocess import DENOISERS, EQUALISERS, prepare, zscore
 from ..region import outlier_region
 from ..types import Sample
 from .common import ImageInput, as_stack, shrink_stack
@@ -84,11 +84,6 @@ class HandcraftedOptions:
         return asdict(self)
 
 
-def _distances_ok(v: Any) -> bool:
-    return (isinstance(v, (list, tuple)) and len(v) > 0
-            and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v))
-
-
 @dataclass(frozen=True)
 class HandcraftedParams(MethodParams, HandcraftedOptions):
     """Base of the ``Params`` of plugins built on the handcrafted features (svm, ann,
@@ -104,7 +99,7 @@ class HandcraftedParams(MethodParams, HandcraftedOptions):
         "tolerance": Interval(0, None),
         "min_size": Interval(0, None, integer=True),
         "levels": Interval(2, 256, integer=True),
-        "distances": Check(_distances_ok, "a non-empty list of integers >= 1"),
+        "distances": POSITIVE_INTS,
         "work_size": OrNone(Interval(16, None, integer=True)),
     }
 
@@ -130,10 +125,9 @@ class SliceDescription:
 def describe_slice(image: np.ndarray, options: HandcraftedOptions = HandcraftedOptions()
                    ) -> SliceDescription:
     """Pre-process one slice and grow its tumour candidate (steps 1 and 2 above)."""
-    image = np.asarray(image, dtype=np.float32)
-    brain = brain_mask(image, erosion=options.erosion)
-    smooth = denoise(image, options.denoise)  # type: ignore[arg-type]
-    equalised = equalise(smooth, brain, options.equalise)  # type: ignore[arg-type]
+    smooth, equalised, brain = prepare(image, denoise_method=options.denoise,  # type: ignore[arg-type]
+                                       equalise_method=options.equalise,  # type: ignore[arg-type]
+                                       erosion=options.erosion)
     z = zscore(smooth, brain)
     candidate = outlier_region(z, brain, options.tolerance, k=options.seed_k,
                                min_size=options.min_size)

@@ -68,21 +68,12 @@ def check_levels(levels: int, shape: Sequence[int], wavelet: str, owner: str = "
 def dwt_features(image: np.ndarray, wavelet: str = "haar", levels: int = 3,
                  kind: str = "approx") -> np.ndarray:
     """DWT features of one 2-D image as a float64 vector (see the module docstring)."""
-    if kind not in FEATURE_KINDS:
-        raise ParamError(f"dwt: kind must be one of {', '.join(FEATURE_KINDS)}, got {kind!r}")
-    image = np.asarray(image, dtype=np.float64)
-    check_levels(levels, image.shape, wavelet)
-    coeffs = pywt.wavedec2(image, wavelet, mode=MODE, level=levels)
-    if kind == "approx":
-        return coeffs[0].ravel()
-    bands = [coeffs[0], *(band for detail in coeffs[1:] for band in detail)]
-    return np.array([f(b) for b in bands
-                     for f in (lambda a: np.mean(a * a), np.mean, np.std)])
+    return dwt_matrix([image], wavelet, levels, kind)[0]
 
 
 def dwt_matrix(images: Sequence[np.ndarray], wavelet: str = "haar", levels: int = 3,
                kind: str = "approx") -> np.ndarray:
-    """Stack :func:`dwt_features` of equally sized images into an ``(n, d)`` array.
+    """DWT features of equally sized images as an ``(n, d)`` float64 array.
 
     The transform runs on the whole ``(n, H, W)`` stack at once (``wavedec2`` over the last
     two axes).
