@@ -57,3 +57,12 @@ def test_list_shows_every_method_and_dataset():
     names = result.output.split()
     assert set(registry.methods()) <= set(names)
     assert {"br35h", "synthetic", "folder"} <= set(names)
+
+
+def test_data_audit_marks_a_manifest_made_for_other_data():
+    """The committed synthetic manifest names 400 ids; a 40-image data set lacks most of them."""
+    result = CliRunner().invoke(cli, ["data", "audit", "synthetic[n=40]"])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines()
+               if line.startswith("synthetic-stratified"))
+    assert "not for these data: 360 ids missing" in row
