@@ -133,8 +133,8 @@ class Folder(Dataset):
         return entries
 
     def fingerprint(self) -> str:
-        files = [p for _, p, _, _ in self._entries()]
-        files += [m for _, _, _, m in self._entries() if m is not None]
+        entries = self._entries()
+        files = [p for _, p, _, _ in entries] + [m for _, _, _, m in entries if m is not None]
         return (f"folder:v{LOADER_VERSION}:{self.root.resolve()}:{self.image_size}:"
                 f"{sorted(self.options.items())}:{files_fingerprint(files, self.root)}")
 

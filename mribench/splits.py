@@ -409,14 +409,15 @@ def default_strategy(official_parts: Mapping[str, str] | None) -> str:
     return "leak-free" if official_parts else "stratified"
 
 
-def _looks_like_path(text: str) -> bool:
-    return text.endswith(".json") or "/" in text or "\\" in text
+def _is_explicit(text: str) -> bool:
+    """``--split`` names a manifest file rather than a strategy."""
+    return text.endswith(".json") or "/" in text or "\\" in text or Path(text).is_file()
 
 
 def resolve_manifest(dataset_name: str, strategy_or_path: str) -> Path | None:
     """The manifest file for ``--split``: an explicit path (which must exist), else the
     committed ``benchmarks/splits/<dataset>-<strategy>.json`` when present, else None."""
-    if _looks_like_path(strategy_or_path) or Path(strategy_or_path).is_file():
+    if _is_explicit(strategy_or_path):
         path = Path(strategy_or_path).expanduser()
         if not path.is_file():
             raise DataError(f"{path}: split manifest not found; give an existing file or a "
@@ -442,10 +443,7 @@ def split_for(dataset_name: str, samples: Sequence[Sample], strategy_or_path: st
     path = resolve_manifest(dataset_name, strategy_or_path)
     if path is not None:
         manifest = load_manifest(path)
-        explicit = _looks_like_path(strategy_or_path) or Path(strategy_or_path).is_file()
-        if explicit or manifest.options == dict(options or {}):
+        if _is_explicit(strategy_or_path) or manifest.options == dict(options or {}):
             return manifest, path
-    if _looks_like_path(strategy_or_path):
-        raise DataError(f"{strategy_or_path}: split manifest not found")
     return make_split(dataset_name, samples, official_parts, strategy_or_path, seed, threshold,
                       options), None
