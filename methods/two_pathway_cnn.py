@@ -204,18 +204,20 @@ class TwoPathwayCNN(CRFVariant, SegmentationMethod):
             if stage == 1:  # input cascade: the first network's map becomes an input channel
                 inputs = torch.cat([images, self._dense(self.stages_, images, ctx)], dim=1)
                 v_inputs = torch.cat([v_images, self._dense(self.stages_, v_images, ctx)], dim=1)
-            self.stages_.append(self._train_stage(stage, inputs, masks, regions, v_inputs,
-                                                  v_masks, ids, ctx))
+            # Validation on whole slices, run fully convolutionally: their pooled Dice.
+            val_loader = (slice_batches(v_inputs, v_masks, p.infer_batch, margin=MARGIN,
+                                        limit=p.val_slices, seed=ctx.seed)
+                          if len(v_masks) else None)
+            self.stages_.append(self._train_stage(stage, inputs, masks, regions, val_loader,
+                                                  ids, ctx))
         self.logit_offset_ = 0.0
-        if p.calibrate and len(val):
-            self.logit_offset_ = calibrate_offset(
-                self.stages_[-1], slice_batches(v_inputs, v_masks, p.infer_batch,
-                                                margin=MARGIN, limit=p.val_slices,
-                                                seed=ctx.seed), ctx)
+        if p.calibrate and val_loader is not None:
+            self.logit_offset_ = calibrate_offset(self.stages_[-1], val_loader, ctx)
 
     def _train_stage(self, stage: int, inputs: torch.Tensor, masks: np.ndarray,
-                     regions: np.ndarray, v_inputs: torch.Tensor, v_masks: np.ndarray,
-                     ids: list[str], ctx: Context) -> TwoPathCNN:
+                     regions: np.ndarray,
+                     val_loader: list[tuple[torch.Tensor, torch.Tensor]] | None, ids: list[str],
+                     ctx: Context) -> TwoPathCNN:
         p = self.params
         seed_everything(ctx.seed + stage)
         net = TwoPathCNN(inputs.shape[1], p.local_maps, p.global_maps, p.pieces, p.dropout,
@@ -226,10 +228,6 @@ class TwoPathwayCNN(CRFVariant, SegmentationMethod):
         def windows(c: Centres) -> torch.Tensor:
             return source.extract(c, WINDOW)
 
-        # Validation on whole slices, run fully convolutionally: their pooled Dice.
-        val_loader = (slice_batches(v_inputs, v_masks, p.infer_batch, margin=MARGIN,
-                                    limit=p.val_slices, seed=ctx.seed)
-                      if len(v_masks) else None)
         scores: dict[str, float] = {}
         phases = [("balanced", p.positive_fraction, p.phase1_epochs),
                   ("natural", None, p.phase2_epochs)]

@@ -318,16 +318,13 @@ class CRFVariant:
         iterations, max_images, size = self._crf_settings()
         self.crf_ = DenseCRF(CRFParams(iterations=iterations), max_images=max_images,
                              seed=int(getattr(ctx, "seed", 0)))
-        # Chosen on the slices the segmentation metrics score (those with a given mask; on
-        # Br35H the annotated tumour slices), else on every slice whose mask is known.
-        known = [i for i, s in enumerate(val) if s.mask is not None]
-        known = known or [i for i, s in enumerate(val) if s.mask_or_empty() is not None]
+        from .nn.data import masks_to_tensor, scored_indices
+
+        known = scored_indices(val)  # chosen on the slices the segmentation metrics score
         if probs is None or not known:
             self.crf_.fit(np.zeros((0, 1, 1)), np.zeros((0, 1, 1)), np.zeros((0, 1, 1), bool),
                           log=ctx.log)
             return
-        from .nn.data import masks_to_tensor
-
         chosen = [val[i] for i in known]
         images, maps = self._crf_inputs(chosen, np.asarray(probs)[known], size)
         truths = masks_to_tensor(chosen, size)[:, 0].numpy() > 0.5
@@ -339,11 +336,10 @@ class CRFVariant:
                          ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
         if probs is None or len(samples) == 0:
             return {}
-        from .nn.data import resize_back
+        from .nn.data import maps_for
 
         _, _, size = self._crf_settings()
         images, maps = self._crf_inputs(samples, probs, size)
         _, refined = self.crf_.refine(maps, images, log=ctx.log)
-        back = np.stack(resize_back(refined, [np.shape(s.image) for s in samples]))
         ctx.log("dense CRF applied", ms_per_image=getattr(self.crf_, "last_ms_per_image_", 0.0))
-        return {"crf": (back > 0.5, back.astype(np.float32))}
+        return {"crf": maps_for(refined, samples)}

@@ -34,10 +34,12 @@ __all__ = [
     "SampleDataset",
     "images_to_tensor",
     "make_loader",
+    "maps_for",
     "masks_to_tensor",
     "resize_back",
     "resize_masks",
     "resize_tensor",
+    "scored_indices",
 ]
 
 
@@ -122,6 +124,24 @@ def resize_back(maps: torch.Tensor | np.ndarray, shapes: Sequence[tuple[int, int
     for i, hw in enumerate(shapes):
         out.append(resize_tensor(t[i:i + 1], tuple(hw))[0, 0].numpy())
     return out
+
+
+def maps_for(probs: torch.Tensor | np.ndarray, samples: Sequence[Sample]
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Probability maps ``(n, 1, S, S)`` back at each sample's size: (masks ``> 0.5``, maps)."""
+    if not len(samples):
+        return np.zeros((0, 1, 1), bool), np.zeros((0, 1, 1), np.float32)
+    maps = np.stack(resize_back(probs, [np.shape(s.image) for s in samples])).astype(np.float32)
+    return maps > 0.5, maps
+
+
+def scored_indices(samples: Sequence[Sample]) -> list[int]:
+    """Indices of the slices the segmentation metrics score: those whose ``mask`` is given
+    (on Br35H the annotated tumour slices), else, when there is none, every slice whose mask
+    is known (:meth:`~mribench.types.Sample.mask_or_empty`). Model selection on val (networks,
+    thresholds, the CRF) uses these, so it aims at the test metric."""
+    given = [i for i, s in enumerate(samples) if s.mask is not None]
+    return given or [i for i, s in enumerate(samples) if s.mask_or_empty() is not None]
 
 
 class SampleDataset(Dataset):

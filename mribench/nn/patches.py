@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from ..params import FLAG, Interval, MethodParams, OneOf, OrNone
 from ..preprocess import brain_mask
 from ..types import Sample
+from .data import images_to_tensor, maps_for, masks_to_tensor, scored_indices
 
 __all__ = ["Centres", "PatchLoader", "PatchSource", "head_regions", "position_features",
            "position_map", "sample_centres", "slice_batches", "dice_optimal_offset",
@@ -402,11 +403,8 @@ def known_slices(samples: Sequence[Sample], size: int | None, *, scored: bool = 
     on synthetic data every slice), unless there is none: model selection on val then aims
     at the test metric. ``normalise``: see :func:`slice_images`.
     """
-    from .data import masks_to_tensor
-
-    kept = [s for s in samples if s.mask_or_empty() is not None]
-    if scored and any(s.mask is not None for s in kept):
-        kept = [s for s in kept if s.mask is not None]
+    kept = ([samples[i] for i in scored_indices(samples)] if scored
+            else [s for s in samples if s.mask_or_empty() is not None])
     return (kept, slice_images(kept, size, normalise),
             masks_to_tensor(kept, size)[:, 0].numpy() > 0.5)
 
@@ -414,20 +412,8 @@ def known_slices(samples: Sequence[Sample], size: int | None, *, scored: bool = 
 def slice_images(samples: Sequence[Sample], size: int | None, normalise: bool = False
                  ) -> torch.Tensor:
     """Images ``(n, 1, S, S)`` at ``size``, optionally :func:`normalise_intensity` d."""
-    from .data import images_to_tensor
-
     images = images_to_tensor(samples, size)
     return normalise_intensity(images) if normalise and len(samples) else images
-
-
-def maps_for(probs: torch.Tensor, samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
-    """Probability maps ``(n, 1, S, S)`` back at each sample's size: (masks ``> 0.5``, maps)."""
-    from .data import resize_back
-
-    if not len(samples):
-        return np.zeros((0, 1, 1), bool), np.zeros((0, 1, 1), np.float32)
-    maps = np.stack(resize_back(probs, [np.shape(s.image) for s in samples])).astype(np.float32)
-    return maps > 0.5, maps
 
 
 def normalise_intensity(images: torch.Tensor) -> torch.Tensor:
