@@ -56,6 +56,7 @@ def test_list_shows_every_method_and_dataset():
     assert result.exit_code == 0
     names = result.output.split()
     assert set(registry.methods()) <= set(names)
+    assert {"unet", "glcm-knn", "two-pathway-cnn", "ocsvm-immune"} <= set(names)
     assert {"br35h", "synthetic", "folder"} <= set(names)
 
 

@@ -9,7 +9,6 @@ import pytest
 
 from mribench.errors import ParamError
 from mribench.params import FLAG, Interval, MethodParams, OrNone, parse_overrides
-from mribench.registry import methods
 
 
 @dataclass(frozen=True)
@@ -42,10 +41,3 @@ def test_flag_takes_only_booleans(augment) -> None:
 def test_overrides_parse_to_values_the_constraints_accept() -> None:
     values = parse_overrides("patience=null,augment=false")
     assert _Params(**values) == _Params(patience=None, augment=False)
-
-
-@pytest.mark.parametrize("name", sorted(methods()))
-def test_every_profile_of_every_method_is_valid(name: str) -> None:
-    cls = methods()[name]
-    for overrides in cls.profiles.values():
-        cls.Params(**overrides)

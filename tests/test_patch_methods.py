@@ -233,20 +233,10 @@ TINY = {
 }
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: small networks gain little from two, and a second thread waiting on a
-    core that another process holds slows training tenfold on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_patch_cnn_learns_on_synthetic_data(name: str, synthetic_parts, tmp_path,
-                                            one_thread) -> None:
+                                            torch_one_thread) -> None:
     train, val, test = synthetic_parts
     method = methods()[name](profile="quick", **TINY[name])
     ctx = Context(workdir=tmp_path, method_name=name)
@@ -263,7 +253,7 @@ def test_patch_cnn_learns_on_synthetic_data(name: str, synthetic_parts, tmp_path
     assert any(row.get("val_metric") is not None for row in ctx.history)
 
 
-def test_input_cascade_trains_two_stages(tiny_samples, tmp_path, one_thread) -> None:
+def test_input_cascade_trains_two_stages(tiny_samples, tmp_path, torch_one_thread) -> None:
     samples = tiny_samples(n=16, size=48, seed=1)
     method = methods()["two-pathway-cnn"](
         profile="quick", work_size=None, local_maps=2, global_maps=2, cascade="input",

@@ -19,8 +19,14 @@ METHODS = registry.methods()
 DATASETS = registry.datasets()
 
 
+#: The pipelines mribench ships; a plugin that stops registering (abstract after a refactor,
+#: its name lost) would otherwise drop out of every parametrised test below unnoticed.
+SHIPPED = {"ann", "cnn", "dwt-dnn", "fcm-cnn", "glcm-knn", "multiscale-cnn", "ocsvm-immune",
+           "region-growing", "svm", "two-pathway-cnn", "unet"}
+
+
 def test_the_literature_is_registered():
-    assert len(METHODS) >= 2
+    assert SHIPPED <= set(METHODS)
     assert {"br35h", "synthetic", "folder"} <= set(DATASETS)
 
 
@@ -50,6 +56,8 @@ def test_params_are_frozen_validated_plain_data(name):
         with pytest.raises(dataclasses.FrozenInstanceError):
             params.__setattr__(dataclasses.fields(params)[0].name, None)
         assert params.digest() == cls.params_for(profile).digest()
+        other = dataclasses.replace(params, **_another_value(params))
+        assert other.digest() != params.digest(), "checkpoints are keyed by the digest"
         method = cls(profile=profile)
         assert pickle.loads(pickle.dumps(method)).params == params
     with pytest.raises(ParamError, match=name):
@@ -71,3 +79,21 @@ def test_dataset_declares_what_it_is(name):
     assert cls.name == name and cls.description
     doc = inspect.getdoc(sys.modules[cls.__module__]) or ""
     assert doc
+
+
+def _another_value(params: MethodParams) -> dict:
+    """One field changed to another valid value (the first numeric field, nudged)."""
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        for candidate in (value + 1, value * 1.5, value / 2):
+            if isinstance(value, int) and not float(candidate).is_integer():
+                continue
+            candidate = type(value)(candidate)
+            try:
+                dataclasses.replace(params, **{f.name: candidate})
+            except ParamError:
+                continue
+            return {f.name: candidate}
+    raise AssertionError(f"{type(params).__name__} has no numeric field to vary")

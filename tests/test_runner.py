@@ -12,7 +12,7 @@ import pytest
 
 from mribench import registry
 from mribench.context import Context
-from mribench.errors import ParamError
+from mribench.errors import MribenchError, ParamError
 from mribench.method import Method, SegmentationMethod
 from mribench.params import Interval, MethodParams
 from mribench.runner import RunConfig, load_prediction_masks, run_benchmark
@@ -142,8 +142,11 @@ def test_resume_reruns_only_what_did_not_finish(tmp_path, fake_registry):
 
 def test_an_existing_folder_needs_resume(tmp_path, fake_registry):
     run_benchmark(_config(tmp_path, methods="bright"))
-    with pytest.raises(Exception, match="--resume"):
+    run_file = tmp_path / "run" / "run.json"
+    before = run_file.read_bytes()
+    with pytest.raises(MribenchError, match="already holds a run; pass --resume"):
         run_benchmark(_config(tmp_path, methods="bright"))
+    assert run_file.read_bytes() == before  # the first run is left as it was
 
 
 def test_bad_parameter_fails_before_anything_is_written(tmp_path, fake_registry):

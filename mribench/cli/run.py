@@ -21,7 +21,9 @@ def suite_path(name: str) -> Path:
     candidate = Path(name)
     if candidate.suffix == ".toml" and candidate.exists():
         return candidate
-    root = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
+    from ..splits import repo_root
+
+    root = repo_root() / "benchmarks" / "suites"
     path = root / f"{name}.toml"
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in root.glob("*.toml"))) or "none"
@@ -97,11 +99,10 @@ def run(ctx: click.Context, methods: str, dataset: str, data_dir: Path | None, t
                   profile=profile, device=device, seed=seed, split=split,
                   image_size=image_size, jobs=jobs, n_boot=n_boot)
     if suite:
-        param_of = {"methods": "methods"}
         for key, value in load_suite(suite).items():
             if key not in SUITE_KEYS:
                 continue
-            source = ctx.get_parameter_source(param_of.get(key, key))
+            source = ctx.get_parameter_source(key)
             if source in (None, click.core.ParameterSource.DEFAULT):
                 values[key] = Path(value) if key == "data_dir" else value
     show = not quiet and sys.stderr.isatty()
