@@ -38,7 +38,7 @@ from mribench.data import files_fingerprint, find_data_dir, read_images, resolve
 from mribench.dataset import DEFAULT_IMAGE_SIZE, Dataset
 from mribench.duplicates import DEFAULT_THRESHOLD, THRESHOLD_RULE, group_names
 from mribench.errors import DataError
-from mribench.imageio import is_image_file
+from mribench.imageio import images_by_stem
 from mribench.types import UNLABELLED, Sample
 from mribench.via import read_via
 
@@ -59,17 +59,10 @@ def _images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found; the Br35H layout needs yes/ and no/ "
                         f"({HOW_TO_GET})")
-    files = sorted((p for p in folder.iterdir() if p.is_file() and is_image_file(p)),
-                   key=lambda p: p.name)
+    files = list(images_by_stem(folder).values())
     if not files:
         raise DataError(f"{folder}: no images in this class folder; re-download Br35H "
                         f"({HOW_TO_GET})")
-    stems: dict[str, Path] = {}
-    for p in files:
-        if p.stem in stems:
-            raise DataError(f"{p}: same name as {stems[p.stem].name}; ids are folder/stem, "
-                            "so rename or remove one of them")
-        stems[p.stem] = p
     return files
 
 

@@ -32,7 +32,7 @@ from mribench.data import files_fingerprint, read_images, resolve_options
 from mribench.dataset import DEFAULT_IMAGE_SIZE, Dataset
 from mribench.duplicates import DEFAULT_THRESHOLD, THRESHOLD_RULE, group_names
 from mribench.errors import DataError
-from mribench.imageio import is_image_file
+from mribench.imageio import images_by_stem
 from mribench.types import Sample
 
 LOADER_VERSION = 1
@@ -42,22 +42,6 @@ _MASK_ENDINGS = ("_mask", "-mask")
 def _is_name(value: Any) -> bool:
     return isinstance(value, str) and bool(value) and "/" not in value and value not in (
         "images", "masks")
-
-
-def _by_stem(folder: Path, what: str) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for p in sorted(folder.iterdir(), key=lambda p: p.name):
-        if not (p.is_file() and is_image_file(p)):
-            continue
-        stem = p.stem
-        if what == "mask":
-            for ending in _MASK_ENDINGS:
-                if stem.endswith(ending):
-                    stem = stem[: -len(ending)]
-        if stem in out:
-            raise DataError(f"{p}: same stem as {out[stem].name}; give each {what} a unique name")
-        out[stem] = p
-    return out
 
 
 class Folder(Dataset):
@@ -109,7 +93,7 @@ class Folder(Dataset):
                 if not folder.is_dir():
                     raise DataError(f"{folder}: class folder not found; both {pos}/ and {neg}/ "
                                     "are needed (or name them with positive=, negative=)")
-                images = _by_stem(folder, "image")
+                images = images_by_stem(folder, "image")
                 if not images:
                     raise DataError(f"{folder}: no images in this class folder; add images or "
                                     "remove the folder")
@@ -119,8 +103,8 @@ class Folder(Dataset):
             for folder in pair_dirs:
                 if not folder.is_dir():
                     raise DataError(f"{folder}: folder not found; images/ and masks/ go together")
-            images = _by_stem(self.root / "images", "image")
-            masks = _by_stem(self.root / "masks", "mask")
+            images = images_by_stem(self.root / "images", "image")
+            masks = images_by_stem(self.root / "masks", "mask", _MASK_ENDINGS)
             if not images:
                 raise DataError(f"{self.root / 'images'}: no images in this folder")
             for stem in sorted(set(masks) - set(images)):

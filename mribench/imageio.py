@@ -63,6 +63,25 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
+def images_by_stem(folder: Path, what: str = "image", strip: tuple[str, ...] = ()
+                   ) -> dict[str, Path]:
+    """The image files of ``folder`` by name stem (minus any ending in ``strip``), sorted by
+    file name; two files with one stem are a :class:`DataError` (ids are built from stems)."""
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir(), key=lambda p: p.name):
+        if not (p.is_file() and is_image_file(p)):
+            continue
+        stem = p.stem
+        for ending in strip:
+            if stem.endswith(ending):
+                stem = stem[: -len(ending)]
+        if stem in out:
+            raise DataError(f"{p}: same stem as {out[stem].name}; give each {what} a unique "
+                            "name (ids are built from file stems)")
+        out[stem] = p
+    return out
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 from mribench.errors import DataError
 from mribench.imageio import (
+    images_by_stem,
     load_image,
     read_image,
     read_mask,
@@ -160,3 +161,14 @@ def test_bad_files_are_one_line_data_errors(tmp_path, content, words):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="nothere.png: file not found"):
         read_image(tmp_path / "nothere.png")
+
+
+def test_images_by_stem_sorts_strips_and_refuses_two_files_with_one_stem(tmp_path) -> None:
+    for name in ("b.png", "a.jpg", "c_mask.png", ".hidden.png"):
+        Image.new("L", (4, 4)).save(tmp_path / name, format="PNG" if "png" in name else "JPEG")
+    (tmp_path / "notes.txt").write_text("not an image")
+    found = images_by_stem(tmp_path, "mask", strip=("_mask",))
+    assert list(found) == ["a", "b", "c"] and found["c"].name == "c_mask.png"
+    Image.new("L", (4, 4)).save(tmp_path / "a.png")
+    with pytest.raises(DataError, match=r"a\.png: same stem as a\.jpg"):
+        images_by_stem(tmp_path)
