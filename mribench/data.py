@@ -24,7 +24,6 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,13 +36,13 @@ from .errors import DataError
 from .imageio import THUMB_SIZE, LoadedImage, load_image
 from .io import _atomic_write
 from .registry import get_dataset
+from .threads import thread_map
 from .types import Sample
 
 #: Bump when the loaders' output changes, to invalidate every cached data set.
 CACHE_VERSION = 1
 ENV_CACHE = "MRIBENCH_CACHE"
 ENV_DATA = "MRIBENCH_DATA"
-ENV_WORKERS = "MRIBENCH_WORKERS"
 
 __all__ = ["CACHE_VERSION", "ImageBatch", "cache_root", "files_fingerprint", "find_data_dir",
            "load_dataset", "read_images", "resolve_options"]
@@ -174,24 +173,14 @@ def read_images(paths: Sequence[Path | str], size: int, *,
     masks = list(masks) if masks is not None else [None] * len(paths)
     tasks = [(str(p), int(size), bool(draft), m if m is None or isinstance(m, list) else str(m))
              for p, m in zip(paths, masks, strict=True)]
-    if workers is None:
-        workers = int(os.environ.get(ENV_WORKERS, 0)) or min(2, os.cpu_count() or 1)
     results: Iterable[LoadedImage]
-    if workers <= 1 or len(tasks) < 64:
-        results = map(_load_task, tasks)
-        pool = None
-    else:
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mribench-read")
-        results = pool.map(_load_task, tasks)
-    try:
+    with thread_map(_load_task, tasks, workers=workers, min_items=64,
+                    name="mribench-read") as results:
         if show_progress:
             from tqdm.auto import tqdm
 
             results = tqdm(results, total=len(tasks), desc=desc, file=sys.stderr, leave=False)
         loaded = list(results)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
     n = len(loaded)
     images = np.empty((n, size, size), np.float32)
     thumbs = np.empty((n, THUMB_SIZE, THUMB_SIZE), np.float32)

@@ -48,8 +48,6 @@ least one pixel).
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -59,6 +57,7 @@ from PIL import Image
 from scipy import ndimage
 
 from .imageio import resize_image
+from .threads import thread_map
 
 Contrast = Literal["hyper", "weak", "ring"]
 Sequence_ = Literal["t1", "t2", "flair"]
@@ -420,8 +419,8 @@ def generate(n: int, image_size: int = 256, seed: int = 0, duplicates: float = 0
              workers: int | None = None) -> list[PhantomSlice]:
     """Render the ``n`` slices of :func:`plan` at ``image_size``, deterministically.
 
-    Slices are rendered in ``workers`` threads (default min(2, CPUs); numpy and scipy.fft
-    release the GIL); the output does not depend on ``workers``.
+    Slices are rendered in ``workers`` threads (:func:`mribench.threads.thread_map`); the
+    output does not depend on ``workers``.
     """
     planned = plan(n, seed, duplicates)
 
@@ -439,8 +438,6 @@ def generate(n: int, image_size: int = 256, seed: int = 0, duplicates: float = 0
         return PhantomSlice(index=index, group=group, label=scene.label, image=image, mask=mask,
                             meta=meta)
 
-    workers = workers or min(2, os.cpu_count() or 1)
-    if workers <= 1 or n < 8:
-        return [one(item) for item in planned]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mribench-phantom") as pool:
-        return list(pool.map(one, planned))
+    with thread_map(one, planned, workers=workers, min_items=8,
+                    name="mribench-phantom") as slices:
+        return list(slices)
