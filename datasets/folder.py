@@ -33,15 +33,16 @@ from mribench.dataset import DEFAULT_IMAGE_SIZE, Dataset
 from mribench.duplicates import DEFAULT_THRESHOLD, THRESHOLD_RULE, group_names
 from mribench.errors import DataError
 from mribench.imageio import images_by_stem
+from mribench.params import Check
 from mribench.types import Sample
 
 LOADER_VERSION = 1
 _MASK_ENDINGS = ("_mask", "-mask")
 
 
-def _is_name(value: Any) -> bool:
-    return isinstance(value, str) and bool(value) and "/" not in value and value not in (
-        "images", "masks")
+#: A class folder's name (a class named images/ or masks/ would clash with pairs).
+FOLDER_NAME = Check(lambda v: isinstance(v, str) and bool(v) and "/" not in v
+                    and v not in ("images", "masks"), "a folder name (not images/ or masks/)")
 
 
 class Folder(Dataset):
@@ -65,8 +66,8 @@ class Folder(Dataset):
         if not self.root.is_dir():
             raise DataError(f"{self.root}: folder not found; check the path in folder:PATH")
         self.options = resolve_options("folder", options, self.defaults, {
-            "positive": (_is_name, "a folder name (not images/ or masks/)"),
-            "negative": (_is_name, "a folder name (not images/ or masks/)"),
+            "positive": FOLDER_NAME,
+            "negative": FOLDER_NAME,
             "threshold": THRESHOLD_RULE,
         })
         if self.options["positive"] == self.options["negative"]:

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 from mribench.data import resolve_options
 from mribench.dataset import DEFAULT_IMAGE_SIZE, Dataset
+from mribench.params import Interval
 from mribench.phantom import generate
 from mribench.types import Sample
 
@@ -52,12 +53,9 @@ class Synthetic(Dataset):
                  **options: Any) -> None:
         super().__init__(None, image_size=image_size, show_progress=show_progress)
         self.options = resolve_options("synthetic", options, self.defaults, {
-            "n": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 4,
-                  "an integer >= 4"),
-            "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-                     "an integer >= 0"),
-            "duplicates": (lambda v: not isinstance(v, bool) and 0.0 <= float(v) <= 1.0,
-                           "a number in [0, 1]"),
+            "n": Interval(4, None, integer=True),
+            "seed": Interval(0, None, integer=True),
+            "duplicates": Interval(0, 1),
         })
 
     def fingerprint(self) -> str:

@@ -35,6 +35,7 @@ from .duplicates import assign_groups
 from .errors import DataError
 from .imageio import THUMB_SIZE, LoadedImage, load_image
 from .io import _atomic_write
+from .params import Constraint
 from .registry import get_dataset
 from .threads import thread_map
 from .types import Sample
@@ -98,26 +99,21 @@ def files_fingerprint(paths: Iterable[Path], root: Path | None = None) -> str:
 
 
 def resolve_options(owner: str, given: dict[str, Any], defaults: dict[str, Any],
-                    checks: dict[str, tuple[Callable[[Any], bool], str]] | None = None
-                    ) -> dict[str, Any]:
+                    checks: dict[str, Constraint] | None = None) -> dict[str, Any]:
     """Merge a data set's ``name[k=v]`` options into its defaults, rejecting unknown ones.
 
-    ``checks`` maps an option to (test, description); a failing value is a DataError naming
-    the data set, the option, what is allowed and what was given.
+    ``checks`` maps an option to a :mod:`mribench.params` constraint (the methods' own); a
+    failing value is a DataError naming the data set, the option, what is allowed and what was
+    given.
     """
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise DataError(f"{owner}: unknown option(s) {', '.join(unknown)}; known: "
                         f"{', '.join(sorted(defaults)) or 'none'}")
     merged = {**defaults, **given}
-    for key, (test, description) in (checks or {}).items():
-        try:
-            ok = bool(test(merged[key]))
-        except Exception:
-            ok = False
-        if not ok:
-            raise DataError(f"{owner}: option {key!r} must be {description}, "
-                            f"got {merged[key]!r}")
+    for key, rule in (checks or {}).items():
+        if not rule.check(merged[key]):
+            raise DataError(f"{owner}: option {key!r} must be {rule}, got {merged[key]!r}")
     return merged
 
 

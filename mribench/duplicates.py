@@ -24,6 +24,7 @@ from scipy.sparse.csgraph import connected_components
 
 from .errors import DataError
 from .imageio import THUMB_SIZE, thumbnail
+from .params import Interval
 from .types import Sample
 
 #: Default correlation above which two thumbnails are near-duplicates.
@@ -33,13 +34,8 @@ __all__ = ["DEFAULT_THRESHOLD", "THRESHOLD_RULE", "THUMB_SIZE", "assign_groups",
            "group_labels", "group_names", "normalise", "thumbnail"]
 
 
-def _is_threshold(value: object) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and 0.0 < float(value) <= 1.0)
-
-
-#: (test, description) of a valid threshold, for data-set option checks.
-THRESHOLD_RULE = (_is_threshold, "a correlation in (0, 1]")
+#: A valid grouping threshold (a correlation), for data-set option checks.
+THRESHOLD_RULE = Interval(0, 1, closed="right")
 
 
 def normalise(thumbs: np.ndarray) -> np.ndarray:
@@ -74,7 +70,7 @@ def duplicate_pairs(thumbs: np.ndarray, threshold: float = DEFAULT_THRESHOLD,
 
 def group_labels(thumbs: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
     """Connected-component label (0..k-1) of every thumbnail."""
-    if not _is_threshold(threshold):
+    if not THRESHOLD_RULE.check(threshold):
         raise DataError(f"duplicate threshold must be in (0, 1], got {threshold!r}; "
                         f"the default is {DEFAULT_THRESHOLD}")
     n = len(thumbs)
