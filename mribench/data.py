@@ -241,16 +241,6 @@ def _load_samples(path: Path) -> list[Sample]:
             for i, m in enumerate(meta)]
 
 
-def _split_folder_spec(data_dir: str) -> tuple[str, dict[str, Any]]:
-    """``folder:PATH[k=v]`` arrives as data_dir ``PATH[k=v]``; split off the options."""
-    from .registry import parse_spec
-
-    if data_dir.endswith("]") and "[" in data_dir and not Path(data_dir).exists():
-        _, options = parse_spec("x" + data_dir[data_dir.index("["):])
-        return data_dir[: data_dir.index("[")], options
-    return data_dir, {}
-
-
 def load_dataset(spec: str, data_dir: Path | str | None = None,
                  image_size: int = DEFAULT_IMAGE_SIZE, show_progress: bool = False, *,
                  use_cache: bool = True) -> tuple[Dataset, list[Sample]]:
@@ -265,9 +255,6 @@ def load_dataset(spec: str, data_dir: Path | str | None = None,
     cls, overrides = get_dataset(spec)
     options = dict(overrides)
     spec_dir = options.pop("data_dir", None)
-    if isinstance(spec_dir, str):
-        spec_dir, extra = _split_folder_spec(spec_dir)
-        options.update(extra)
     size = options.pop("image_size", image_size)
     if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= 4096:
         raise DataError(f"image size must be an integer in [8, 4096], got {size!r}")

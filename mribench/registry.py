@@ -12,6 +12,7 @@ import inspect
 import pkgutil
 from functools import cache
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from .dataset import Dataset
@@ -109,7 +110,11 @@ def get_dataset(spec: str) -> tuple[type[Dataset], dict[str, Any]]:
     table = datasets()
     if ":" in spec and spec.split(":", 1)[0] in table:
         name, path = spec.split(":", 1)
-        return table[name], {"data_dir": path}
+        options: dict[str, Any] = {}
+        # folder:PATH[k=v]: options in brackets, unless the brackets belong to an existing path
+        if path.endswith("]") and "[" in path and not Path(path).exists():
+            path, options = path[: path.index("[")], parse_spec("x" + path[path.index("["):])[1]
+        return table[name], {"data_dir": path, **options}
     name, overrides = parse_spec(spec)
     if name not in table:
         raise MribenchError(
