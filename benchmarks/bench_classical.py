@@ -25,12 +25,12 @@ import json
 import time
 from pathlib import Path
 
-from mribench.cache import FeatureCache
-from mribench.context import Context
-from mribench.data import load_dataset
-from mribench.metrics import evaluate
-from mribench.registry import get_method
-from mribench.splitting import choose_split
+from mribench.api.context import Context
+from mribench.api.feature_cache import FeatureCache
+from mribench.api.registry import get_method
+from mribench.data.load import load_dataset
+from mribench.eval.metrics import evaluate
+from mribench.split.choose import choose_split
 
 METHODS = ("glcm-knn", "svm", "ann", "ocsvm-immune", "region-growing")
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "br35h"

@@ -50,11 +50,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="mribench-bench-") as cache:
         os.environ["MRIBENCH_CACHE"] = cache
-        from mribench.data import load_dataset, read_images
+        from mribench.data.duplicates import group_labels
+        from mribench.data.load import load_dataset, read_images
         from mribench.datasets.br35h import _images
         from mribench.datasets.synthetic import Synthetic
-        from mribench.duplicates import group_labels
-        from mribench.splits import audit, load_manifest, manifest_path
+        from mribench.split.manifest import audit, load_manifest, manifest_path
 
         size = args.image_size
         numbers: dict[str, object] = {"image_size": size, "cpus": os.cpu_count()}

@@ -35,13 +35,13 @@ from typing import Any
 
 import torch
 
-from mribench.cache import FeatureCache
-from mribench.context import Context
-from mribench.data import load_dataset
-from mribench.metrics import evaluate
-from mribench.params import parse_overrides
-from mribench.registry import get_method
-from mribench.splitting import ChosenSplit, choose_split
+from mribench.api.context import Context
+from mribench.api.feature_cache import FeatureCache
+from mribench.api.params import parse_overrides
+from mribench.api.registry import get_method
+from mribench.data.load import load_dataset
+from mribench.eval.metrics import evaluate
+from mribench.split.choose import ChosenSplit, choose_split
 
 METHODS = ("cnn", "fcm-cnn", "dwt-dnn")
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "br35h"

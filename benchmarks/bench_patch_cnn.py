@@ -37,7 +37,7 @@ from typing import Any
 import bench_deep  # this folder is on sys.path when a script in it runs
 import numpy as np
 
-from mribench.metrics import evaluate
+from mribench.eval.metrics import evaluate
 
 METHODS = ("two-pathway-cnn", "multiscale-cnn")
 COLUMNS = ("accuracy", "f1", "pooled_f1", "pooled_iou", "pooled_precision", "pooled_recall",

@@ -6,7 +6,7 @@ Source: Ahmed Hamada, "Br35H :: Brain Tumor Detection 2020", Kaggle data set
 annotations of 801 tumour slices in TRAIN/VAL/TEST parts.
 
 Input layout (the published one; found via ``--data-dir``, ``$MRIBENCH_DATA`` or
-``~/.cache/mribench/data/br35h``, see :func:`mribench.data.find_data_dir`)::
+``~/.cache/mribench/data/br35h``, see :func:`mribench.data.load.find_data_dir`)::
 
     yes/   1500 tumour slices (JPEG, RGB/L/RGBA/P, 150 to 1920 px)      -> label 1
     no/    1500 slices without tumour                                  -> label 0
@@ -14,12 +14,12 @@ Input layout (the published one; found via ``--data-dir``, ``$MRIBENCH_DATA`` or
     Br35H-Mask-RCNN/{TRAIN,VAL,TEST}/annotations_{train,val,test}.json  -> masks, official_parts()
 
 Output: 3,000 labelled samples with ids ``yes/y12`` / ``no/no7`` (folder/stem), float32
-images of ``image_size`` (stretched to a square, see :mod:`mribench.imageio`). The 801
+images of ``image_size`` (stretched to a square, see :mod:`mribench.data.imageio`). The 801
 annotated ``yes`` images (same names in ``yes/``) get masks rasterised from their polygons,
-ellipses and circles at the original size, then resized (:mod:`mribench.via`); other ``yes``
+ellipses and circles at the original size, then resized (:mod:`mribench.data.via`); other ``yes``
 images have ``mask=None`` (unknown), ``no`` images ``mask=None`` too (``mask_or_empty()``
 gives an empty mask for label 0). Groups: near-duplicates by thumbnail correlation
-(``threshold`` option, default 0.995; :mod:`mribench.duplicates`), about 1,560 groups.
+(``threshold`` option, default 0.995; :mod:`mribench.data.duplicates`), about 1,560 groups.
 Without the ``Br35H-Mask-RCNN`` folder (the Kaggle copy) the images load without masks and
 without a published split.
 
@@ -34,13 +34,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mribench.data import files_fingerprint, find_data_dir, read_images, resolve_options
-from mribench.dataset import DEFAULT_IMAGE_SIZE, Dataset
-from mribench.duplicates import DEFAULT_THRESHOLD, THRESHOLD_RULE, group_names
-from mribench.errors import DataError
-from mribench.imageio import images_by_stem
-from mribench.types import UNLABELLED, Sample
-from mribench.via import read_via
+from mribench.api.dataset import DEFAULT_IMAGE_SIZE, Dataset
+from mribench.api.errors import DataError
+from mribench.api.types import UNLABELLED, Sample
+from mribench.data.duplicates import DEFAULT_THRESHOLD, THRESHOLD_RULE, group_names
+from mribench.data.imageio import images_by_stem
+from mribench.data.load import files_fingerprint, find_data_dir, read_images, resolve_options
+from mribench.data.via import read_via
 
 HOW_TO_GET = ("download it from Kaggle (ahmedhamada0/brain-tumor-detection) or GitHub "
               "(AhmedHamada0/Brain-Tumor-Detection-Dataset, which adds the masks)")

@@ -12,14 +12,14 @@ Input layouts under PATH (either or both):
   is tumour where the mask reaches half its maximum (0/1 and 0/255 masks both work); the label
   is 1 when the mask has a tumour pixel at the original size, else 0.
 
-Files whose suffix is not an image suffix (:data:`mribench.imageio.IMAGE_SUFFIXES`) and hidden
+Files whose suffix is not an image suffix (:data:`mribench.data.imageio.IMAGE_SUFFIXES`) and hidden
 files are ignored. A mask without its image, an image without its mask, a mask of another
 size, an empty class folder, a missing folder, or an unreadable image is a DataError naming
 the file or folder.
 
 Output: labelled samples with ids ``<folder>/<stem>`` (``yes/a12``, ``images/case3``), images
-resized to ``image_size`` (:mod:`mribench.imageio`), near-duplicate groups from thumbnails
-(option ``threshold``, default 0.995; :mod:`mribench.duplicates`). Split manifests are named
+resized to ``image_size`` (:mod:`mribench.data.imageio`), near-duplicate groups from thumbnails
+(option ``threshold``, default 0.995; :mod:`mribench.data.duplicates`). Split manifests are named
 ``folder-<PATH's folder name>``.
 """
 
@@ -28,13 +28,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mribench.data import files_fingerprint, read_images, resolve_options
-from mribench.dataset import DEFAULT_IMAGE_SIZE, Dataset
-from mribench.duplicates import DEFAULT_THRESHOLD, THRESHOLD_RULE, group_names
-from mribench.errors import DataError
-from mribench.imageio import images_by_stem
-from mribench.params import Check
-from mribench.types import Sample
+from mribench.api.dataset import DEFAULT_IMAGE_SIZE, Dataset
+from mribench.api.errors import DataError
+from mribench.api.params import Check
+from mribench.api.types import Sample
+from mribench.data.duplicates import DEFAULT_THRESHOLD, THRESHOLD_RULE, group_names
+from mribench.data.imageio import images_by_stem
+from mribench.data.load import files_fingerprint, read_images, resolve_options
 
 LOADER_VERSION = 1
 _MASK_ENDINGS = ("_mask", "-mask")

@@ -1,6 +1,6 @@
 """Synthetic MRI-like axial slices with and without tumours: the embedded default data set.
 
-Source: procedural (no paper, no download); the generator is :mod:`mribench.phantom`, which
+Source: procedural (no paper, no download); the generator is :mod:`mribench.data.phantom`, which
 documents the anatomy, the acquisition model and the tumour model.
 
 Input: nothing (options ``n``, ``seed``, ``duplicates``; the image size is the run's).
@@ -28,11 +28,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mribench.data import resolve_options
-from mribench.dataset import DEFAULT_IMAGE_SIZE, Dataset
-from mribench.params import Interval
-from mribench.phantom import generate
-from mribench.types import Sample
+from mribench.api.dataset import DEFAULT_IMAGE_SIZE, Dataset
+from mribench.api.params import Interval
+from mribench.api.types import Sample
+from mribench.data.load import resolve_options
+from mribench.data.phantom import generate
 
 #: Bump when the generator's output changes (invalidates cached copies).
 GENERATOR_VERSION = 3

@@ -9,7 +9,7 @@ a one-hidden-layer perceptron trained by back-propagation (Rumelhart, Hinton & W
 doi:10.1038/323533a0), here scikit-learn's ``MLPClassifier`` (Adam, ReLU, L2 penalty).
 
 Recipe: the same pre-processing, candidate segmentation and 45 handcrafted features as
-``svm`` (:mod:`mribench.features.handcrafted`, shared through the run's feature cache, so the
+``svm`` (:mod:`mribench.blocks.features.handcrafted`, shared through the run's feature cache, so the
 second of the two methods to run computes nothing), z-scoring on the training slices, then
 an MLP; (hidden units, alpha) is the pair of ``hidden_grid`` x ``alpha_grid`` with the best
 validation accuracy (ties: first in grid order).
@@ -41,12 +41,12 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mribench.context import Context
-from mribench.features.handcrafted import HandcraftedParams, cached_handcrafted_features
-from mribench.method import Method
-from mribench.params import Check, Interval, MethodParams
-from mribench.selection import select_on_val
-from mribench.types import Prediction, Sample
+from mribench.api.context import Context
+from mribench.api.method import Method
+from mribench.api.params import Check, Interval, MethodParams
+from mribench.api.types import Prediction, Sample
+from mribench.blocks.features.handcrafted import HandcraftedParams, cached_handcrafted_features
+from mribench.blocks.selection import select_on_val
 
 
 def _positive_list(integer: bool) -> Check:

@@ -30,14 +30,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mribench.context import Context
-from mribench.method import Method
-from mribench.nn.blocks import ConvPoolClassifier
-from mribench.nn.classify import fit_classifier, predict_proba
-from mribench.nn.data import Augment, images_to_tensor
-from mribench.nn.train import fingerprint, seed_everything
-from mribench.params import FLAG, Interval, MethodParams, OrNone
-from mribench.types import Prediction, Sample
+from mribench.api.context import Context
+from mribench.api.method import Method
+from mribench.api.params import FLAG, Interval, MethodParams, OrNone
+from mribench.api.types import Prediction, Sample
+from mribench.blocks.nn.blocks import ConvPoolClassifier
+from mribench.blocks.nn.classify import fit_classifier, predict_proba
+from mribench.blocks.nn.data import Augment, images_to_tensor
+from mribench.blocks.nn.train import fingerprint, seed_everything
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ layers) classifies the reduced vector.
 Input: grayscale slices (resized to ``image_size``). Output: a label per slice and
 ``P(tumour)`` as its score.
 
-Here: the DWT features come from :mod:`mribench.features.wavelet` through the run's feature
+Here: the DWT features come from :mod:`mribench.blocks.features.wavelet` through the run's feature
 cache (computed once per image and shared with any method asking for the same transform);
 they are standardised and projected on ``pca_components`` principal components fitted on
 the training slices; the network (``hidden`` widths, ReLU, dropout) is trained with binary
-cross-entropy and Adam through :func:`mribench.nn.classify.fit_classifier` (early stopping on
+cross-entropy and Adam through :func:`mribench.blocks.nn.classify.fit_classifier` (early stopping on
 validation accuracy, the best epoch kept), on CUDA when present.
 
 Differences from the paper:
@@ -42,15 +42,20 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from mribench.context import Context
-from mribench.features.wavelet import FEATURE_KINDS, check_levels, dwt_matrix, is_discrete_wavelet
-from mribench.method import Method
-from mribench.nn.blocks import MLP
-from mribench.nn.classify import fit_classifier, predict_proba
-from mribench.nn.data import images_to_tensor
-from mribench.nn.train import fingerprint, seed_everything, torch_threads
-from mribench.params import POSITIVE_INTS, Check, Interval, MethodParams, OneOf, OrNone
-from mribench.types import Prediction, Sample
+from mribench.api.context import Context
+from mribench.api.method import Method
+from mribench.api.params import POSITIVE_INTS, Check, Interval, MethodParams, OneOf, OrNone
+from mribench.api.types import Prediction, Sample
+from mribench.blocks.features.wavelet import (
+    FEATURE_KINDS,
+    check_levels,
+    dwt_matrix,
+    is_discrete_wavelet,
+)
+from mribench.blocks.nn.blocks import MLP
+from mribench.blocks.nn.classify import fit_classifier, predict_proba
+from mribench.blocks.nn.data import images_to_tensor
+from mribench.blocks.nn.train import fingerprint, seed_everything, torch_threads
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ one paper's exact settings.
 
 Recipe:
 
-1. skull stripping (:func:`mribench.preprocess.brain_mask`) of the slice at ``map_size``;
+1. skull stripping (:func:`mribench.blocks.preprocess.brain_mask`) of the slice at ``map_size``;
 2. fuzzy c-means with ``clusters`` clusters and fuzzifier ``m`` on the brain's intensities
-   (:func:`mribench.fcm.fcm_image`); the membership map of the brightest cluster is the
+   (:func:`mribench.blocks.fcm.fcm_image`); the membership map of the brightest cluster is the
    tumour evidence map (computed once per image through the run's feature cache);
 3. segmentation: the pixels whose brightest-cluster membership is >= 0.5 form components;
    the *compact* one (largest ``area * solidity**2`` among components of at least
@@ -47,16 +47,16 @@ import torch
 from skimage.measure import label as label_components
 from skimage.measure import regionprops
 
-from mribench.context import Context
-from mribench.fcm import fcm_image
-from mribench.method import Method
-from mribench.nn.blocks import ConvPoolClassifier
-from mribench.nn.classify import fit_classifier, predict_proba
-from mribench.nn.data import Augment, images_to_tensor, resize_back
-from mribench.nn.train import fingerprint, seed_everything
-from mribench.params import FLAG, Interval, MethodParams, OrNone
-from mribench.preprocess import brain_mask
-from mribench.types import Prediction, Sample
+from mribench.api.context import Context
+from mribench.api.method import Method
+from mribench.api.params import FLAG, Interval, MethodParams, OrNone
+from mribench.api.types import Prediction, Sample
+from mribench.blocks.fcm import fcm_image
+from mribench.blocks.nn.blocks import ConvPoolClassifier
+from mribench.blocks.nn.classify import fit_classifier, predict_proba
+from mribench.blocks.nn.data import Augment, images_to_tensor, resize_back
+from mribench.blocks.nn.train import fingerprint, seed_everything
+from mribench.blocks.preprocess import brain_mask
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ doi:10.1109/TSMC.1973.4309314.
 
 Recipe:
 
-1. pre-processing: skull stripping (:func:`mribench.preprocess.brain_mask`) and median
+1. pre-processing: skull stripping (:func:`mribench.blocks.preprocess.brain_mask`) and median
    denoising;
 2. grey-level co-occurrence matrices of the brain (``levels`` grey levels, pixel distances
    ``distances``, 4 angles, symmetric, normalised) and their Haralick properties (contrast,
    dissimilarity, homogeneity, ASM, energy, correlation, entropy) averaged over the angles
-   (:func:`mribench.features.glcm.brain_glcm_features`, through the run's feature cache);
+   (:func:`mribench.blocks.features.glcm.brain_glcm_features`, through the run's feature cache);
 3. z-scoring on the training slices (``StandardScaler``) and a Euclidean KNN; k is the odd
    value of ``k_grid`` with the best validation accuracy (ties: the smallest k; the first
    when there are no validation slices).
@@ -44,13 +44,13 @@ import numpy as np
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 
-from mribench.context import Context
-from mribench.features.glcm import brain_glcm_features
-from mribench.method import Method
-from mribench.params import FLAG, POSITIVE_INTS, Interval, MethodParams, OneOf, OrNone
-from mribench.preprocess import DENOISERS
-from mribench.selection import select_on_val
-from mribench.types import Prediction, Sample
+from mribench.api.context import Context
+from mribench.api.method import Method
+from mribench.api.params import FLAG, POSITIVE_INTS, Interval, MethodParams, OneOf, OrNone
+from mribench.api.types import Prediction, Sample
+from mribench.blocks.features.glcm import brain_glcm_features
+from mribench.blocks.preprocess import DENOISERS
+from mribench.blocks.selection import select_on_val
 
 
 @dataclass(frozen=True)

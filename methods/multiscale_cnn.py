@@ -20,14 +20,14 @@ Recipe:
 Inference is dense and runs once per slice, not once per pixel: the down-sampled scale s is a
 box filter of the slice (computed once), each stack runs on it fully convolutionally as an
 *a trous* network (dilation s, stride-1 pools with doubling dilation: see
-:class:`mribench.nn.patch_nets.ScaleStack`), and the fully connected layers are 1 x 1
+:class:`mribench.blocks.nn.patch_nets.ScaleStack`), and the fully connected layers are 1 x 1
 convolutions over the feature maps and a position map. This gives, up to float rounding, the
 same probability as the window-by-window network for every pixel (tested).
 
 Input: slices (resized to ``work_size`` for the network when set). Output: tumour masks and
 probability maps at each slice's size; image labels from the mask area (threshold learnt on
 val); a second row ``multiscale-cnn+crf`` refines the maps with a dense CRF whose weights are
-chosen on val (:class:`mribench.crf.CRFVariant`).
+chosen on val (:class:`mribench.blocks.crf.CRFVariant`).
 
 Differences from the paper:
 
@@ -61,12 +61,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mribench.context import Context
-from mribench.crf import CRFVariant
-from mribench.method import SegmentationMethod
-from mribench.nn.losses import make_loss, pooled_dice
-from mribench.nn.patch_nets import ScaleStack
-from mribench.nn.patches import (
+from mribench.api.context import Context
+from mribench.api.method import SegmentationMethod
+from mribench.api.params import POSITIVE_INTS, Check, Interval, MethodParams
+from mribench.api.types import Sample
+from mribench.blocks.crf import CRFVariant
+from mribench.blocks.nn.losses import make_loss, pooled_dice
+from mribench.blocks.nn.patch_nets import ScaleStack
+from mribench.blocks.nn.patches import (
     Centres,
     PatchCNNParams,
     PatchLoader,
@@ -81,9 +83,7 @@ from mribench.nn.patches import (
     slice_batches,
     slice_images,
 )
-from mribench.nn.train import fingerprint, fit_model, predict_batches, seed_everything
-from mribench.params import POSITIVE_INTS, Check, Interval, MethodParams
-from mribench.types import Sample
+from mribench.blocks.nn.train import fingerprint, fit_model, predict_batches, seed_everything
 
 PATCH = 32  # every scale is seen as a 32 x 32 window
 SCALES = (1, 2, 4)  # 32, 64 and 128 px windows
@@ -139,7 +139,7 @@ class MultiScaleCNN(nn.Module):
 @dataclass(frozen=True)
 class Params(PatchCNNParams):
     """Hyper-parameters of ``multiscale-cnn``; the shared ones are documented in
-    :class:`mribench.nn.patches.PatchCNNParams`."""
+    :class:`mribench.blocks.nn.patches.PatchCNNParams`."""
 
     owner: ClassVar[str] = "multiscale-cnn"
     constraints: ClassVar[dict[str, Any]] = {

@@ -5,13 +5,13 @@ the support of a high-dimensional distribution", Neural Computation 13(7):1443-1
 doi:10.1162/089976601750264965; the tuner is the artificial-immune-system optimiser CLONALG,
 de Castro & Von Zuben, "Learning and optimization using the clonal selection principle",
 IEEE Transactions on Evolutionary Computation 6(3):239-251, 2002,
-doi:10.1109/TEVC.2002.1011539 (:mod:`mribench.clonalg`). Immune-inspired tuning of SVM
+doi:10.1109/TEVC.2002.1011539 (:mod:`mribench.blocks.clonalg`). Immune-inspired tuning of SVM
 hyper-parameters is a recurring recipe of the classical medical-imaging literature; this plugin
 is the project's instance of it (no single paper applies exactly this recipe to Br35H).
 
 Recipe:
 
-1. the handcrafted features of ``svm`` / ``ann`` (:mod:`mribench.features.handcrafted`:
+1. the handcrafted features of ``svm`` / ``ann`` (:mod:`mribench.blocks.features.handcrafted`:
    pre-processing, region-grown candidate, intensity, texture and shape; shared through the
    run's feature cache);
 2. a novelty detector: z-scoring then ``OneClassSVM`` (RBF kernel) fitted on *healthy*
@@ -52,14 +52,14 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
 
-from mribench.area import ScoreThreshold
-from mribench.clonalg import CloneSearchCV
-from mribench.context import Context
-from mribench.errors import MribenchError
-from mribench.features.handcrafted import HandcraftedParams, cached_handcrafted_features
-from mribench.method import Method
-from mribench.params import FLAG, Check, Interval, MethodParams
-from mribench.types import Prediction, Sample
+from mribench.api.context import Context
+from mribench.api.errors import MribenchError
+from mribench.api.method import Method
+from mribench.api.params import FLAG, Check, Interval, MethodParams
+from mribench.api.thresholds import ScoreThreshold
+from mribench.api.types import Prediction, Sample
+from mribench.blocks.clonalg import CloneSearchCV
+from mribench.blocks.features.handcrafted import HandcraftedParams, cached_handcrafted_features
 
 
 def _range_ok(high: float) -> Check:

@@ -7,9 +7,9 @@ region growing, morphological post-processing and connected components. Region g
 itself: Adams & Bischof, "Seeded region growing", IEEE Trans. Pattern Analysis and Machine
 Intelligence 16(6):641-647, 1994, doi:10.1109/34.295913.
 
-Recipe (engine: :mod:`mribench.preprocess`, :mod:`mribench.region`):
+Recipe (engine: :mod:`mribench.blocks.preprocess`, :mod:`mribench.blocks.region`):
 
-1. skull stripping (:func:`~mribench.preprocess.brain_mask`), median denoising, histogram
+1. skull stripping (:func:`~mribench.blocks.preprocess.brain_mask`), median denoising, histogram
    equalisation of the brain (``equalise``);
 2. intensities standardised by the brain's mean and standard deviation (z-scores);
 3. seeds: the strongest connected group of brain pixels whose *denoised* intensity is an
@@ -24,7 +24,7 @@ Recipe (engine: :mod:`mribench.preprocess`, :mod:`mribench.region`):
 Dice (pixels pooled over slices) on the training slices whose mask is known (annotated tumour
 slices and tumour-free slices, whose mask is empty: ``Sample.mask_or_empty``), at most
 ``max_search`` of them (a seeded, label-stratified draw). Classification comes from the
-predicted area (threshold learnt on ``val`` by :class:`~mribench.method.SegmentationMethod`).
+predicted area (threshold learnt on ``val`` by :class:`~mribench.api.method.SegmentationMethod`).
 
 Input: slices (``segment`` and ``classify``). Output: bool masks at each slice's size (no
 probability maps), labels and scores (the predicted area fraction).
@@ -47,13 +47,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mribench.context import Context
-from mribench.imageio import resize_image, resize_mask
-from mribench.method import SegmentationMethod
-from mribench.params import Check, Interval, MethodParams, OneOf, OrNone
-from mribench.preprocess import DENOISERS, EQUALISERS, prepare, zscore
-from mribench.region import outlier_regions
-from mribench.types import Sample
+from mribench.api.context import Context
+from mribench.api.method import SegmentationMethod
+from mribench.api.params import Check, Interval, MethodParams, OneOf, OrNone
+from mribench.api.types import Sample
+from mribench.blocks.preprocess import DENOISERS, EQUALISERS, prepare, zscore
+from mribench.blocks.region import outlier_regions
+from mribench.data.imageio import resize_image, resize_mask
 
 
 def _numbers(v: Any) -> bool:

@@ -7,7 +7,7 @@ methods for brain MRI; the SVM and ANN pipelines are its classical baselines). T
 Cortes & Vapnik, "Support-vector networks", Machine Learning 20:273-297, 1995,
 doi:10.1007/BF00994018.
 
-Recipe (the shared engine, :mod:`mribench.features.handcrafted`):
+Recipe (the shared engine, :mod:`mribench.blocks.features.handcrafted`):
 
 1. pre-processing: skull stripping, median denoising, histogram equalisation of the brain;
 2. segmentation stage: a tumour candidate grown from the strongest group of bright intensity
@@ -42,12 +42,12 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from mribench.context import Context
-from mribench.features.handcrafted import HandcraftedParams, cached_handcrafted_features
-from mribench.method import Method
-from mribench.params import Check, MethodParams
-from mribench.selection import select_on_val
-from mribench.types import Prediction, Sample
+from mribench.api.context import Context
+from mribench.api.method import Method
+from mribench.api.params import Check, MethodParams
+from mribench.api.types import Prediction, Sample
+from mribench.blocks.features.handcrafted import HandcraftedParams, cached_handcrafted_features
+from mribench.blocks.selection import select_on_val
 
 
 def _grid_ok(v: Any) -> bool:

@@ -24,7 +24,7 @@ Recipe (the paper's TwoPathCNN, Fig. 2-3):
 Input: slices (any size; resized to ``work_size`` for the network when set). Output: tumour
 masks and probability maps at each slice's size; the image label comes from the mask area
 (threshold learnt on val). A second result row ``two-pathway-cnn+crf`` refines the maps with a
-dense CRF whose weights are chosen on val (:class:`mribench.crf.CRFVariant`).
+dense CRF whose weights are chosen on val (:class:`mribench.blocks.crf.CRFVariant`).
 
 Differences from the paper:
 
@@ -35,7 +35,7 @@ Differences from the paper:
   TRAIN/VAL ones) and the network's first operation standardises with the training slices'
   head mean and standard deviation (so the zero padding outside a slice is the same for
   windows and whole slices);
-- centres are drawn inside the head (:func:`mribench.nn.patches.head_regions`, no skull
+- centres are drawn inside the head (:func:`mribench.blocks.nn.patches.head_regions`, no skull
   stripping: the network must also learn that skull is not tumour);
 - optimiser: Adam in ``quick``; ``paper`` uses SGD with momentum 0.9 (the paper raised the
   momentum from 0.5 to 0.9 and decayed the learning rate by 0.1 per epoch, and used L1 + L2
@@ -66,12 +66,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mribench.context import Context
-from mribench.crf import CRFVariant
-from mribench.method import SegmentationMethod
-from mribench.nn.losses import make_loss, pooled_dice
-from mribench.nn.patch_nets import GlobalPathway, LocalPathway
-from mribench.nn.patches import (
+from mribench.api.context import Context
+from mribench.api.method import SegmentationMethod
+from mribench.api.params import Interval, MethodParams, OneOf
+from mribench.api.types import Sample
+from mribench.blocks.crf import CRFVariant
+from mribench.blocks.nn.losses import make_loss, pooled_dice
+from mribench.blocks.nn.patch_nets import GlobalPathway, LocalPathway
+from mribench.blocks.nn.patches import (
     Centres,
     PatchCNNParams,
     PatchLoader,
@@ -84,9 +86,7 @@ from mribench.nn.patches import (
     slice_batches,
     slice_images,
 )
-from mribench.nn.train import fingerprint, fit_model, predict_batches, seed_everything
-from mribench.params import Interval, MethodParams, OneOf
-from mribench.types import Sample
+from mribench.blocks.nn.train import fingerprint, fit_model, predict_batches, seed_everything
 
 WINDOW = 33  # the paper's window side
 MARGIN = WINDOW // 2
@@ -142,7 +142,7 @@ class TwoPathCNN(nn.Module):
 @dataclass(frozen=True)
 class Params(PatchCNNParams):
     """Hyper-parameters of ``two-pathway-cnn`` (``paper`` profile: the published network);
-    the shared ones are documented in :class:`mribench.nn.patches.PatchCNNParams`."""
+    the shared ones are documented in :class:`mribench.blocks.nn.patches.PatchCNNParams`."""
 
     owner: ClassVar[str] = "two-pathway-cnn"
     constraints: ClassVar[dict[str, Any]] = {

@@ -48,21 +48,27 @@ import numpy as np
 import torch
 from torch import nn
 
-from mribench.context import Context
-from mribench.crf import pooled_dice as mask_dice
-from mribench.method import SegmentationMethod
-from mribench.nn.blocks import ConvBlock, Down, OutConv, Up
-from mribench.nn.data import Augment, SampleDataset, images_to_tensor, make_loader, resize_back
-from mribench.nn.losses import LOSSES, make_loss, pooled_dice
-from mribench.nn.train import (
+from mribench.api.context import Context
+from mribench.api.method import SegmentationMethod
+from mribench.api.params import FLAG, Check, Interval, MethodParams, OneOf, OrNone
+from mribench.api.types import Sample
+from mribench.blocks.crf import pooled_dice as mask_dice
+from mribench.blocks.nn.blocks import ConvBlock, Down, OutConv, Up
+from mribench.blocks.nn.data import (
+    Augment,
+    SampleDataset,
+    images_to_tensor,
+    make_loader,
+    resize_back,
+)
+from mribench.blocks.nn.losses import LOSSES, make_loss, pooled_dice
+from mribench.blocks.nn.train import (
     SCHEDULERS,
     fingerprint,
     fit_model,
     predict_batches,
     seed_everything,
 )
-from mribench.params import FLAG, Check, Interval, MethodParams, OneOf, OrNone
-from mribench.types import Sample
 
 
 class UNet(nn.Module):

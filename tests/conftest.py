@@ -3,7 +3,7 @@
 ``synthetic_parts`` is a session-wide (train, val, test) split of 120 synthetic 64 x 64 slices
 (half with tumour, masks everywhere, a few near-duplicate pairs kept in one part), made with
 the same ``stratified`` strategy as real runs; ``tiny_samples(n, size, seed)`` builds a fresh
-list of synthetic samples for one test. Both come from :mod:`mribench.phantom`, the generator
+list of synthetic samples for one test. Both come from :mod:`mribench.data.phantom`, the generator
 of the ``synthetic`` data set.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mribench.types import Sample
+from mribench.api.types import Sample
 
 BR35H_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "br35h"
 
@@ -43,7 +43,7 @@ def br35h_samples(br35h_dir: Path, pytestconfig: pytest.Config,
     The data cache lives in pytest's cache folder (when enabled), so a rerun reads it in
     about a second instead of decoding 3,000 JPEGs again.
     """
-    from mribench.data import load_dataset
+    from mribench.data.load import load_dataset
 
     cache = getattr(pytestconfig, "cache", None)
     folder = (cache.mkdir("mribench-data-cache") if cache is not None
@@ -59,7 +59,7 @@ def br35h_samples(br35h_dir: Path, pytestconfig: pytest.Config,
 @pytest.fixture(scope="session")
 def synthetic_parts() -> tuple[list[Sample], list[Sample], list[Sample]]:
     """(train, val, test): 120 synthetic 64 x 64 slices, half with tumour, stratified 70/15/15."""
-    from mribench.splits import apply, make_split
+    from mribench.split.manifest import apply, make_split
 
     samples = make_samples(n=120, size=64, seed=0)
     return apply(make_split("synthetic", samples, strategy="stratified", seed=0), samples)
@@ -74,7 +74,7 @@ def tiny_samples() -> Callable[..., list[Sample]]:
 @pytest.fixture
 def torch_one_thread():
     """Tiny models train faster (and reproducibly) on one torch thread on a shared machine."""
-    from mribench.nn.train import torch_threads
+    from mribench.blocks.nn.train import torch_threads
 
     with torch_threads(1):
         yield

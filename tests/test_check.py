@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mribench.check import check, make_baseline
-from mribench.errors import MribenchError
+from mribench.api.errors import MribenchError
+from mribench.report.check import check, make_baseline
 from mribench.report.fake import make_fake_results
 
 

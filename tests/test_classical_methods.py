@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mribench.cache import FeatureCache
-from mribench.context import Context
-from mribench.errors import ParamError
-from mribench.method import Method
-from mribench.registry import methods
-from mribench.types import Prediction, Sample
+from mribench.api.context import Context
+from mribench.api.errors import ParamError
+from mribench.api.feature_cache import FeatureCache
+from mribench.api.method import Method
+from mribench.api.registry import methods
+from mribench.api.types import Prediction, Sample
 
 Parts = tuple[list[Sample], list[Sample], list[Sample]]
 CLASSICAL = ("glcm-knn", "svm", "ann", "ocsvm-immune", "region-growing")
@@ -144,7 +144,7 @@ def test_glcm_knn_learns_texture() -> None:
 
 
 def test_region_growing_segments_better_than_trivial_masks(phantom_parts: Parts) -> None:
-    from mribench.preprocess import brain_mask
+    from mribench.blocks.preprocess import brain_mask
 
     test = phantom_parts[2]
     method, prediction, ctx = _run("region-growing", phantom_parts)

@@ -50,7 +50,7 @@ def test_missing_data_folder_is_one_line(tmp_path, capsys):
 
 
 def test_list_shows_every_method_and_dataset():
-    from mribench import registry
+    from mribench.api import registry
 
     result = CliRunner().invoke(cli, ["list", "--format", "names"])
     assert result.exit_code == 0

@@ -1,4 +1,4 @@
-"""Tests of mribench.clonalg: known optima, determinism, history, the CV tuner."""
+"""Tests of mribench.blocks.clonalg: known optima, determinism, history, the CV tuner."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from sklearn.datasets import make_classification
 from sklearn.metrics import roc_auc_score
 from sklearn.svm import SVC, OneClassSVM
 
-from mribench.clonalg import CloneSearchCV, clonalg_maximise
-from mribench.errors import ParamError
+from mribench.api.errors import ParamError
+from mribench.blocks.clonalg import CloneSearchCV, clonalg_maximise
 
 SHIFT = np.array([1.3, -0.7])
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mribench.confounds import (
+from mribench.api.types import UNLABELLED, Sample
+from mribench.split.shortcuts import (
     ACQUISITION_FEATURES,
     SHORTCUT_MARGIN,
     acquisition_features,
     shortcut_audit,
     size_features,
 )
-from mribench.types import UNLABELLED, Sample
 
 
 def _samples(n: int, seed: int, *, size_by_label: bool = False,
@@ -96,7 +96,7 @@ def test_split_record_and_report_show_the_audit(tmp_path: Path) -> None:
     from mribench.datasets.synthetic import Synthetic
     from mribench.report.build import build_report
     from mribench.report.fake import make_fake_results
-    from mribench.splitting import choose_split
+    from mribench.split.choose import choose_split
 
     dataset = Synthetic(image_size=32, n=60)
     record = choose_split(dataset, dataset.load(), None).describe()
@@ -116,7 +116,7 @@ def test_split_record_and_report_show_the_audit(tmp_path: Path) -> None:
 
 def test_br35h_size_alone_predicts_the_label(br35h_samples) -> None:
     """Measured: size-only accuracy 0.921 (majority 0.508) on the leak-free test part."""
-    from mribench import splits
+    from mribench.split import manifest as splits
 
     dataset, samples = br35h_samples
     manifest, _ = splits.split_for(dataset.split_name, samples, "leak-free",

@@ -1,4 +1,4 @@
-"""Dense CRF post-processing (mribench.crf): shapes, refinement, the val search, the skip path,
+"""Dense CRF post-processing (mribench.blocks.crf): shapes, refinement, the val search, the skip path,
 and the variant rows it gives a segmentation method."""
 
 from __future__ import annotations
@@ -9,11 +9,18 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from mribench.context import Context
-from mribench.crf import CRFParams, CRFVariant, DenseCRF, crf_available, dense_crf, pooled_dice
-from mribench.errors import MribenchError
-from mribench.method import SegmentationMethod
-from mribench.types import Sample
+from mribench.api.context import Context
+from mribench.api.errors import MribenchError
+from mribench.api.method import SegmentationMethod
+from mribench.api.types import Sample
+from mribench.blocks.crf import (
+    CRFParams,
+    CRFVariant,
+    DenseCRF,
+    crf_available,
+    dense_crf,
+    pooled_dice,
+)
 
 needs_crf = pytest.mark.skipif(not crf_available(), reason="pydensecrf is not installed")
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mribench.data import find_data_dir, load_dataset, read_images
+from mribench.api.errors import DataError
+from mribench.api.registry import datasets
+from mribench.data.load import find_data_dir, load_dataset, read_images
+from mribench.data.phantom import AREA_RANGE, generate
 from mribench.datasets.br35h import Br35H
 from mribench.datasets.folder import Folder
 from mribench.datasets.synthetic import Synthetic
-from mribench.errors import DataError
-from mribench.phantom import AREA_RANGE, generate
-from mribench.registry import datasets
 
 
 @pytest.fixture(autouse=True)

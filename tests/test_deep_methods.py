@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from mribench.context import Context
-from mribench.errors import ParamError
+from mribench.api.context import Context
+from mribench.api.errors import ParamError
+from mribench.api.types import Sample
 from mribench.methods.cnn import SequentialCNN
 from mribench.methods.dwt_dnn import DWTDNN
 from mribench.methods.fcm_cnn import FCMCNN, compact_candidate
 from mribench.methods.unet import UNet, UNetSegmenter
-from mribench.types import Sample
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mribench.duplicates import (
+from mribench.api.errors import DataError
+from mribench.api.types import Sample
+from mribench.data.duplicates import (
     assign_groups,
     duplicate_pairs,
     group_labels,
     group_names,
     normalise,
 )
-from mribench.errors import DataError
-from mribench.imageio import resize_image, thumbnail
-from mribench.types import Sample
+from mribench.data.imageio import resize_image, thumbnail
 
 
 def _slice(seed: int, size: int = 128) -> np.ndarray:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mribench.errors import ParamError
-from mribench.fcm import fcm_image, fuzzy_cmeans
+from mribench.api.errors import ParamError
+from mribench.blocks.fcm import fcm_image, fuzzy_cmeans
 
 skfuzzy = pytest.importorskip("skfuzzy")
 

@@ -1,4 +1,4 @@
-"""Tests of mribench.features: GLCM vs scikit-image, first-order statistics vs scipy, shape
+"""Tests of mribench.blocks.features: GLCM vs scikit-image, first-order statistics vs scipy, shape
 descriptors on known masks, the handcrafted vector, and the run's feature cache."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ import pytest
 from scipy import stats
 from skimage.feature import graycomatrix, graycoprops
 
-from mribench.cache import FeatureCache
-from mribench.errors import ParamError
-from mribench.features.glcm import (
+from mribench.api.errors import ParamError
+from mribench.api.feature_cache import FeatureCache
+from mribench.api.types import Sample
+from mribench.blocks.features.glcm import (
     GLCM_PROPS,
     brain_glcm_features,
     glcm_feature_names,
@@ -18,16 +19,15 @@ from mribench.features.glcm import (
     glcm_matrices,
     quantise,
 )
-from mribench.features.handcrafted import (
+from mribench.blocks.features.handcrafted import (
     HandcraftedOptions,
     cached_handcrafted_features,
     describe_slice,
     handcrafted_feature_names,
     handcrafted_features,
 )
-from mribench.features.intensity import intensity_feature_names, intensity_features
-from mribench.features.shape import SHAPE_FEATURES, shape_features
-from mribench.types import Sample
+from mribench.blocks.features.intensity import intensity_feature_names, intensity_features
+from mribench.blocks.features.shape import SHAPE_FEATURES, shape_features
 
 ANGLES = np.arange(4) * np.pi / 4
 

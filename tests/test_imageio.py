@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mribench.errors import DataError
-from mribench.imageio import (
+from mribench.api.errors import DataError
+from mribench.data.imageio import (
     images_by_stem,
     load_image,
     read_image,

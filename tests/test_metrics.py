@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mribench.errors import MribenchError
-from mribench.metrics import (
+from mribench.api.errors import MribenchError
+from mribench.api.types import Prediction, Sample
+from mribench.eval.metrics import (
     CLASSIFY_METRICS,
     METRICS,
     bootstrap_weights,
@@ -22,7 +23,6 @@ from mribench.metrics import (
     segmentation_metrics,
     weighted_auc,
 )
-from mribench.types import Prediction, Sample
 
 
 def sklearn_metrics(t: np.ndarray, p: np.ndarray) -> dict[str, float]:

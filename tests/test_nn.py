@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from mribench.context import Context
-from mribench.errors import DataError, ParamError
-from mribench.nn.blocks import ConvBlock, Down, OutConv, Up, count_parameters
-from mribench.nn.data import (
+from mribench.api.context import Context
+from mribench.api.errors import DataError, ParamError
+from mribench.api.types import Sample
+from mribench.blocks.nn.blocks import ConvBlock, Down, OutConv, Up, count_parameters
+from mribench.blocks.nn.data import (
     Augment,
     SampleDataset,
     images_to_tensor,
@@ -21,9 +22,8 @@ from mribench.nn.data import (
     masks_to_tensor,
     resize_back,
 )
-from mribench.nn.losses import DiceBCELoss, DiceLoss, binary_accuracy, make_loss, pooled_dice
-from mribench.nn.train import fit_model, predict_batches, seed_everything, torch_threads
-from mribench.types import Sample
+from mribench.blocks.nn.losses import DiceBCELoss, DiceLoss, binary_accuracy, make_loss, pooled_dice
+from mribench.blocks.nn.train import fit_model, predict_batches, seed_everything, torch_threads
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -7,8 +7,8 @@ from typing import ClassVar
 
 import pytest
 
-from mribench.errors import ParamError
-from mribench.params import FLAG, Interval, MethodParams, OrNone, parse_overrides
+from mribench.api.errors import ParamError
+from mribench.api.params import FLAG, Interval, MethodParams, OrNone, parse_overrides
 
 
 @dataclass(frozen=True)

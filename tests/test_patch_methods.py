@@ -8,11 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mribench.context import Context
-from mribench.crf import pooled_dice
-from mribench.errors import ParamError
-from mribench.nn.patch_nets import ScaleStack, max_pool_stride1
-from mribench.nn.patches import (
+from mribench.api.context import Context
+from mribench.api.errors import ParamError
+from mribench.api.registry import methods
+from mribench.api.types import Sample
+from mribench.blocks.crf import pooled_dice
+from mribench.blocks.nn.patch_nets import ScaleStack, max_pool_stride1
+from mribench.blocks.nn.patches import (
     Centres,
     PatchLoader,
     PatchSource,
@@ -23,8 +25,6 @@ from mribench.nn.patches import (
     sample_centres,
     slice_images,
 )
-from mribench.registry import methods
-from mribench.types import Sample
 
 
 def _stack(n: int = 6, size: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from mribench import registry
-from mribench.errors import ParamError
-from mribench.method import PROFILES, SegmentationMethod
-from mribench.params import MethodParams
+from mribench.api import registry
+from mribench.api.errors import ParamError
+from mribench.api.method import PROFILES, SegmentationMethod
+from mribench.api.params import MethodParams
 
 METHODS = registry.methods()
 DATASETS = registry.datasets()

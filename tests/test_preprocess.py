@@ -1,4 +1,4 @@
-"""Tests of mribench.preprocess: skull stripping, denoising, equalisation."""
+"""Tests of mribench.blocks.preprocess: skull stripping, denoising, equalisation."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from mribench.errors import ParamError
-from mribench.preprocess import (
+from mribench.api.errors import ParamError
+from mribench.blocks.preprocess import (
     brain_mask,
     denoise,
     equalise,

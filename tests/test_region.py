@@ -1,4 +1,4 @@
-"""Tests of mribench.region: seeds, growing, clean-up, components."""
+"""Tests of mribench.blocks.region: seeds, growing, clean-up, components."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from mribench.errors import ParamError
-from mribench.region import (
+from mribench.api.errors import ParamError
+from mribench.blocks.region import (
     clean_mask,
     filter_components,
     grow_region,

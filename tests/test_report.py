@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from mribench.api.errors import MribenchError
 from mribench.cli import cli
-from mribench.errors import MribenchError
 from mribench.report import build_report
 from mribench.report.fake import make_fake_results
-from mribench.results import format_table, load_results, metric_names, ranked_table
+from mribench.results.folder import format_table, load_results, metric_names, ranked_table
 
 ROWS = ["glcm-svm", "unet", "unet+crf"]
 

@@ -10,13 +10,13 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from mribench import registry
-from mribench.context import Context
-from mribench.errors import MribenchError, ParamError
-from mribench.method import Method, SegmentationMethod
-from mribench.params import Interval, MethodParams
-from mribench.runner import RunConfig, load_prediction_masks, run_benchmark
-from mribench.types import Prediction, Sample
+from mribench.api import registry
+from mribench.api.context import Context
+from mribench.api.errors import MribenchError, ParamError
+from mribench.api.method import Method, SegmentationMethod
+from mribench.api.params import Interval, MethodParams
+from mribench.api.types import Prediction, Sample
+from mribench.run.runner import RunConfig, load_prediction_masks, run_benchmark
 
 SPEC = "synthetic[n=40]"
 

@@ -8,22 +8,22 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from mribench.errors import DataError
-from mribench.splits import (
+from mribench.api.errors import DataError
+from mribench.api.types import Sample
+from mribench.paths import benchmarks_dir
+from mribench.split.manifest import (
     Manifest,
     apply,
     audit,
     load_manifest,
     make_split,
     manifest_path,
-    repo_root,
     resolve_manifest,
     save_manifest,
     split_for,
 )
-from mribench.types import Sample
 
-SPLITS = repo_root() / "benchmarks" / "splits"
+SPLITS = benchmarks_dir() / "splits"
 
 
 def _samples(labels, groups=None, prefix="s"):
@@ -173,7 +173,7 @@ def test_load_missing_or_broken_manifest(tmp_path):
 
 def plan_samples(n, opts):
     """Samples with the ids, groups and labels of the synthetic data set, and blank images."""
-    from mribench.phantom import plan
+    from mribench.data.phantom import plan
 
     blank = np.zeros((2, 2), np.float32)
     return [Sample(id=f"synthetic/{p.index:05d}", group=f"synthetic/{p.group:05d}",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from mribench.stats import PairedTest, holm, mcnemar, rank_groups, wilcoxon_signed_rank
+from mribench.eval.stats import PairedTest, holm, mcnemar, rank_groups, wilcoxon_signed_rank
 
 
 def _pairs(b: int, c: int, same_right: int = 5, same_wrong: int = 3) -> tuple[np.ndarray, ...]:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mribench.errors import DataError
-from mribench.via import rasterise, read_via, region_mask
+from mribench.api.errors import DataError
+from mribench.data.via import rasterise, read_via, region_mask
 
 
 def _pixels(mask: np.ndarray) -> set[tuple[int, int]]:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import pywt
 
-from mribench.errors import ParamError
-from mribench.features.wavelet import (
+from mribench.api.errors import ParamError
+from mribench.blocks.features.wavelet import (
     check_levels,
     check_wavelet,
     dwt_features,

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from ..errors import MribenchError
+from mribench.api.errors import MribenchError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("mribench.cli.run", "run"),

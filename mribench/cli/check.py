@@ -26,7 +26,7 @@ def check(results_dir: Path, baseline_path: Path, tolerance: float | None) -> No
 
     A method of the baseline that is missing, failed or skipped counts as a regression.
     """
-    from ..check import check as run_check
+    from mribench.report.check import check as run_check
 
     problems = run_check(results_dir, baseline_path, tolerance)
     if problems:
@@ -47,7 +47,7 @@ Example:
               help="Default allowed drop stored in the baseline.")
 def baseline(results_dir: Path, out_path: Path, tolerance: float) -> None:
     """Write a baseline of the metrics of every method that finished in RESULTS_DIR."""
-    from ..check import make_baseline
+    from mribench.report.check import make_baseline
 
     path = make_baseline(results_dir, out_path, tolerance)
     click.echo(f"baseline: {path}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import data_dir_option, image_size_option
+from mribench.cli.options import data_dir_option, image_size_option
 
 
 @click.group()
@@ -35,9 +35,10 @@ def audit(dataset: str, data_dir: Path | None, image_size: int) -> None:
 
     from tabulate import tabulate
 
-    from .. import splits
-    from ..confounds import shortcut_audit
-    from ..data import load_dataset
+    from mribench.data.load import load_dataset
+    from mribench.paths import benchmarks_dir
+    from mribench.split import manifest as splits
+    from mribench.split.shortcuts import shortcut_audit
 
     ds, samples = load_dataset(dataset, data_dir=data_dir, image_size=image_size)
     sizes = Counter(s.group for s in samples)
@@ -47,7 +48,7 @@ def audit(dataset: str, data_dir: Path | None, image_size: int) -> None:
                f"largest {max(sizes.values(), default=0)})")
     rows = []
     warnings = []
-    folder = splits.repo_root() / "benchmarks" / "splits"
+    folder = benchmarks_dir() / "splits"
     for path in sorted(folder.glob(f"{ds.split_name}-*.json")):
         manifest = splits.load_manifest(path)
         report = splits.audit(manifest, samples)

@@ -12,7 +12,7 @@ def list_plugins(fmt: str) -> None:
     """List methods (name, tasks, classical or deep, the paper) and data sets."""
     from tabulate import tabulate
 
-    from .. import registry
+    from mribench.api import registry
 
     methods = registry.methods()
     sets = registry.datasets()

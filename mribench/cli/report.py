@@ -24,7 +24,7 @@ Examples:
 def report(results_dir: Path, out_dir: Path | None, rank_by: str,
            published: Path | None) -> None:
     """Write index.html (self-contained), report.md and figures/ for RESULTS_DIR."""
-    from ..report import build_report
+    from mribench.report import build_report
 
     index = build_report(results_dir, out_dir, rank_by=rank_by, published=published)
     click.echo(f"report: {index}")

@@ -9,8 +9,14 @@ from typing import Any
 
 import click
 
-from ..errors import MribenchError
-from .options import data_dir_option, dataset_option, image_size_option, seed_option, split_option
+from mribench.api.errors import MribenchError
+from mribench.cli.options import (
+    data_dir_option,
+    dataset_option,
+    image_size_option,
+    seed_option,
+    split_option,
+)
 
 SUITE_KEYS = {"methods", "dataset", "data_dir", "task", "profile", "device", "seed", "split",
               "image_size", "jobs", "n_boot"}
@@ -21,9 +27,9 @@ def suite_path(name: str) -> Path:
     candidate = Path(name)
     if candidate.suffix == ".toml" and candidate.exists():
         return candidate
-    from ..splits import repo_root
+    from mribench.paths import benchmarks_dir
 
-    root = repo_root() / "benchmarks" / "suites"
+    root = benchmarks_dir() / "suites"
     path = root / f"{name}.toml"
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in root.glob("*.toml"))) or "none"
@@ -41,7 +47,7 @@ def load_suite(name: str) -> dict[str, Any]:
                             f"{', '.join(sorted(SUITE_KEYS | {'description', 'baseline', 'params'}))}")
     params = data.get("params", {})
     if params:
-        from .. import registry
+        from mribench.api import registry
 
         chosen = registry.resolve_methods(str(data.get("methods", "all")))
         data["methods"] = ",".join(
@@ -93,7 +99,7 @@ def run(ctx: click.Context, methods: str, dataset: str, data_dir: Path | None, t
     recall and specificity with 95% bootstrap intervals, writes a results folder and a report.
     Exits 1 when a method failed (the others still ran), 2 on bad input.
     """
-    from ..runner import RunConfig, run_benchmark
+    from mribench.run.runner import RunConfig, run_benchmark
 
     values = dict(methods=methods, dataset=dataset, data_dir=data_dir, task=task,
                   profile=profile, device=device, seed=seed, split=split,
@@ -116,7 +122,7 @@ def run(ctx: click.Context, methods: str, dataset: str, data_dir: Path | None, t
     outcome = run_benchmark(config, on_row=on_row)
     print_tables(outcome.results_dir, rank_by)
     if not no_report:
-        from ..report import build_report
+        from mribench.report import build_report
 
         page = build_report(outcome.results_dir, rank_by=rank_by)
         click.echo(f"report: {page}")
@@ -131,7 +137,7 @@ def run(ctx: click.Context, methods: str, dataset: str, data_dir: Path | None, t
 
 def print_tables(results_dir: Path, rank_by: str = "f1") -> None:
     """Print the ranked table of each task to the terminal (95% intervals are in the report)."""
-    from ..results import format_table, load_results, rank_metric, ranked_table
+    from mribench.results.folder import format_table, load_results, rank_metric, ranked_table
 
     results = load_results(results_dir)
     for task in ("classify", "segment"):

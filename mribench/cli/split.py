@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import data_dir_option, image_size_option, seed_option
+from mribench.cli.options import data_dir_option, image_size_option, seed_option
 
 
 @click.group()
@@ -33,8 +33,8 @@ Examples:
 def make(dataset: str, data_dir: Path | None, image_size: int, strategy: str | None, seed: int,
          threshold: float | None, out: Path | None) -> None:
     """Make and save the split manifest of DATASET."""
-    from .. import splits
-    from ..data import load_dataset
+    from mribench.data.load import load_dataset
+    from mribench.split import manifest as splits
 
     spec = dataset if threshold is None else _with_option(dataset, "threshold", threshold)
     ds, samples = load_dataset(spec, data_dir=data_dir, image_size=image_size)

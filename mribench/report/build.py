@@ -9,11 +9,11 @@
   a montage of test slices with true and predicted contours, training curves.
 
 Sections: ranked tables per task (rank by ``rank_by``, rank groups from paired tests, see
-:mod:`mribench.results`), figures, published vs reproduced figures
+:mod:`mribench.results.folder`), figures, published vs reproduced figures
 (``benchmarks/published.toml``), the rows that failed or were skipped with their reason,
 provenance (command, versions, git revision, device, split manifest and its hash, leakage
 audit, shortcut audit with a plain-language warning when metadata alone predicts the labels,
-see :mod:`mribench.confounds`) and each method's reference, parameters and timings.
+see :mod:`mribench.split.shortcuts`) and each method's reference, parameters and timings.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..confounds import PROBE_DESCRIPTIONS
-from ..errors import MribenchError
-from ..io import atomic_write_bytes, atomic_write_text
-from ..results import (
+from mribench.api.errors import MribenchError
+from mribench.atomic import atomic_write_bytes, atomic_write_text
+from mribench.report import figures as F
+from mribench.report.published import compare_published, load_published
+from mribench.results.folder import (
     LABELS,
     SEGMENT_LABELS,
     RunResults,
@@ -40,8 +41,7 @@ from ..results import (
     rank_metric,
     ranked_table,
 )
-from . import figures as F
-from .published import compare_published, load_published
+from mribench.split.shortcuts import PROBE_DESCRIPTIONS
 
 __all__ = ["build_report"]
 

@@ -3,7 +3,7 @@
 For tests and for previewing the report without running a benchmark:
 ``make_fake_results(tmp_path / "run")`` writes ``run.json``, three finished rows (a
 classifier, a segmenter with training curves and its ``+crf`` variant), a failed and a skipped
-row, and ``test_images.npz``. The numbers are produced by :func:`mribench.metrics.evaluate` on
+row, and ``test_images.npz``. The numbers are produced by :func:`mribench.eval.metrics.evaluate` on
 fabricated predictions, so they are consistent with the per-case records. Nothing here claims
 to be a real result: ``run.json`` says ``"dataset": {"name": "fake"}``.
 """
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..io import atomic_save_npz, atomic_write_json, atomic_write_text
-from ..metrics import evaluate
-from ..types import Prediction, Sample
+from mribench.api.types import Prediction, Sample
+from mribench.atomic import atomic_save_npz, atomic_write_json, atomic_write_text
+from mribench.eval.metrics import evaluate
 
 __all__ = ["make_fake_results"]
 

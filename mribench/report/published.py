@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MribenchError
-from ..results import RunResults
+from mribench.api.errors import MribenchError
+from mribench.results.folder import RunResults
 
 __all__ = ["DEFAULT_PUBLISHED", "compare_published", "load_published"]
 

@@ -1,0 +1,57 @@
+"""Image-level classifiers in one call: tensors in, a trained network and its probabilities out.
+
+:func:`fit_classifier` wraps :func:`mribench.blocks.nn.train.fit_model` for the common case of a
+network mapping ``(n, ...)`` inputs to ``(n, 1)`` logits of "tumour present", trained with
+binary cross-entropy, model selection on validation accuracy (ties: the earlier epoch), and
+seeded loaders; :func:`predict_proba` returns ``P(tumour)`` per input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from mribench.api.context import Context
+from mribench.blocks.nn.data import make_loader
+from mribench.blocks.nn.losses import binary_accuracy, make_loss
+from mribench.blocks.nn.train import TrainResult, fit_model, predict_batches
+
+__all__ = ["fit_classifier", "predict_proba"]
+
+
+def fit_classifier(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor | np.ndarray,
+                   x_val: torch.Tensor | None, y_val: torch.Tensor | np.ndarray | None,
+                   ctx: Context, *, epochs: int, lr: float = 1e-3, batch_size: int = 32,
+                   weight_decay: float = 0.0, patience: int | None = None,
+                   augment: Callable | None = None, scheduler: str = "none",
+                   max_minutes: float | None = None, fingerprint: str | None = None,
+                   checkpoint_name: str = "checkpoints") -> TrainResult:
+    """Train ``model`` (logits ``(n, 1)``) on 0/1 labels; it keeps the best epoch's weights.
+
+    Checkpoints go to ``ctx.subdir(checkpoint_name)``; with ``fingerprint`` a rerun resumes.
+    """
+    y_train = torch.as_tensor(np.asarray(y_train), dtype=torch.float32).reshape(-1)
+    train = TensorDataset(x_train, y_train)
+    val_loader = None
+    if x_val is not None and y_val is not None and len(x_val):
+        y_val = torch.as_tensor(np.asarray(y_val), dtype=torch.float32).reshape(-1)
+        val_loader = make_loader(TensorDataset(x_val, y_val), 4 * batch_size)
+    loader = make_loader(train, batch_size, shuffle=True, seed=ctx.seed,
+                         drop_last=len(train) > batch_size)
+    return fit_model(model, loader, val_loader, make_loss("bce"), ctx, epochs=epochs, lr=lr,
+                     weight_decay=weight_decay, patience=patience,
+                     val_score_fn=binary_accuracy, checkpoint_dir=ctx.subdir(checkpoint_name),
+                     max_minutes=max_minutes, scheduler=scheduler, augment=augment,
+                     fingerprint=fingerprint)
+
+
+def predict_proba(model: nn.Module, x: torch.Tensor, ctx: Context,
+                  batch_size: int = 64) -> np.ndarray:
+    """``P(tumour)`` for each input, float64 ``(n,)``."""
+    if len(x) == 0:
+        return np.zeros(0)
+    return predict_batches(model, x, ctx.device, batch_size).reshape(-1).double().numpy()

@@ -1,0 +1,275 @@
+"""Samples to tensors, seeded loaders and batch augmentation for the deep methods.
+
+Everything happens on whole tensors: a list of :class:`~mribench.api.types.Sample` becomes one
+``(n, C, S, S)`` float tensor (resized to the working resolution ``S``) with its targets
+(masks ``(n, 1, S, S)`` or labels ``(n,)``), a :class:`SampleDataset` indexes it, and
+:class:`Augment` transforms a whole batch at once (image and mask jointly), on the device the
+batch lives on. Loaders are seeded: :func:`make_loader` gives the shuffling its own
+``torch.Generator``, which :func:`mribench.blocks.nn.train.fit_model` re-seeds at the start of every
+epoch (``seed + epoch``), so an interrupted run resumed from a checkpoint sees the same batches
+as one that never stopped.
+
+Resizing policy: images are resized with bilinear interpolation and anti-aliasing; masks are
+resized as floats the same way and thresholded at 0.5 (:func:`resize_masks`), which keeps thin
+structures better than nearest-neighbour; predicted probability maps go back to a sample's size
+with :func:`resize_back` (bilinear) before thresholding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from mribench.api.errors import DataError
+from mribench.api.types import Sample
+
+__all__ = [
+    "Augment",
+    "SampleDataset",
+    "images_to_tensor",
+    "make_loader",
+    "maps_for",
+    "masks_to_tensor",
+    "resize_back",
+    "resize_masks",
+    "resize_tensor",
+    "scored_indices",
+]
+
+
+def resize_tensor(x: torch.Tensor, size: int | tuple[int, int] | None) -> torch.Tensor:
+    """Resize an ``(n, C, H, W)`` float tensor to ``size`` (bilinear, anti-aliased)."""
+    if size is None:
+        return x
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(x.shape[-2:]) == hw:
+        return x
+    shrinking = hw[0] < x.shape[-2] or hw[1] < x.shape[-1]
+    return F.interpolate(x, size=hw, mode="bilinear", align_corners=False, antialias=shrinking)
+
+
+def resize_masks(masks: torch.Tensor, size: int | tuple[int, int] | None) -> torch.Tensor:
+    """Resize ``(n, 1, H, W)`` 0/1 masks: bilinear on floats, then threshold at 0.5."""
+    if size is None:
+        return masks.float()
+    out = resize_tensor(masks.float(), size)
+    return (out >= 0.5).float()
+
+
+def images_to_tensor(samples: Sequence[Sample], size: int | None = None,
+                     extra: Sequence[np.ndarray] | np.ndarray | None = None) -> torch.Tensor:
+    """Stack the samples' images as an ``(n, C, S, S)`` float32 tensor at the working size.
+
+    Args:
+        samples: the samples (images float32 in [0, 1], any size; each is resized alone).
+        size: working resolution ``S``; None keeps the images' own (equal) size.
+        extra: optional further channels, one ``(k, H, W)`` or ``(H, W)`` array per sample
+            (e.g. a fuzzy membership map), resized to the image's working size and appended.
+
+    Returns:
+        ``(n, 1 + k, S, S)`` float32 tensor on the CPU.
+    """
+    if len(samples) == 0:
+        return torch.zeros((0, 1, size or 1, size or 1))
+    rows = []
+    for i, s in enumerate(samples):
+        image = torch.from_numpy(np.ascontiguousarray(s.image, dtype=np.float32))[None, None]
+        channels = [resize_tensor(image, size)]
+        if extra is not None:
+            e = np.ascontiguousarray(extra[i], dtype=np.float32)
+            e = torch.from_numpy(e.reshape(-1, *e.shape[-2:]))[None]
+            channels.append(resize_tensor(e, tuple(channels[0].shape[-2:])))
+        rows.append(torch.cat(channels, dim=1))
+    shapes = {tuple(r.shape) for r in rows}
+    if len(shapes) > 1:
+        raise DataError(f"images have different sizes {sorted(shapes)}; pass a working size")
+    return torch.cat(rows, dim=0)
+
+
+def masks_to_tensor(samples: Sequence[Sample], size: int | None = None) -> torch.Tensor:
+    """Stack ``mask_or_empty()`` of each sample as ``(n, 1, S, S)`` float 0/1 masks.
+
+    Raises DataError when a sample's mask is unknown (a tumour slice without annotation);
+    filter with ``[s for s in samples if s.mask_or_empty() is not None]`` first.
+    """
+    rows = []
+    for s in samples:
+        m = s.mask_or_empty()
+        if m is None:
+            raise DataError(f"sample {s.id!r} has no mask (tumour slice without annotation)")
+        rows.append(resize_masks(torch.from_numpy(np.asarray(m, dtype=np.float32))[None, None],
+                                 size))
+    if not rows:
+        s = size or 1
+        return torch.zeros((0, 1, s, s))
+    return torch.cat(rows, dim=0)
+
+
+def resize_back(maps: torch.Tensor | np.ndarray, shapes: Sequence[tuple[int, int]]
+                ) -> list[np.ndarray]:
+    """Resize each ``(S, S)`` map of an ``(n, S, S)`` / ``(n, 1, S, S)`` stack to its shape.
+
+    Bilinear; returns float32 arrays (probabilities stay probabilities).
+    """
+    t = torch.as_tensor(maps, dtype=torch.float32)
+    if t.ndim == 3:
+        t = t[:, None]
+    out = []
+    for i, hw in enumerate(shapes):
+        out.append(resize_tensor(t[i:i + 1], tuple(hw))[0, 0].numpy())
+    return out
+
+
+def maps_for(probs: torch.Tensor | np.ndarray, samples: Sequence[Sample]
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Probability maps ``(n, 1, S, S)`` back at each sample's size: (masks ``> 0.5``, maps)."""
+    if not len(samples):
+        return np.zeros((0, 1, 1), bool), np.zeros((0, 1, 1), np.float32)
+    maps = np.stack(resize_back(probs, [np.shape(s.image) for s in samples])).astype(np.float32)
+    return maps > 0.5, maps
+
+
+def scored_indices(samples: Sequence[Sample]) -> list[int]:
+    """Indices of the slices the segmentation metrics score: those whose ``mask`` is given
+    (on Br35H the annotated tumour slices), else, when there is none, every slice whose mask
+    is known (:meth:`~mribench.api.types.Sample.mask_or_empty`). Model selection on val (networks,
+    thresholds, the CRF) uses these, so it aims at the test metric."""
+    given = [i for i, s in enumerate(samples) if s.mask is not None]
+    return given or [i for i, s in enumerate(samples) if s.mask_or_empty() is not None]
+
+
+class SampleDataset(Dataset):
+    """A torch Dataset over samples: ``(image tensor, target)`` pairs at the working size.
+
+    Args:
+        samples: the samples.
+        size: working resolution (None: the images' own size).
+        target: ``"mask"`` (``(1, S, S)`` 0/1 floats from ``mask_or_empty()``; samples whose
+            mask is unknown are an error) or ``"label"`` (a float 0/1 scalar).
+        extra: optional extra input channels per sample (see :func:`images_to_tensor`).
+
+    Attributes:
+        inputs: ``(n, C, S, S)`` tensor; targets: ``(n, 1, S, S)`` or ``(n,)`` tensor.
+    """
+
+    def __init__(self, samples: Sequence[Sample], size: int | None = None, *,
+                 target: str = "label",
+                 extra: Sequence[np.ndarray] | np.ndarray | None = None) -> None:
+        if target not in ("mask", "label"):
+            raise ValueError(f"target must be 'mask' or 'label', got {target!r}")
+        self.inputs = images_to_tensor(samples, size, extra)
+        if target == "mask":
+            self.targets = masks_to_tensor(samples, size)
+        else:
+            self.targets = torch.tensor([float(s.label) for s in samples], dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inputs[index], self.targets[index]
+
+
+def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                drop_last: bool = False) -> DataLoader:
+    """A DataLoader whose shuffling is seeded from ``seed``.
+
+    The loader's ``generator`` is re-seeded every epoch by ``fit_model`` (``seed + epoch``),
+    which makes a resumed training see the same batches. No worker processes: the data
+    already sits in memory as tensors, where workers only add start-up cost.
+    """
+    generator = torch.Generator()
+    generator.manual_seed(int(seed))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                      generator=generator)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random batch augmentation, applied jointly to images and their masks.
+
+    Every transform is drawn per sample and applied to the whole batch at once with tensor
+    operations (no Python loop over samples), on the batch's device, from torch's global
+    generator (which ``fit_model`` seeds every epoch).
+
+    Args:
+        hflip: probability of a left-right flip.
+        vflip: probability of an up-down flip.
+        rot90: whether to rotate by a random multiple of 90 degrees.
+        max_angle: largest small rotation in degrees (uniform in ``[-a, a]``; 0 = none).
+        max_scale: largest zoom change (scale uniform in ``[1 - s, 1 + s]``; 0 = none).
+        brightness: largest additive change of intensity (uniform in ``[-b, b]``).
+        contrast: largest relative change of contrast around the image mean (``[1-c, 1+c]``).
+        intensity_channels: how many leading channels brightness/contrast apply to (None:
+            all); e.g. 1 for an (image, membership map) input.
+        clip: clip intensities to [0, 1] afterwards.
+    """
+
+    hflip: float = 0.5
+    vflip: float = 0.0
+    rot90: bool = False
+    max_angle: float = 0.0
+    max_scale: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    intensity_channels: int | None = None
+    clip: bool = True
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Augment ``x`` (n, C, H, W) and, when it is a mask stack (n, k, H, W), ``y``.
+
+        Targets that are not spatial (labels) pass through unchanged. Masks come back as 0/1.
+        """
+        n = x.shape[0]
+        if n == 0:
+            return x, y
+        spatial = y is not None and y.ndim == 4 and y.shape[-2:] == x.shape[-2:]
+        dev = x.device
+        c = x.shape[1]
+        joint = torch.cat([x, y.to(x.dtype)], dim=1) if spatial else x
+        if self.hflip > 0:
+            flip = torch.rand(n, device=dev) < self.hflip
+            joint = torch.where(flip[:, None, None, None], joint.flip(-1), joint)
+        if self.vflip > 0:
+            flip = torch.rand(n, device=dev) < self.vflip
+            joint = torch.where(flip[:, None, None, None], joint.flip(-2), joint)
+        if self.rot90 and joint.shape[-1] == joint.shape[-2]:
+            k = torch.randint(0, 4, (n,), device=dev)
+            out = joint
+            for turns in (1, 2, 3):
+                out = torch.where((k == turns)[:, None, None, None],
+                                  torch.rot90(joint, turns, dims=(-2, -1)), out)
+            joint = out
+        if self.max_angle > 0 or self.max_scale > 0:
+            angle = (torch.rand(n, device=dev) * 2 - 1) * math.radians(self.max_angle)
+            scale = 1 + (torch.rand(n, device=dev) * 2 - 1) * self.max_scale
+            cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+            zero = torch.zeros_like(cos)
+            theta = torch.stack([torch.stack([cos, -sin, zero], 1),
+                                 torch.stack([sin, cos, zero], 1)], 1).to(joint.dtype)
+            grid = F.affine_grid(theta, list(joint.shape), align_corners=False)
+            joint = F.grid_sample(joint, grid, mode="bilinear", padding_mode="zeros",
+                                  align_corners=False)
+        xs = joint[:, :c]
+        if self.brightness > 0 or self.contrast > 0:
+            k = c if self.intensity_channels is None else min(c, self.intensity_channels)
+            part = xs[:, :k]
+            if self.contrast > 0:
+                factor = 1 + (torch.rand(n, 1, 1, 1, device=dev) * 2 - 1) * self.contrast
+                mean = part.mean(dim=(-2, -1), keepdim=True)
+                part = (part - mean) * factor + mean
+            if self.brightness > 0:
+                part = part + (torch.rand(n, 1, 1, 1, device=dev) * 2 - 1) * self.brightness
+            if self.clip:
+                part = part.clamp(0, 1)
+            xs = torch.cat([part, xs[:, k:]], dim=1)
+        if spatial:
+            return xs.contiguous(), (joint[:, c:] >= 0.5).to(y.dtype)
+        return xs.contiguous(), y

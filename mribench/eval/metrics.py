@@ -1,0 +1,449 @@
+"""Metrics from confusion counts, per image and pooled, with seeded bootstrap confidence intervals.
+
+Everything is computed from the four confusion counts ``tp, fp, tn, fn`` of the positive
+(tumour) class, so classification and segmentation share one set of formulas:
+
+=============  ===============================  =====================================
+name           formula                          also known as
+=============  ===============================  =====================================
+accuracy       (tp + tn) / (tp + fp + tn + fn)
+f1             2 tp / (2 tp + fp + fn)          Dice (segmentation)
+iou            tp / (tp + fp + fn)              Jaccard index
+precision      tp / (tp + fp)                   positive predictive value
+recall         tp / (tp + fn)                   sensitivity, true positive rate
+specificity    tn / (tn + fp)                   true negative rate
+=============  ===============================  =====================================
+
+**Zero division.** A ratio whose denominator is 0 is reported as 0.0, like scikit-learn's
+``zero_division=0`` (so a method that never predicts tumour has precision 0, not NaN). The one
+exception is the *per-image* Dice/IoU of an image whose ground truth is empty, which follows
+the explicit ``empty_policy`` below, because there "0/0" is a modelling choice, not an accident.
+
+**Classification** (task ``classify``) scores one label per image, on the test samples whose
+label is 0 or 1 (unlabelled samples, label -1, are skipped). AUC comes from
+:func:`sklearn.metrics.roc_auc_score` on the method's scores when it has scores and both
+classes are present; otherwise it is NaN.
+
+**Segmentation** (task ``segment``) scores the test samples whose ``Sample.mask`` is not None,
+i.e. the slices the data set annotates. On Br35H these are the annotated tumour slices, the
+population the U-Net paper (Khadra et al.) scores; how a segmenter behaves on tumour-free
+slices shows in the ``classify`` table (where its mask area decides the label). Two summaries:
+
+- *pooled* (micro): the pixel counts of all scored images are summed, then the ratios taken,
+  as the Br35H U-Net paper reports (``metrics`` in the task dict);
+- *per-image* mean Dice and IoU (``per_image``), the mean over images of each image's own score,
+  with the empty-ground-truth policy ``empty_policy``:
+
+  ``"exclude"`` (default; MONAI ``ignore_empty=True``)
+      an image with an empty ground truth gets NaN and is left out of the mean;
+  ``"one-if-both-empty"`` (MONAI ``ignore_empty=False``)
+      empty truth and empty prediction score 1, empty truth with a non-empty prediction 0;
+  ``"nan-if-both-empty"`` (nnU-Net)
+      only empty truth *and* empty prediction are NaN and skipped; empty truth with a
+      non-empty prediction scores 0.
+
+  ``n_excluded`` records how many images the policy left out; the raw counts are kept in the
+  per-case records, so any policy can be recomputed afterwards.
+
+**Confidence intervals** are 95% percentile bootstrap intervals over images: ``n_boot``
+resamples of the scored images with replacement, from ``numpy.random.default_rng(seed)``.
+The resampling is vectorised through a (n_boot, n) matrix of multiplicities: pooled metrics
+sum the resampled images' counts, per-image means average the resampled images' scores, and
+AUC is computed in closed form from the weighted Mann-Whitney statistic. With the same seed
+and the same number of images, every method sees the same resamples (a paired bootstrap).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from mribench.api.errors import DataError, MribenchError
+from mribench.api.types import Prediction, Sample
+
+__all__ = [
+    "CLASSIFY_METRICS",
+    "EMPTY_POLICIES",
+    "METRICS",
+    "SEGMENT_METRICS",
+    "bootstrap_weights",
+    "classification_metrics",
+    "confusion_counts",
+    "evaluate",
+    "mask_counts",
+    "metrics_from_counts",
+    "per_image_scores",
+    "percentile_ci",
+    "segmentation_metrics",
+    "weighted_auc",
+]
+
+#: Metrics computed from confusion counts, in display order.
+METRICS: tuple[str, ...] = ("accuracy", "f1", "iou", "precision", "recall", "specificity")
+CLASSIFY_METRICS: tuple[str, ...] = (*METRICS, "auc")
+SEGMENT_METRICS: tuple[str, ...] = METRICS
+EmptyPolicy = Literal["exclude", "one-if-both-empty", "nan-if-both-empty"]
+EMPTY_POLICIES: tuple[str, ...] = ("exclude", "one-if-both-empty", "nan-if-both-empty")
+CONFIDENCE = 0.95
+
+
+# --------------------------------------------------------------------------- counts -> metrics
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den with 0.0 where den == 0 (scikit-learn's zero_division=0)."""
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    out = np.zeros(np.broadcast(num, den).shape)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+def metrics_from_counts(tp: Any, fp: Any, tn: Any, fn: Any) -> dict[str, Any]:
+    """The six count-based metrics of :data:`METRICS`; zero denominators give 0.0.
+
+    Counts may be scalars or arrays of the same shape (one set of counts per bootstrap
+    resample, say); the result has their shape, and plain floats for scalars.
+
+    Examples
+    --------
+    >>> m = metrics_from_counts(tp=8, fp=2, tn=85, fn=5)
+    >>> round(m["f1"], 4), round(m["precision"], 2), m["recall"] == 8 / 13
+    (0.6957, 0.8, True)
+    """
+    tp, fp, tn, fn = (np.asarray(c, dtype=np.float64) for c in (tp, fp, tn, fn))
+    out = {
+        "accuracy": _ratio(tp + tn, tp + fp + tn + fn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "iou": _ratio(tp, tp + fp + fn),
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "specificity": _ratio(tn, tn + fp),
+    }
+    if np.ndim(tp) == 0:
+        return {k: float(v) for k, v in out.items()}
+    return out
+
+
+def confusion_counts(y_true: Any, y_pred: Any) -> dict[str, int]:
+    """``tp, fp, tn, fn`` of the positive class 1 for binary (0/1 or bool) arrays."""
+    t = np.asarray(y_true).astype(bool).ravel()
+    p = np.asarray(y_pred).astype(bool).ravel()
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has {t.size} values but y_pred has {p.size}")
+    tp = int(np.count_nonzero(t & p))
+    fp = int(np.count_nonzero(~t & p))
+    fn = int(np.count_nonzero(t & ~p))
+    return {"tp": tp, "fp": fp, "tn": int(t.size - tp - fp - fn), "fn": fn}
+
+
+def mask_counts(true_masks: np.ndarray, pred_masks: np.ndarray) -> np.ndarray:
+    """Per-image pixel counts of an (n, H, W) stack of boolean masks.
+
+    Returns an int64 array of shape (n, 4) with columns ``tp, fp, tn, fn``.
+    """
+    t = np.asarray(true_masks, dtype=bool)
+    p = np.asarray(pred_masks, dtype=bool)
+    if t.shape != p.shape:
+        raise ValueError(f"true masks have shape {t.shape} but predicted masks {p.shape}")
+    n = t.shape[0]
+    t = t.reshape(n, -1)
+    p = p.reshape(n, -1)
+    tp = np.count_nonzero(t & p, axis=1)
+    t_area = np.count_nonzero(t, axis=1)
+    p_area = np.count_nonzero(p, axis=1)
+    fp = p_area - tp
+    fn = t_area - tp
+    tn = t.shape[1] - tp - fp - fn
+    return np.stack([tp, fp, tn, fn], axis=1).astype(np.int64)
+
+
+def per_image_scores(counts: np.ndarray, empty_policy: str = "exclude"
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image Dice and IoU from (n, 4) counts ``tp, fp, tn, fn`` under ``empty_policy``.
+
+    See the module docstring for the policies. NaN marks an image the policy excludes.
+    """
+    _check_policy(empty_policy)
+    counts = np.asarray(counts, dtype=np.float64).reshape(-1, 4)
+    tp, fp, _, fn = counts.T
+    dice = _ratio(2 * tp, 2 * tp + fp + fn)
+    iou = _ratio(tp, tp + fp + fn)
+    gt_empty = (tp + fn) == 0
+    pred_empty = (tp + fp) == 0
+    if empty_policy == "exclude":
+        undefined = gt_empty
+    elif empty_policy == "nan-if-both-empty":
+        undefined = gt_empty & pred_empty
+    else:  # one-if-both-empty: 0/0 is a perfect answer, empty truth with a prediction scores 0
+        both = gt_empty & pred_empty
+        dice[both] = 1.0
+        iou[both] = 1.0
+        undefined = np.zeros_like(gt_empty)
+    dice[undefined] = np.nan
+    iou[undefined] = np.nan
+    return dice, iou
+
+
+def _check_policy(empty_policy: str) -> None:
+    if empty_policy not in EMPTY_POLICIES:
+        raise MribenchError(
+            f"empty_policy must be one of {', '.join(EMPTY_POLICIES)}; got {empty_policy!r}")
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+
+def bootstrap_weights(n: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """Multiplicities of ``n`` items in ``n_boot`` resamples with replacement, shape (n_boot, n).
+
+    Row ``b`` says how many times each item appears in resample ``b`` (each row sums to ``n``).
+    Deterministic for a given ``(n, n_boot, seed)``, so methods scored on the same images
+    share their resamples.
+    """
+    if n <= 0 or n_boot <= 0:
+        return np.zeros((max(n_boot, 0), max(n, 0)), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    flat = (idx + (np.arange(n_boot) * n)[:, None]).ravel()
+    return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.int64)
+
+
+def percentile_ci(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Percentile interval of bootstrap ``values`` (NaN resamples ignored; NaN if none left)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(values, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def _entry(value: float, boot: np.ndarray | None) -> dict[str, float]:
+    low, high = percentile_ci(boot) if boot is not None and boot.size else (np.nan, np.nan)
+    return {"value": float(value), "ci_low": low, "ci_high": high}
+
+
+def weighted_auc(y_true: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC AUC for each row of integer ``weights`` (n_boot, n), ties counted one half.
+
+    The weighted Mann-Whitney statistic: the probability that a positive outranks a negative,
+    each case counted as many times as its weight. Equals
+    ``roc_auc_score(y_true, scores, sample_weight=w)`` row by row; NaN where a row has no
+    positive or no negative weight.
+    """
+    y = np.asarray(y_true).astype(bool)
+    s = np.asarray(scores, dtype=np.float64)
+    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    order = np.argsort(s, kind="stable")
+    s_sorted = s[order]
+    # cumulative negative weight in score order, with a leading 0: (b, n + 1)
+    neg = np.zeros((w.shape[0], s.size + 1))
+    np.cumsum(w[:, order] * ~y[order], axis=1, out=neg[:, 1:])
+    lo = np.searchsorted(s_sorted, s[y], side="left")    # negatives strictly below
+    hi = np.searchsorted(s_sorted, s[y], side="right")   # ... and tied with each positive
+    beaten = neg[:, lo] + 0.5 * (neg[:, hi] - neg[:, lo])  # (b, n_pos)
+    pos_credit = (w[:, y] * beaten).sum(axis=1)
+    w_pos = w[:, y].sum(axis=1)
+    w_neg = w[:, ~y].sum(axis=1)
+    den = w_pos * w_neg
+    out = np.full(w.shape[0], np.nan)
+    np.divide(pos_credit, den, out=out, where=den > 0)
+    return out
+
+
+# --------------------------------------------------------------------------- task summaries
+
+
+def classification_metrics(y_true: Any, y_pred: Any, scores: Any | None = None, *,
+                           n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Image-level metrics with 95% bootstrap CIs.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of 0/1, shape (n,)
+    scores : array-like of float, shape (n,), optional
+        Higher means more likely tumour; gives ``auc`` (NaN without scores or with one class).
+    n_boot : int, default=1000
+        Bootstrap resamples over images; 0 gives NaN intervals.
+    seed : int, default=0
+
+    Returns
+    -------
+    dict
+        ``{"n", "metrics": {name: {"value", "ci_low", "ci_high"}}, "confusion": {tp, fp, tn, fn}}``
+        with the names of :data:`CLASSIFY_METRICS`.
+    """
+    t = np.asarray(y_true).astype(bool).ravel()
+    p = np.asarray(y_pred).astype(bool).ravel()
+    confusion = confusion_counts(t, p)
+    n = t.size
+    point = metrics_from_counts(**confusion) if n else dict.fromkeys(METRICS, float("nan"))
+    w = bootstrap_weights(n, n_boot, seed) if n else None
+    boot: dict[str, np.ndarray | None] = dict.fromkeys(METRICS)
+    if w is not None and w.size:
+        indicators = np.stack([t & p, ~t & p, ~t & ~p, t & ~p], axis=1).astype(np.float64)
+        b = w @ indicators
+        boot = metrics_from_counts(b[:, 0], b[:, 1], b[:, 2], b[:, 3])
+    metrics = {name: _entry(point[name], boot[name]) for name in METRICS}
+    auc, auc_boot = float("nan"), None
+    if scores is not None and n and t.any() and (~t).any():
+        from sklearn.metrics import roc_auc_score
+
+        s = np.asarray(scores, dtype=np.float64).ravel()
+        if np.isfinite(s).all():
+            auc = float(roc_auc_score(t, s))
+            if w is not None and w.size:
+                auc_boot = weighted_auc(t, s, w)
+    metrics["auc"] = _entry(auc, auc_boot)
+    return {"n": int(n), "metrics": metrics, "confusion": confusion}
+
+
+def segmentation_metrics(true_masks: np.ndarray, pred_masks: np.ndarray, *,
+                         empty_policy: str = "exclude", n_boot: int = 1000, seed: int = 0,
+                         counts: np.ndarray | None = None) -> dict[str, Any]:
+    """Pooled (micro) pixel metrics and per-image mean Dice/IoU, with 95% bootstrap CIs.
+
+    Parameters
+    ----------
+    true_masks, pred_masks : bool arrays, shape (n, H, W)
+    empty_policy : {"exclude", "one-if-both-empty", "nan-if-both-empty"}, default="exclude"
+        How an image with an empty ground truth enters the per-image means (module docstring).
+    n_boot, seed : bootstrap resamples over images and their seed.
+    counts : (n, 4) array, optional
+        Precomputed :func:`mask_counts`, to avoid counting twice.
+
+    Returns
+    -------
+    dict
+        ``{"n", "empty_policy", "n_excluded", "metrics" (pooled), "per_image": {"dice", "iou"},
+        "confusion" (pooled pixel counts)}``.
+    """
+    _check_policy(empty_policy)
+    if counts is None:
+        counts = mask_counts(true_masks, pred_masks)
+    counts = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
+    n = counts.shape[0]
+    total = counts.sum(axis=0)
+    point = metrics_from_counts(*total) if n else dict.fromkeys(METRICS, float("nan"))
+    dice, iou = per_image_scores(counts, empty_policy)
+    valid = np.isfinite(dice)
+    w = bootstrap_weights(n, n_boot, seed) if n else None
+    boot: dict[str, np.ndarray | None] = dict.fromkeys(METRICS)
+    boot_dice = boot_iou = None
+    if w is not None and w.size:
+        b = w @ counts.astype(np.float64)
+        boot = metrics_from_counts(b[:, 0], b[:, 1], b[:, 2], b[:, 3])
+        wv = w @ valid.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            boot_dice = (w @ np.where(valid, dice, 0.0)) / wv
+            boot_iou = (w @ np.where(valid, iou, 0.0)) / wv
+    mean_dice = float(np.mean(dice[valid])) if valid.any() else float("nan")
+    mean_iou = float(np.mean(iou[valid])) if valid.any() else float("nan")
+    pooled = dict(zip(("tp", "fp", "tn", "fn"), (int(c) for c in total), strict=True))
+    return {
+        "n": int(n),
+        "empty_policy": empty_policy,
+        "n_excluded": int(n - valid.sum()),
+        "metrics": {name: _entry(point[name], boot[name]) for name in METRICS},
+        "per_image": {"dice": _entry(mean_dice, boot_dice), "iou": _entry(mean_iou, boot_iou)},
+        "confusion": pooled,
+    }
+
+
+# --------------------------------------------------------------------------- one method's run
+
+
+def _clean(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def evaluate(prediction: Prediction, samples: Sequence[Sample], tasks: Sequence[str], *,
+             n_boot: int = 1000, seed: int = 0, empty_policy: str = "exclude"
+             ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Score one method's prediction on the test samples.
+
+    Parameters
+    ----------
+    prediction : Prediction
+        The method's answer; its ``ids`` must cover every sample (order may differ).
+    samples : sequence of Sample
+        The test samples, with their labels and masks.
+    tasks : sequence of {"classify", "segment"}
+        The tasks to score. ``classify`` uses the samples whose label is 0 or 1; ``segment``
+        uses the samples whose ``mask`` is not None (module docstring) and needs
+        ``prediction.masks``, each of the same shape as its sample's mask.
+    n_boot, seed : bootstrap resamples over images and their seed.
+    empty_policy : per-image Dice/IoU policy for empty ground truths (module docstring).
+
+    Returns
+    -------
+    tasks : dict
+        ``{"classify": classification_metrics(...), "segment": segmentation_metrics(...)}``
+        for the tasks asked, the ``"tasks"`` value of ``metrics.json``. A task with no
+        sample to score has ``n == 0`` and NaN metrics.
+    per_case : list of dict
+        One record per sample, in the samples' order: ``id, label, pred, score`` and, for the
+        samples scored in ``segment``, ``dice, iou, tp, fp, tn, fn, gt_area, pred_area``
+        (``score`` is None without scores; ``dice``/``iou`` None where the policy excludes).
+
+    Raises
+    ------
+    MribenchError
+        An unknown task, a sample missing from the prediction, missing masks for ``segment``,
+        or a predicted mask whose shape differs from the sample's mask.
+    """
+    unknown = [t for t in tasks if t not in ("classify", "segment")]
+    if unknown:
+        raise MribenchError(f"unknown task {unknown[0]!r}; tasks are classify and segment")
+    _check_policy(empty_policy)
+    position = {sample_id: i for i, sample_id in enumerate(prediction.ids)}
+    missing = [s.id for s in samples if s.id not in position]
+    if missing:
+        raise MribenchError(
+            f"the prediction has no answer for {len(missing)} test sample(s), e.g. "
+            f"{missing[0]!r}; predict() must return one entry per sample it is given")
+    order = np.array([position[s.id] for s in samples], dtype=np.int64)
+    labels = np.array([s.label for s in samples], dtype=np.int64)
+    pred = prediction.labels[order] if order.size else np.zeros(0, dtype=np.int64)
+    scores = prediction.scores[order] if prediction.scores is not None else None
+
+    records: list[dict[str, Any]] = [
+        {"id": s.id, "label": int(s.label), "pred": int(pred[i]),
+         "score": None if scores is None else _clean(scores[i])}
+        for i, s in enumerate(samples)
+    ]
+    out: dict[str, Any] = {}
+    if "classify" in tasks:
+        keep = np.isin(labels, (0, 1))
+        out["classify"] = classification_metrics(
+            labels[keep], pred[keep], None if scores is None else scores[keep],
+            n_boot=n_boot, seed=seed)
+    if "segment" in tasks:
+        idx = [i for i, s in enumerate(samples) if s.mask is not None]
+        if idx and prediction.masks is None:
+            raise MribenchError("task 'segment' needs masks, but the prediction has none; "
+                                "a segmenting method must return Prediction(masks=...)")
+        truth = [np.asarray(samples[i].mask, dtype=bool) for i in idx]
+        guess = [prediction.masks[order[i]] for i in idx] if idx else []
+        for i, t, g in zip(idx, truth, guess, strict=True):
+            if t.shape != g.shape:
+                raise DataError(
+                    f"predicted mask of {samples[i].id!r} has shape {g.shape} but its true mask "
+                    f"{t.shape}; predict masks at the run's image size")
+        if idx:
+            counts = mask_counts(np.stack(truth), np.stack(guess))
+        else:
+            counts = np.zeros((0, 4), dtype=np.int64)
+        out["segment"] = segmentation_metrics(None, None, counts=counts,
+                                              empty_policy=empty_policy,
+                                              n_boot=n_boot, seed=seed)
+        dice, iou = per_image_scores(counts, empty_policy)
+        for j, i in enumerate(idx):
+            tp, fp, tn, fn = (int(c) for c in counts[j])
+            records[i].update(dice=_clean(dice[j]), iou=_clean(iou[j]), tp=tp, fp=fp, tn=tn,
+                              fn=fn, gt_area=tp + fn, pred_area=tp + fp)
+    return out, records

@@ -1,0 +1,1 @@
+"""The run layer: jobs, the runner, executors, provenance and device choice."""
