@@ -34,9 +34,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mribench.api.dataset import DEFAULT_IMAGE_SIZE, Dataset
-from mribench.api.errors import DataError
-from mribench.api.types import UNLABELLED, Sample
+from mribench.api import DEFAULT_IMAGE_SIZE, UNLABELLED, DataError, Dataset, Sample
 from mribench.data.duplicates import DEFAULT_THRESHOLD, THRESHOLD_RULE, group_names
 from mribench.data.imageio import images_by_stem
 from mribench.data.load import files_fingerprint, find_data_dir, read_images, resolve_options

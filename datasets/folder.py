@@ -28,10 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mribench.api.dataset import DEFAULT_IMAGE_SIZE, Dataset
-from mribench.api.errors import DataError
-from mribench.api.params import Check
-from mribench.api.types import Sample
+from mribench.api import DEFAULT_IMAGE_SIZE, Check, DataError, Dataset, Sample
 from mribench.data.duplicates import DEFAULT_THRESHOLD, THRESHOLD_RULE, group_names
 from mribench.data.imageio import images_by_stem
 from mribench.data.load import files_fingerprint, read_images, resolve_options

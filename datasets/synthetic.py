@@ -28,9 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mribench.api.dataset import DEFAULT_IMAGE_SIZE, Dataset
-from mribench.api.params import Interval
-from mribench.api.types import Sample
+from mribench.api import DEFAULT_IMAGE_SIZE, Dataset, Interval, Sample
 from mribench.data.load import resolve_options
 from mribench.data.phantom import generate
 

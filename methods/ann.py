@@ -41,10 +41,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mribench.api.context import Context
-from mribench.api.method import Method
-from mribench.api.params import Check, Interval, MethodParams
-from mribench.api.types import Prediction, Sample
+from mribench.api import Check, Context, Interval, Method, MethodParams, Prediction, Sample
 from mribench.blocks.features.handcrafted import HandcraftedParams, cached_handcrafted_features
 from mribench.blocks.selection import select_on_val
 

@@ -30,10 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mribench.api.context import Context
-from mribench.api.method import Method
-from mribench.api.params import FLAG, Interval, MethodParams, OrNone
-from mribench.api.types import Prediction, Sample
+from mribench.api import FLAG, Context, Interval, Method, MethodParams, OrNone, Prediction, Sample
 from mribench.blocks.nn.blocks import ConvPoolClassifier
 from mribench.blocks.nn.classify import fit_classifier, predict_proba
 from mribench.blocks.nn.data import Augment, images_to_tensor

@@ -42,10 +42,18 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from mribench.api.context import Context
-from mribench.api.method import Method
-from mribench.api.params import POSITIVE_INTS, Check, Interval, MethodParams, OneOf, OrNone
-from mribench.api.types import Prediction, Sample
+from mribench.api import (
+    POSITIVE_INTS,
+    Check,
+    Context,
+    Interval,
+    Method,
+    MethodParams,
+    OneOf,
+    OrNone,
+    Prediction,
+    Sample,
+)
 from mribench.blocks.features.wavelet import (
     FEATURE_KINDS,
     check_levels,

@@ -47,10 +47,7 @@ import torch
 from skimage.measure import label as label_components
 from skimage.measure import regionprops
 
-from mribench.api.context import Context
-from mribench.api.method import Method
-from mribench.api.params import FLAG, Interval, MethodParams, OrNone
-from mribench.api.types import Prediction, Sample
+from mribench.api import FLAG, Context, Interval, Method, MethodParams, OrNone, Prediction, Sample
 from mribench.blocks.fcm import fcm_image
 from mribench.blocks.nn.blocks import ConvPoolClassifier
 from mribench.blocks.nn.classify import fit_classifier, predict_proba

@@ -44,10 +44,18 @@ import numpy as np
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 
-from mribench.api.context import Context
-from mribench.api.method import Method
-from mribench.api.params import FLAG, POSITIVE_INTS, Interval, MethodParams, OneOf, OrNone
-from mribench.api.types import Prediction, Sample
+from mribench.api import (
+    FLAG,
+    POSITIVE_INTS,
+    Context,
+    Interval,
+    Method,
+    MethodParams,
+    OneOf,
+    OrNone,
+    Prediction,
+    Sample,
+)
 from mribench.blocks.features.glcm import brain_glcm_features
 from mribench.blocks.preprocess import DENOISERS
 from mribench.blocks.selection import select_on_val

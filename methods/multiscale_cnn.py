@@ -61,10 +61,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mribench.api.context import Context
-from mribench.api.method import SegmentationMethod
-from mribench.api.params import POSITIVE_INTS, Check, Interval, MethodParams
-from mribench.api.types import Sample
+from mribench.api import (
+    POSITIVE_INTS,
+    Check,
+    Context,
+    Interval,
+    MethodParams,
+    Sample,
+    SegmentationMethod,
+)
 from mribench.blocks.crf import CRFVariant
 from mribench.blocks.nn.losses import make_loss, pooled_dice
 from mribench.blocks.nn.patch_nets import ScaleStack

@@ -52,12 +52,18 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
 
-from mribench.api.context import Context
-from mribench.api.errors import MribenchError
-from mribench.api.method import Method
-from mribench.api.params import FLAG, Check, Interval, MethodParams
-from mribench.api.thresholds import ScoreThreshold
-from mribench.api.types import Prediction, Sample
+from mribench.api import (
+    FLAG,
+    Check,
+    Context,
+    Interval,
+    Method,
+    MethodParams,
+    MribenchError,
+    Prediction,
+    Sample,
+    ScoreThreshold,
+)
 from mribench.blocks.clonalg import CloneSearchCV
 from mribench.blocks.features.handcrafted import HandcraftedParams, cached_handcrafted_features
 

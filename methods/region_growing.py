@@ -47,10 +47,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mribench.api.context import Context
-from mribench.api.method import SegmentationMethod
-from mribench.api.params import Check, Interval, MethodParams, OneOf, OrNone
-from mribench.api.types import Sample
+from mribench.api import (
+    Check,
+    Context,
+    Interval,
+    MethodParams,
+    OneOf,
+    OrNone,
+    Sample,
+    SegmentationMethod,
+)
 from mribench.blocks.preprocess import DENOISERS, EQUALISERS, prepare, zscore
 from mribench.blocks.region import outlier_regions
 from mribench.data.imageio import resize_image, resize_mask

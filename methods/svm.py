@@ -42,10 +42,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from mribench.api.context import Context
-from mribench.api.method import Method
-from mribench.api.params import Check, MethodParams
-from mribench.api.types import Prediction, Sample
+from mribench.api import Check, Context, Method, MethodParams, Prediction, Sample
 from mribench.blocks.features.handcrafted import HandcraftedParams, cached_handcrafted_features
 from mribench.blocks.selection import select_on_val
 

@@ -66,10 +66,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mribench.api.context import Context
-from mribench.api.method import SegmentationMethod
-from mribench.api.params import Interval, MethodParams, OneOf
-from mribench.api.types import Sample
+from mribench.api import Context, Interval, MethodParams, OneOf, Sample, SegmentationMethod
 from mribench.blocks.crf import CRFVariant
 from mribench.blocks.nn.losses import make_loss, pooled_dice
 from mribench.blocks.nn.patch_nets import GlobalPathway, LocalPathway

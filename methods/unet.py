@@ -48,10 +48,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from mribench.api.context import Context
-from mribench.api.method import SegmentationMethod
-from mribench.api.params import FLAG, Check, Interval, MethodParams, OneOf, OrNone
-from mribench.api.types import Sample
+from mribench.api import (
+    FLAG,
+    Check,
+    Context,
+    Interval,
+    MethodParams,
+    OneOf,
+    OrNone,
+    Sample,
+    SegmentationMethod,
+)
 from mribench.blocks.crf import pooled_dice as mask_dice
 from mribench.blocks.nn.blocks import ConvBlock, Down, OutConv, Up
 from mribench.blocks.nn.data import (
