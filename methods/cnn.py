@@ -30,40 +30,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mribench.api import FLAG, Context, Interval, Method, MethodParams, OrNone, Prediction, Sample
+from mribench.api import Context, Interval, Method, MethodParams, Prediction, Sample
 from mribench.blocks.nn.blocks import ConvPoolClassifier
 from mribench.blocks.nn.classify import fit_classifier, predict_proba
 from mribench.blocks.nn.data import Augment, images_to_tensor
-from mribench.blocks.nn.train import fingerprint, seed_everything
+from mribench.blocks.nn.train import TrainParams, fingerprint, seed_everything
 
 
 @dataclass(frozen=True)
-class Params(MethodParams):
-    """Hyper-parameters of ``cnn`` (defaults: the ``paper`` profile)."""
+class Params(TrainParams):
+    """Hyper-parameters of ``cnn`` (defaults: the ``paper`` profile); ``batch_size``, ``lr``,
+    ``patience`` and ``dropout`` keep :class:`~mribench.blocks.nn.train.TrainParams`' defaults."""
 
     owner: ClassVar[str] = "cnn"
     constraints: ClassVar[dict[str, Any]] = {
         "image_size": Interval(16, 1024, integer=True),
         "filters": Interval(1, 1024, integer=True),
         "filters2": Interval(1, 1024, integer=True),
-        "dropout": Interval(0, 1, closed="left"),
         "hidden": Interval(0, None, integer=True),
-        "batch_size": Interval(1, None, integer=True),
-        "epochs": Interval(1, None, integer=True),
-        "lr": Interval(0, None, closed="neither"),
-        "patience": OrNone(Interval(1, None, integer=True)),
-        "augment": FLAG,
     }
 
     image_size: int = 128
     filters: int = 80
     filters2: int = 80
-    dropout: float = 0.5
     hidden: int = 0
-    batch_size: int = 32
     epochs: int = 30
-    lr: float = 1e-3
-    patience: int | None = 8
     augment: bool = True
 
 
@@ -92,8 +83,7 @@ class SequentialCNN(Method):
         train = [s for s in train if s.label in (0, 1)]
         val = [s for s in val if s.label in (0, 1)]
         seed_everything(ctx.seed)
-        self.model_ = ConvPoolClassifier(1, p.image_size, (p.filters, p.filters2),
-                                         dropout=p.dropout, hidden=p.hidden)
+        self.model_ = self.build_network()
         self.train_result_ = fit_classifier(
             self.model_, images_to_tensor(train, p.image_size), [s.label for s in train],
             images_to_tensor(val, p.image_size), [s.label for s in val], ctx,
@@ -104,6 +94,12 @@ class SequentialCNN(Method):
                 val_accuracy=self.train_result_.best_score,
                 seconds_per_epoch=self.train_result_.seconds_per_epoch)
         return self
+
+    def build_network(self, index: int = 0) -> ConvPoolClassifier:
+        """The untrained network of ``fit`` (also how a saved model is rebuilt)."""
+        p = self.params
+        return ConvPoolClassifier(1, p.image_size, (p.filters, p.filters2),
+                                  dropout=p.dropout, hidden=p.hidden)
 
     def predict(self, samples: Sequence[Sample], ctx: Context) -> Prediction:
         scores = predict_proba(self.model_, images_to_tensor(samples, self.params.image_size),

@@ -50,7 +50,6 @@ from mribench.api import (
     Method,
     MethodParams,
     OneOf,
-    OrNone,
     Prediction,
     Sample,
 )
@@ -63,12 +62,13 @@ from mribench.blocks.features.wavelet import (
 from mribench.blocks.nn.blocks import MLP
 from mribench.blocks.nn.classify import fit_classifier, predict_proba
 from mribench.blocks.nn.data import images_to_tensor
-from mribench.blocks.nn.train import fingerprint, seed_everything, torch_threads
+from mribench.blocks.nn.train import TrainParams, fingerprint, seed_everything, torch_threads
 
 
 @dataclass(frozen=True)
-class Params(MethodParams):
-    """Hyper-parameters of ``dwt-dnn`` (defaults: the ``paper`` profile)."""
+class Params(TrainParams):
+    """Hyper-parameters of ``dwt-dnn`` (defaults: the ``paper`` profile); the training ones are
+    checked by :class:`mribench.blocks.nn.train.TrainParams`'s rules."""
 
     owner: ClassVar[str] = "dwt-dnn"
     constraints: ClassVar[dict[str, Any]] = {
@@ -79,12 +79,6 @@ class Params(MethodParams):
         "features": OneOf(FEATURE_KINDS),
         "pca_components": Interval(1, None, integer=True),
         "hidden": POSITIVE_INTS,
-        "dropout": Interval(0, 1, closed="left"),
-        "batch_size": Interval(1, None, integer=True),
-        "epochs": Interval(1, None, integer=True),
-        "lr": Interval(0, None, closed="neither"),
-        "weight_decay": Interval(0, None),
-        "patience": OrNone(Interval(1, None, integer=True)),
     }
 
     image_size: int = 256
@@ -93,10 +87,7 @@ class Params(MethodParams):
     features: str = "approx"
     pca_components: int = 100
     hidden: tuple[int, ...] = (256, 128, 64)
-    dropout: float = 0.5
-    batch_size: int = 32
     epochs: int = 100
-    lr: float = 1e-3
     weight_decay: float = 1e-4
     patience: int | None = 15
 
@@ -154,7 +145,7 @@ class DWTDNN(Method):
                 explained=float(self.pca_.explained_variance_ratio_.sum()))
         z_val = self._reduce(self._features(val, ctx)) if val else None
         seed_everything(ctx.seed)
-        self.model_ = MLP(n_comp, tuple(p.hidden), dropout=p.dropout)
+        self.model_ = self.build_network()
         with torch_threads(1 if ctx.device == "cpu" else None):  # a tiny network
             self.train_result_ = fit_classifier(
                 self.model_, self._reduce(x_train), [s.label for s in train], z_val,
@@ -164,6 +155,12 @@ class DWTDNN(Method):
         ctx.log("trained", best_epoch=self.train_result_.best_epoch,
                 val_accuracy=self.train_result_.best_score)
         return self
+
+    def build_network(self, index: int = 0) -> MLP:
+        """The untrained network of ``fit``, sized by the fitted PCA (also how a saved model
+        is rebuilt)."""
+        p = self.params
+        return MLP(int(self.pca_.n_components_), tuple(p.hidden), dropout=p.dropout)
 
     def predict(self, samples: Sequence[Sample], ctx: Context) -> Prediction:
         z = self._reduce(self._features(samples, ctx))

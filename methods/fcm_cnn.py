@@ -47,18 +47,19 @@ import torch
 from skimage.measure import label as label_components
 from skimage.measure import regionprops
 
-from mribench.api import FLAG, Context, Interval, Method, MethodParams, OrNone, Prediction, Sample
+from mribench.api import Context, Interval, Method, MethodParams, Prediction, Sample
 from mribench.blocks.fcm import fcm_image
 from mribench.blocks.nn.blocks import ConvPoolClassifier
 from mribench.blocks.nn.classify import fit_classifier, predict_proba
 from mribench.blocks.nn.data import Augment, images_to_tensor, resize_back
-from mribench.blocks.nn.train import fingerprint, seed_everything
+from mribench.blocks.nn.train import TrainParams, fingerprint, seed_everything
 from mribench.blocks.preprocess import brain_mask
 
 
 @dataclass(frozen=True)
-class Params(MethodParams):
-    """Hyper-parameters of ``fcm-cnn`` (defaults: the ``paper`` profile)."""
+class Params(TrainParams):
+    """Hyper-parameters of ``fcm-cnn`` (defaults: the ``paper`` profile). Batch 32, lr 1e-3,
+    patience 8 and dropout 0.5 are the defaults of :class:`~mribench.blocks.nn.train.TrainParams`."""
 
     owner: ClassVar[str] = "fcm-cnn"
     constraints: ClassVar[dict[str, Any]] = {
@@ -68,12 +69,6 @@ class Params(MethodParams):
         "erosion": Interval(0, 0.5, closed="left"),
         "min_area": Interval(0, 1, closed="left"),
         "filters": Interval(1, 1024, integer=True),
-        "dropout": Interval(0, 1, closed="left"),
-        "batch_size": Interval(1, None, integer=True),
-        "epochs": Interval(1, None, integer=True),
-        "lr": Interval(0, None, closed="neither"),
-        "patience": OrNone(Interval(1, None, integer=True)),
-        "augment": FLAG,
     }
 
     map_size: int = 128
@@ -82,11 +77,7 @@ class Params(MethodParams):
     erosion: float = 0.04
     min_area: float = 0.002
     filters: int = 80
-    dropout: float = 0.5
-    batch_size: int = 32
     epochs: int = 30
-    lr: float = 1e-3
-    patience: int | None = 8
     augment: bool = True
 
 
@@ -159,8 +150,7 @@ class FCMCNN(Method):
         x_train, _ = self._inputs(train, ctx)
         x_val, _ = self._inputs(val, ctx)
         seed_everything(ctx.seed)
-        self.model_ = ConvPoolClassifier(2, p.map_size, (p.filters, p.filters),
-                                         dropout=p.dropout)
+        self.model_ = self.build_network()
         self.train_result_ = fit_classifier(
             self.model_, x_train, [s.label for s in train], x_val, [s.label for s in val], ctx,
             epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, patience=p.patience,
@@ -169,6 +159,11 @@ class FCMCNN(Method):
         ctx.log("trained", best_epoch=self.train_result_.best_epoch,
                 val_accuracy=self.train_result_.best_score)
         return self
+
+    def build_network(self, index: int = 0) -> ConvPoolClassifier:
+        """The untrained network of ``fit`` (also how a saved model is rebuilt)."""
+        p = self.params
+        return ConvPoolClassifier(2, p.map_size, (p.filters, p.filters), dropout=p.dropout)
 
     def predict(self, samples: Sequence[Sample], ctx: Context) -> Prediction:
         x, maps = self._inputs(samples, ctx)

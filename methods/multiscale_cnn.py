@@ -155,7 +155,6 @@ class Params(PatchCNNParams):
         "hidden": Check(lambda v: isinstance(v, (list, tuple))
                         and (len(v) == 0 or POSITIVE_INTS.check(v)),
                         "a list of layer widths >= 1"),
-        "epochs": Interval(1, None, integer=True),
     }
 
     channels: tuple[int, ...] = (20, 40, 80)
@@ -182,7 +181,7 @@ class MultiScaleCNNMethod(CRFVariant, SegmentationMethod):
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {"work_size": 96, "channels": (8, 16, 16), "features": 32, "hidden": (32,),
                   "epochs": 8, "patches_per_epoch": 4096, "val_slices": 48, "lr": 2e-3,
-                  "patience": 3, "max_minutes": 3.0, "crf_max_images": 24},
+                  "patience": 3, "crf_max_images": 24},
         "paper": {},
     }
     requirements: ClassVar[tuple[str, ...]] = ("torch",)
@@ -204,8 +203,7 @@ class MultiScaleCNNMethod(CRFVariant, SegmentationMethod):
                 tumour_pixels=float(masks.mean()))
 
         seed_everything(ctx.seed)
-        self.net_ = MultiScaleCNN(images.shape[1], SCALES, p.channels, p.features, p.hidden,
-                                  p.dropout, p.batch_norm)
+        self.net_ = self.build_network()
         loader = PatchLoader(masks, regions, lambda c: self._inputs(source, shape, c),
                              n_patches=p.patches_per_epoch, batch_size=p.batch_size,
                              positive_fraction=p.positive_fraction)
@@ -226,6 +224,13 @@ class MultiScaleCNNMethod(CRFVariant, SegmentationMethod):
         self.logit_offset_ = 0.0
         if p.calibrate and val_loader is not None:
             self.logit_offset_ = calibrate_offset(self.net_, val_loader, ctx)
+
+    def build_network(self, index: int = 0) -> MultiScaleCNN:
+        """The untrained network of ``fit`` (one-channel slices; also how a saved model is
+        rebuilt)."""
+        p = self.params
+        return MultiScaleCNN(1, SCALES, p.channels, p.features, p.hidden, p.dropout,
+                             p.batch_norm)
 
     def predict_masks(self, samples: Sequence[Sample], ctx: Context
                       ) -> tuple[np.ndarray, np.ndarray]:

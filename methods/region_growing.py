@@ -56,10 +56,11 @@ from mribench.api import (
     OrNone,
     Sample,
     SegmentationMethod,
+    dice_from_counts,
 )
 from mribench.blocks.preprocess import DENOISERS, EQUALISERS, prepare, zscore
 from mribench.blocks.region import outlier_regions
-from mribench.data.imageio import resize_image, resize_mask
+from mribench.blocks.resize import resize_image, resize_mask
 
 
 def _numbers(v: Any) -> bool:
@@ -155,8 +156,7 @@ class RegionGrowing(SegmentationMethod):
                 counts[i, :, 0] += tp
                 counts[i, :, 1] += grown.sum(axis=(1, 2)) - tp
                 counts[i, :, 2] += truth.sum() - tp
-        denom = 2 * counts[..., 0] + counts[..., 1] + counts[..., 2]
-        dice = np.where(denom > 0, 2 * counts[..., 0] / np.maximum(denom, 1), 0.0)
+        dice = dice_from_counts(counts[..., 0], counts[..., 1], counts[..., 2], empty=0.0)
         for i, k in enumerate(ks):
             for j, t in enumerate(tolerances):
                 ctx.record(seed_k=k, tolerance=t, train_pooled_dice=dice[i, j])
@@ -172,18 +172,11 @@ class RegionGrowing(SegmentationMethod):
         for sample in ctx.progress(samples, desc="segment"):
             mask = self._regions(self._prepare(sample.image), self.seed_k_, [self.tolerance_])[0]
             if mask.shape != sample.image.shape:
-                mask = _resize_back(mask, sample.image.shape)
+                # back at the slice's own (H, W): bilinear on 0/1, then >= 0.5
+                mask = resize_mask(mask, sample.image.shape, filter="bilinear")
             masks.append(mask)
         shape = samples[0].image.shape if samples else (0, 0)
         return (np.stack(masks) if masks else np.zeros((0, *shape), bool)), None
-
-
-def _resize_back(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """A working-size mask at the slice's own (H, W): bilinear on 0/1, then >= 0.5."""
-    from PIL import Image
-
-    pil = Image.fromarray(mask.astype(np.float32), mode="F")
-    return np.asarray(pil.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)) >= 0.5
 
 
 def _stratified_draw(samples: Sequence[Sample], n: int, seed: int) -> list[Sample]:

@@ -69,7 +69,7 @@ from torch import nn
 from mribench.api import Context, Interval, MethodParams, OneOf, Sample, SegmentationMethod
 from mribench.blocks.crf import CRFVariant
 from mribench.blocks.nn.losses import make_loss, pooled_dice
-from mribench.blocks.nn.patch_nets import GlobalPathway, LocalPathway
+from mribench.blocks.nn.patch_nets import FFTConv2d, GlobalPathway, LocalPathway
 from mribench.blocks.nn.patches import (
     Centres,
     PatchCNNParams,
@@ -105,7 +105,8 @@ class TwoPathCNN(nn.Module):
         self.register_buffer("std", torch.ones(1, in_channels, 1, 1))
         self.local_path = LocalPathway(in_channels, local_maps, pieces, dropout, batch_norm)
         self.global_path = GlobalPathway(in_channels, global_maps, pieces, dropout, batch_norm)
-        self.output = nn.Conv2d(local_maps + global_maps, 1, WINDOW - LocalPathway.shrink)
+        # An nn.Conv2d whose dense pass over whole slices (eval mode) goes through the FFT.
+        self.output = FFTConv2d(local_maps + global_maps, 1, WINDOW - LocalPathway.shrink)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std
@@ -178,7 +179,7 @@ class TwoPathwayCNN(CRFVariant, SegmentationMethod):
         "quick": {"work_size": 96, "local_maps": 12, "global_maps": 16, "batch_norm": True,
                   "dropout": 0.0, "phase1_epochs": 6, "phase2_epochs": 1,
                   "patches_per_epoch": 4096, "val_slices": 48, "optimizer": "adam",
-                  "lr": 2e-3, "weight_decay": 0.0, "patience": 3, "max_minutes": 3.0,
+                  "lr": 2e-3, "weight_decay": 0.0, "patience": 3,
                   "crf_max_images": 24},
         "paper": {},
     }
@@ -217,8 +218,7 @@ class TwoPathwayCNN(CRFVariant, SegmentationMethod):
                      ctx: Context) -> TwoPathCNN:
         p = self.params
         seed_everything(ctx.seed + stage)
-        net = TwoPathCNN(inputs.shape[1], p.local_maps, p.global_maps, p.pieces, p.dropout,
-                         p.batch_norm)
+        net = self.build_network(stage)
         net.standardise_on(inputs, regions)
         source = PatchSource(inputs)
 
@@ -259,6 +259,13 @@ class TwoPathwayCNN(CRFVariant, SegmentationMethod):
             ctx.log("the second phase lowered the val Dice: first-phase output layer kept",
                     stage=stage, **scores)
         return net
+
+    def build_network(self, index: int = 0) -> TwoPathCNN:
+        """The untrained network of stage ``index`` (the cascade's second stage also reads the
+        first's map: two channels); also how a saved model is rebuilt."""
+        p = self.params
+        return TwoPathCNN(1 if index == 0 else 2, p.local_maps, p.global_maps, p.pieces,
+                          p.dropout, p.batch_norm)
 
     # -- inference ------------------------------------------------------------------------
     def _dense(self, stages: Sequence[TwoPathCNN], images: torch.Tensor, ctx: Context,

@@ -12,6 +12,7 @@ import pytest
 from mribench.api.context import Context
 from mribench.api.errors import MribenchError
 from mribench.api.method import SegmentationMethod
+from mribench.api.overlap import pooled_dice
 from mribench.api.types import Sample
 from mribench.blocks.crf import (
     CRFParams,
@@ -19,7 +20,6 @@ from mribench.blocks.crf import (
     DenseCRF,
     crf_available,
     dense_crf,
-    pooled_dice,
 )
 
 needs_crf = pytest.mark.skipif(not crf_available(), reason="pydensecrf is not installed")
@@ -61,10 +61,10 @@ def test_shape_is_preserved_and_mismatch_is_an_error() -> None:
 @needs_crf
 def test_noisy_map_with_a_clean_edge_is_refined() -> None:
     probs, images, truths = _noisy_case()
-    raw = pooled_dice(probs > 0.5, truths)
+    raw = pooled_dice(probs > 0.5, truths, empty=1.0)
     masks, _ = DenseCRF(CRFParams(bilateral_sxy=8, bilateral_srgb=10,
                                   bilateral_compat=8)).refine(probs, images)
-    refined = pooled_dice(masks, truths)
+    refined = pooled_dice(masks, truths, empty=1.0)
     assert raw < 0.85
     assert refined > raw + 0.08
     assert refined > 0.9
@@ -141,6 +141,6 @@ def test_variant_rows_get_their_own_labels(tmp_path) -> None:
     assert crf.ids == pred.ids and crf.labels.shape == (6,)
     assert crf.prob_maps is not None and crf.prob_maps.shape == (6, 48, 48)
     truth = np.stack([s.mask_or_empty() for s in samples])
-    assert pooled_dice(crf.masks, truth) > pooled_dice(pred.masks, truth)
+    assert pooled_dice(crf.masks, truth, empty=1.0) > pooled_dice(pred.masks, truth, empty=1.0)
     # The CRF removes the noise of tumour-free slices, so its labels are right there.
     np.testing.assert_array_equal(crf.labels, [s.label for s in samples])

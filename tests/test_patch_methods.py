@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from mribench.api.context import Context
 from mribench.api.errors import ParamError
+from mribench.api.overlap import pooled_dice
 from mribench.api.registry import methods
 from mribench.api.types import Sample
-from mribench.blocks.crf import pooled_dice
 from mribench.blocks.nn.patch_nets import ScaleStack, max_pool_stride1
 from mribench.blocks.nn.patches import (
     Centres,
@@ -243,13 +243,13 @@ def test_patch_cnn_learns_on_synthetic_data(name: str, synthetic_parts, tmp_path
     method.fit(train, val, ctx)
     pred = method.predict(test, ctx)
     truth = np.stack([s.mask_or_empty() for s in test])
-    trivial = pooled_dice(np.ones_like(truth), truth)  # "all tumour": the best constant mask
-    dice = pooled_dice(pred.masks, truth)
+    trivial = pooled_dice(np.ones_like(truth), truth, empty=1.0)  # "all tumour": the best constant mask
+    dice = pooled_dice(pred.masks, truth, empty=1.0)
     assert dice > max(0.35, 5 * trivial), (dice, trivial)
     assert pred.masks.shape == truth.shape and pred.prob_maps.shape == truth.shape
     crf = pred.variants["crf"]
     assert crf.masks.shape == truth.shape
-    assert pooled_dice(crf.masks, truth) > max(0.35, 5 * trivial)
+    assert pooled_dice(crf.masks, truth, empty=1.0) > max(0.35, 5 * trivial)
     assert any(row.get("val_metric") is not None for row in ctx.history)
 
 

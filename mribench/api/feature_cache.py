@@ -2,13 +2,16 @@
 
 Features are keyed by a name (e.g. ``"glcm"``), a dict of parameters, and the sample id plus a
 fingerprint of the image, so two methods asking for the same features with the same parameters
-share one computation, and a resumed run reuses what an earlier one computed.
+share one computation, and a resumed run reuses what an earlier one computed. A damaged
+cache file (truncated by a crash or a full disk) is rebuilt with a warning on the
+``mribench`` logger naming it, never fatal.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,10 +22,12 @@ import numpy as np
 from mribench.api.types import Sample
 from mribench.atomic import atomic_save_npz
 
+_log = logging.getLogger("mribench")
+
 
 def _image_key(sample: Sample) -> str:
     h = hashlib.blake2b(digest_size=8)
-    h.update(sample.id.encode())
+    h.update(sample.id.encode("utf-8", "surrogateescape"))  # ids from odd file names
     h.update(str(sample.image.shape).encode())
     h.update(np.ascontiguousarray(sample.image[::7, ::7]).tobytes())
     return h.hexdigest()
@@ -50,10 +55,15 @@ class FeatureCache:
         if self.folder is not None:
             path = self.folder / f"{key}.npz"
             if path.exists():
-                with np.load(path) as data:
-                    keys = data["keys"]
-                    values = data["values"]
-                table = {str(k): v for k, v in zip(keys, values, strict=True)}
+                try:
+                    with np.load(path, allow_pickle=False) as data:
+                        keys = data["keys"]
+                        values = data["values"]
+                    table = {str(k): v for k, v in zip(keys, values, strict=True)}
+                except Exception as exc:  # a damaged entry is rebuilt, never fatal
+                    _log.warning("feature cache %s is damaged (%s: %s); rebuilding it", path,
+                                 type(exc).__name__, " ".join(str(exc).split())[:120])
+                    table = {}
         self._memory[key] = table
         return table
 

@@ -113,8 +113,14 @@ class MethodParams:
     def __post_init__(self) -> None:
         self.validate()
 
+    @classmethod
+    def rules(cls) -> dict[str, Constraint | Sequence[Constraint]]:
+        """The table :meth:`validate` checks: ``constraints``, plus whatever a base class
+        shares with its subclasses (e.g. the deep plugins' training knobs)."""
+        return dict(cls.constraints)
+
     def validate(self) -> None:
-        for name, rule in self.constraints.items():
+        for name, rule in self.rules().items():
             value = getattr(self, name)
             rules = rule if isinstance(rule, (list, tuple)) else [rule]
             for r in rules:
@@ -142,19 +148,77 @@ class MethodParams:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+# --------------------------------------------------------------------------- name[k=v] syntax
+# The one parser and formatter of the variant syntax (benchopt's): ``name[k=v,k2=v2]`` selects
+# a plugin with overrides, on the command line, in config files and in result records.
+
+_OPEN, _CLOSE = "[({", "])}"
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split ``text`` on ``sep`` outside brackets (``[] () {}``) and double quotes.
+
+    >>> split_top_level('unet[epochs=5,hidden=[32,16]],svm')
+    ['unet[epochs=5,hidden=[32,16]]', 'svm']
+    """
+    parts, current, depth, quoted, escaped = [], [], 0, False, False
+    for ch in text:
+        if quoted and escaped:  # the character after a backslash inside quotes ("a\\" ends)
+            escaped = False
+        elif quoted and ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in _OPEN:
+            depth += 1
+        elif not quoted and ch in _CLOSE:
+            depth -= 1
+        if ch == sep and depth == 0 and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
 def parse_overrides(text: str) -> dict[str, Any]:
-    """Parse ``"k=v,k2=v2"`` (the ``name[k=v]`` syntax) into typed values (JSON where possible)."""
+    """Parse ``"k=v,k2=v2"`` (the inside of ``name[...]``) into typed values: JSON where it
+    parses (numbers, true/false, null, lists, quoted strings), else the text itself. Commas
+    inside brackets or quotes belong to the value (``hidden=[32,16]``)."""
     out: dict[str, Any] = {}
     if not text:
         return out
-    for part in text.split(","):
+    for part in split_top_level(text):
         if not part.strip():
             continue
         if "=" not in part:
-            raise ParamError(f"parameter override {part!r} must look like name=value")
+            raise ParamError(f"parameter override {part.strip()!r} must look like name=value")
         key, raw = (s.strip() for s in part.split("=", 1))
+        if not key:
+            raise ParamError(f"parameter override {part.strip()!r} has no name; write "
+                             "name=value")
         try:
             out[key] = json.loads(raw)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON (or absurdly long/deep): the text
             out[key] = raw
     return out
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split ``name[k=v,k2=v2]`` into the name and typed overrides (:func:`parse_overrides`);
+    a spec without brackets has none."""
+    spec = spec.strip()
+    if "[" in spec and spec.endswith("]"):
+        name, rest = spec.split("[", 1)
+        return name.strip(), parse_overrides(rest[:-1])
+    return spec, {}
+
+
+def format_spec(name: str, overrides: dict[str, Any]) -> str:
+    """The inverse of :func:`parse_spec`: ``name[k=v,...]`` (values as JSON); ``name`` alone
+    without overrides."""
+    if not overrides:
+        return name
+    inner = ",".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
+    return f"{name}[{inner}]"

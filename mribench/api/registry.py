@@ -18,6 +18,10 @@ from typing import Any
 from mribench.api.dataset import Dataset
 from mribench.api.errors import MribenchError
 from mribench.api.method import Method
+from mribench.api.params import format_spec, parse_spec, split_top_level
+
+__all__ = ["datasets", "format_spec", "get_dataset", "get_method", "methods", "parse_spec",
+           "resolve_methods"]
 
 
 def _discover(package_name: str, base: type, group: str) -> dict[str, type]:
@@ -50,27 +54,6 @@ def datasets() -> dict[str, type[Dataset]]:
     return _discover("mribench.datasets", Dataset, "mribench.datasets")
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """Split ``name[k=v,k2=v2]`` into the name and typed overrides."""
-    from mribench.api.params import parse_overrides
-
-    spec = spec.strip()
-    if "[" in spec and spec.endswith("]"):
-        name, rest = spec.split("[", 1)
-        return name.strip(), parse_overrides(rest[:-1])
-    return spec, {}
-
-
-def format_spec(name: str, overrides: dict[str, Any]) -> str:
-    """The inverse of :func:`parse_spec`: ``name[k=v,...]`` (values as JSON)."""
-    import json
-
-    if not overrides:
-        return name
-    inner = ",".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
-    return f"{name}[{inner}]"
-
-
 def get_method(name: str) -> type[Method]:
     table = methods()
     if name not in table:
@@ -84,24 +67,16 @@ def resolve_methods(spec: str) -> list[tuple[str, dict[str, Any]]]:
     """Turn ``--method`` text (``all``, a name, or a comma list of ``name[k=v]``) into a list."""
     if spec.strip() == "all":
         return [(name, {}) for name in methods()]
-    out = []
-    depth, current = 0, ""
-    for ch in spec:  # split on commas outside brackets
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
-        if ch == "," and depth == 0:
-            out.append(current)
-            current = ""
-        else:
-            current += ch
-    out.append(current)
-    resolved = []
-    for item in filter(None, (s.strip() for s in out)):
+    resolved: list[tuple[str, dict[str, Any]]] = []
+    for item in filter(None, (s.strip() for s in split_top_level(spec))):  # "a,,b": no empties
         name, overrides = parse_spec(item)
         get_method(name)
+        if (name, overrides) in resolved:
+            raise MribenchError(f"--method names {item!r} twice; give each method (or variant) "
+                                "once")
         resolved.append((name, overrides))
+    if not resolved:
+        raise MribenchError("no method given; use --method all or a name from `bench list`")
     return resolved
 
 
@@ -113,7 +88,7 @@ def get_dataset(spec: str) -> tuple[type[Dataset], dict[str, Any]]:
         options: dict[str, Any] = {}
         # folder:PATH[k=v]: options in brackets, unless the brackets belong to an existing path
         if path.endswith("]") and "[" in path and not Path(path).exists():
-            path, options = path[: path.index("[")], parse_spec("x" + path[path.index("["):])[1]
+            path, options = parse_spec(path)
         return table[name], {"data_dir": path, **options}
     name, overrides = parse_spec(spec)
     if name not in table:

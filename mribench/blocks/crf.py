@@ -40,9 +40,9 @@ from typing import Any
 import numpy as np
 
 from mribench.api.errors import MribenchError
+from mribench.api.overlap import pooled_dice
 
-__all__ = ["CRFParams", "CRFVariant", "DenseCRF", "crf_available", "default_grid", "dense_crf",
-           "pooled_dice"]
+__all__ = ["CRFParams", "CRFVariant", "DenseCRF", "crf_available", "default_grid", "dense_crf"]
 
 _MISSING = ("pydensecrf is not installed: dense CRF refinement skipped, raw masks returned "
             "(pip install pydensecrf2)")
@@ -144,15 +144,6 @@ def dense_crf(prob: np.ndarray, image: np.ndarray, params: CRFParams | None = No
     return q[1].reshape(h, w)
 
 
-def pooled_dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of the pixels pooled over a stack of masks; 1.0 when both are empty."""
-    pred = np.asarray(pred, dtype=bool)
-    truth = np.asarray(truth, dtype=bool)
-    tp = np.count_nonzero(pred & truth)
-    denom = np.count_nonzero(pred) + np.count_nonzero(truth)
-    return 1.0 if denom == 0 else 2.0 * tp / denom
-
-
 def default_grid(image_side: int) -> dict[str, tuple[float, ...]]:
     """The search grid: bilateral widths scaled to the image side (10 px at 128 px), intensity
     widths and weights after Kamnitsas et al.'s ranges; 3 x 2 x 2 = 12 settings."""
@@ -214,7 +205,7 @@ class DenseCRF:
         self.params_ = self.base
         self.search_: list[dict[str, float]] = []
         self.available_ = crf_available()
-        self.raw_dice_ = pooled_dice(probs > 0.5, truths) if len(probs) else float("nan")
+        self.raw_dice_ = pooled_dice(probs > 0.5, truths, empty=1.0) if len(probs) else float("nan")
         if not self.available_:
             _warn_missing(log)
             return self
@@ -232,7 +223,7 @@ class DenseCRF:
             candidate = dataclasses.replace(self.base, **dict(zip(names, values, strict=True)))
             refined = np.stack([dense_crf(p, im, candidate) for p, im in zip(probs, images,
                                                                             strict=True)])
-            dice = pooled_dice(refined > 0.5, truths)
+            dice = pooled_dice(refined > 0.5, truths, empty=1.0)
             self.search_.append({**dict(zip(names, values, strict=True)), "dice": dice})
             if dice > best + 1e-12:
                 best, self.params_ = dice, candidate

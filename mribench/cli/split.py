@@ -35,9 +35,11 @@ def make(dataset: str, data_dir: Path | None, image_size: int, strategy: str | N
     """Make and save the split manifest of DATASET."""
     from mribench.data.load import load_dataset
     from mribench.split import manifest as splits
+    from mribench.split.choose import check_groups
 
     spec = dataset if threshold is None else _with_option(dataset, "threshold", threshold)
     ds, samples = load_dataset(spec, data_dir=data_dir, image_size=image_size)
+    check_groups(ds, samples)
     official = ds.official_parts()
     strategy = strategy or splits.default_strategy(official)
     used_threshold = float(ds.options.get("threshold", splits.DEFAULT_THRESHOLD))
@@ -53,6 +55,8 @@ def make(dataset: str, data_dir: Path | None, image_size: int, strategy: str | N
 
 
 def _with_option(spec: str, key: str, value: object) -> str:
-    if spec.endswith("]"):
-        return f"{spec[:-1]},{key}={value}]"
-    return f"{spec}[{key}={value}]"
+    """``spec`` (``name[k=v]``) with ``key=value`` added, or replaced."""
+    from mribench.api.params import format_spec, parse_spec
+
+    name, options = parse_spec(spec)
+    return format_spec(name, {**options, key: value})

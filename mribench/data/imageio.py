@@ -11,7 +11,9 @@ Decisions (documented here, tested in tests/test_imageio.py):
 - **Resizing.** Images are stretched to a square ``size x size`` (the aspect ratio is not kept,
   as in most of the literature's pipelines) with PIL's bilinear filter, which is anti-aliased
   when shrinking (its support widens with the reduction factor, like torchvision's
-  ``antialias=True``). 8-bit images are resized in ``L`` mode, so the result is exactly k/255.
+  ``antialias=True``). 8-bit images are resized in ``L`` mode, so the result is exactly k/255
+  (the filters live in :mod:`mribench.blocks.resize`; ``resize_image`` and ``resize_mask`` are
+  re-exported here).
 - **JPEG draft mode.** With ``draft=True`` a JPEG is decoded by libjpeg's DCT scaling at the
   largest power-of-two reduction that still has at least ``max(size, 256)`` pixels on each
   side (libjpeg also converts to grayscale), then resized as above; this is about twice as
@@ -19,13 +21,19 @@ Decisions (documented here, tested in tests/test_imageio.py):
   256 floor keeps near-duplicate thumbnails the same whatever the run's size.
 - **Masks.** A mask is resized by area averaging (PIL's box filter on a float image) and
   thresholded at 0.5, so a pixel is tumour when at least half of its area was. A mask *file*
-  counts as tumour where its value reaches half of its maximum (so 0/1 and 0/255 masks, and
-  JPEG-compressed masks, all work); an all-zero file is an empty mask.
+  is binarised by one fixed rule (:func:`binarise_mask`) that never depends on the file's own
+  maximum, so noise cannot flip a label: a file whose values are all <= 1 (a 0/1 mask) is
+  tumour where the value is > 0; any other file (0/255, and JPEG-compressed 0/255 masks) is
+  tumour where the value is >= 128. An all-zero file is an empty mask. A file that is neither
+  0/1 nor 0/255-like (a 0..255 gradient, fractional values, or non-zero values that all stay
+  below 128, such as label values 2 or 3) is still read by the rule, with a warning on the
+  ``mribench`` logger naming the file.
 - **Errors** are :class:`~mribench.api.errors.DataError` one-liners naming the file and the fix.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -34,6 +42,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mribench.api.errors import DataError
+from mribench.blocks.resize import as_float, resize_image, resize_mask
 
 #: File name endings read as images by the folder data sets.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".pgm", ".ppm",
@@ -43,8 +52,13 @@ _HIGH_DEPTH = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N", "I;16S", "I;32", "I;
 THUMB_SIZE = 32
 #: JPEG draft decodes keep at least this many pixels per side (thumbnails come from it).
 DRAFT_SIZE = 256
+#: An 8-bit (or deeper) mask file is tumour where its value reaches this (see binarise_mask).
+MASK_LEVEL = 128
 
-__all__ = ["DRAFT_SIZE", "IMAGE_SUFFIXES", "LoadedImage", "THUMB_SIZE", "is_image_file", "load_image",
+_log = logging.getLogger("mribench")
+
+__all__ = ["DRAFT_SIZE", "IMAGE_SUFFIXES", "LoadedImage", "MASK_LEVEL", "THUMB_SIZE", "binarise_mask",
+           "is_image_file", "load_image",
            "read_gray", "read_image", "read_mask", "resize_image", "resize_mask", "thumbnail"]
 
 
@@ -149,25 +163,6 @@ def read_gray(path: Path | str, *, draft_size: int | None = None) -> Image.Image
     return _decode(Path(path), draft_size)[0]
 
 
-def _as_float(img: Image.Image) -> np.ndarray:
-    arr = np.asarray(img, dtype=np.float32)
-    if img.mode == "L":
-        arr = arr / np.float32(255.0)
-    return np.clip(arr, 0.0, 1.0).astype(np.float32, copy=False)
-
-
-def resize_image(image: np.ndarray | Image.Image, size: int) -> np.ndarray:
-    """Stretch a grayscale image (array in [0, 1], or ``L``/``F`` PIL image) to ``size x size``.
-
-    Anti-aliased bilinear; returns float32 in [0, 1].
-    """
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(np.asarray(image, dtype=np.float32), mode="F")
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.BILINEAR)
-    return _as_float(image)
-
-
 def thumbnail(image: np.ndarray | Image.Image, size: int = THUMB_SIZE) -> np.ndarray:
     """``size x size`` float32 thumbnail for near-duplicate detection.
 
@@ -176,29 +171,54 @@ def thumbnail(image: np.ndarray | Image.Image, size: int = THUMB_SIZE) -> np.nda
     groups of SOURCE.md, where a box average splits off ~140 more.
     """
     if isinstance(image, Image.Image):
-        image = _as_float(image)
-    pil = Image.fromarray(np.asarray(image, dtype=np.float32), mode="F")
-    return np.asarray(pil.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
-
-
-def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """Resize a bool mask to ``size x size``: area average, then ``>= 0.5``."""
-    mask = np.asarray(mask, dtype=bool)
-    if mask.shape == (size, size):
-        return mask.copy()
-    pil = Image.fromarray(mask.astype(np.float32), mode="F")
-    return np.asarray(pil.resize((size, size), Image.Resampling.BOX)) >= 0.5
+        image = as_float(image)
+    return resize_image(image, size, clip=False)
 
 
 def read_image(path: Path | str, size: int | None = None) -> np.ndarray:
     """Read ``path`` as float32 grayscale in [0, 1], resized to ``size`` when given."""
     gray = read_gray(path)
-    return resize_image(gray, size) if size is not None else _as_float(gray)
+    return resize_image(gray, size) if size is not None else as_float(gray)
+
+
+def binarise_mask(values: np.ndarray, source: str = "mask") -> np.ndarray:
+    """Tumour pixels of a mask file's values, by one rule that does not depend on the file.
+
+    - every value <= 1 (a 0/1 mask): tumour where the value is > 0;
+    - otherwise (an 8-bit 0/255 mask, JPEG-compressed or not, or a 16-bit one): tumour where
+      the value is >= :data:`MASK_LEVEL` (128).
+
+    An all-zero file is an empty mask. Values that are neither 0/1 nor 0/255-like are read by
+    the same rule, with a warning on the ``mribench`` logger naming ``source``: fractional
+    values in (0, 1); non-zero values that all stay below 128 (the mask reads as empty, e.g.
+    label values 2 or 3); or more than a quarter of the non-zero pixels in the grey band
+    (32, 224) (a gradient or a soft map, not a mask).
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    top = float(arr.max()) if arr.size else 0.0
+    if top <= 0:
+        return np.zeros(arr.shape[:2], dtype=bool)
+    if top <= 1:
+        if not np.isin(arr, (0.0, 1.0)).all():
+            _log.warning("%s: mask values lie between 0 and 1, not 0/1; every pixel above 0 is "
+                         "read as tumour; export a 0/1 or 0/255 mask", source)
+        return arr > 0
+    mask = arr >= MASK_LEVEL
+    nonzero = arr[arr > 0]
+    if not mask.any():
+        _log.warning("%s: mask values go up to %g only, neither 0/1 nor 0/255; read as empty "
+                     "(tumour is >= %d in masks with values above 1); export a 0/1 or 0/255 "
+                     "mask", source, top, MASK_LEVEL)
+    elif np.count_nonzero((nonzero > 32) & (nonzero < 224)) > 0.25 * nonzero.size:
+        _log.warning("%s: mask has many grey values (not a 0/1 or 0/255 mask); read as tumour "
+                     "where >= %d; export a binary mask", source, MASK_LEVEL)
+    return mask
 
 
 def read_mask(path: Path | str, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Read a mask file at its own size as bool (tumour where value >= half its maximum).
+    """Read a mask file at its own size as bool, by the rule of :func:`binarise_mask`.
 
+    0/1 masks: tumour where > 0; masks with values above 1 (0/255): tumour where >= 128.
     ``shape``: the (height, width) of the image it belongs to; another size is a DataError.
     """
     path = Path(path)
@@ -218,10 +238,7 @@ def read_mask(path: Path | str, shape: tuple[int, int] | None = None) -> np.ndar
             f"{path}: mask is {arr.shape[1]}x{arr.shape[0]} px but its image is "
             f"{shape[1]}x{shape[0]} px; export the mask at the image's size"
         )
-    top = float(arr.max()) if arr.size else 0.0
-    if top <= 0:
-        return np.zeros(arr.shape[:2], dtype=bool)
-    return arr >= top / 2.0
+    return binarise_mask(arr, str(path))
 
 
 def load_image(path: Path | str, size: int, *, draft: bool = True,

@@ -53,10 +53,9 @@ from typing import Literal
 
 import numpy as np
 import scipy.fft
-from PIL import Image
 from scipy import ndimage
 
-from mribench.data.imageio import resize_image
+from mribench.blocks.resize import mask_cover, resize_image
 from mribench.data.threads import thread_map
 
 Contrast = Literal["hyper", "weak", "ring"]
@@ -368,8 +367,7 @@ def _shrink(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray,
     """Anti-aliased image and area-thresholded mask at ``size`` (as real data is resized),
     keeping at least the best-covered pixel of a non-empty mask."""
     small = resize_image(image, size)
-    cover = np.asarray(Image.fromarray(mask.astype(np.float32), mode="F").resize(
-        (size, size), Image.Resampling.BOX))
+    cover = mask_cover(mask, size)
     out = cover >= 0.5
     if mask.any() and not out.any():
         out[np.unravel_index(int(np.argmax(cover)), cover.shape)] = True

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mribench.api.types import Sample
+from mribench.blocks.resize import resize_stack, shrink_stack  # re-exported
 
 #: What every feature function accepts: samples, one (H, W) image or an (n, H, W) stack.
 ImageInput = Sequence[Sample] | Sequence[np.ndarray] | np.ndarray
@@ -39,21 +40,3 @@ def as_masks(masks: np.ndarray | Sequence[np.ndarray] | None, shape: tuple[int, 
     if arr.shape != tuple(shape):
         raise ValueError(f"masks have shape {arr.shape}, images {tuple(shape)}")
     return arr
-
-
-def resize_stack(stack: np.ndarray, size: int | None) -> np.ndarray:
-    """Resize an (n, H, W) float stack to (n, size, size) with
-    :func:`mribench.data.imageio.resize_image` (anti-aliased bilinear); None or the same size
-    returns it unchanged."""
-    if size is None or stack.shape[1:] == (size, size) or stack.shape[0] == 0:
-        return stack
-    from mribench.data.imageio import resize_image
-
-    return np.stack([resize_image(im, size) for im in stack])
-
-
-def shrink_stack(stack: np.ndarray, size: int | None) -> np.ndarray:
-    """:func:`resize_stack` to ``size`` only when the images are larger (never enlarges)."""
-    if size is None or max(stack.shape[1:], default=0) <= size:
-        return stack
-    return resize_stack(stack, size)

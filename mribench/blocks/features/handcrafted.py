@@ -134,14 +134,29 @@ def describe_slice(image: np.ndarray, options: HandcraftedOptions = HandcraftedO
     return SliceDescription(smooth, equalised, brain, z, candidate)
 
 
+#: Slices described at once by :func:`handcrafted_features` (their intermediate images are
+#: held only for one chunk, so memory does not grow with the number of slices).
+_STREAM_IMAGES = 256
+
+
 def handcrafted_features(images: ImageInput,
                          options: HandcraftedOptions = HandcraftedOptions()) -> np.ndarray:
     """The handcrafted feature matrix: float64 (n, d), columns in
-    :func:`handcrafted_feature_names` order."""
-    stack = shrink_stack(as_stack(images), options.work_size)
-    n = stack.shape[0]
-    if n == 0:
+    :func:`handcrafted_feature_names` order.
+
+    Streamed: slices are stacked, resized and described :data:`_STREAM_IMAGES` at a time
+    (every feature of a slice depends on that slice only, so the values are those of one
+    call over all of them)."""
+    items = as_stack(images) if isinstance(images, np.ndarray) else list(images)
+    if len(items) == 0:
         return np.zeros((0, len(handcrafted_feature_names(options))))
+    return np.vstack([_handcrafted_chunk(items[start:start + _STREAM_IMAGES], options)
+                      for start in range(0, len(items), _STREAM_IMAGES)])
+
+
+def _handcrafted_chunk(images: ImageInput, options: HandcraftedOptions) -> np.ndarray:
+    """:func:`handcrafted_features` of a few slices (at least one)."""
+    stack = shrink_stack(as_stack(images), options.work_size)
     parts = [describe_slice(im, options) for im in stack]
     denoised = np.stack([p.denoised for p in parts])
     brains = np.stack([p.brain for p in parts])

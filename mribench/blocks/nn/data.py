@@ -12,7 +12,9 @@ as one that never stopped.
 Resizing policy: images are resized with bilinear interpolation and anti-aliasing; masks are
 resized as floats the same way and thresholded at 0.5 (:func:`resize_masks`), which keeps thin
 structures better than nearest-neighbour; predicted probability maps go back to a sample's size
-with :func:`resize_back` (bilinear) before thresholding.
+with :func:`resize_back` (bilinear) before thresholding. These are the torch side of resizing,
+one function for images and maps (:func:`resize_tensor`) and one for masks
+(:func:`resize_masks`); arrays outside a network are resized by :mod:`mribench.blocks.resize`.
 """
 
 from __future__ import annotations

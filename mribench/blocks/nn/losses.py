@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mribench.api.overlap import dice_from_counts
+
 __all__ = ["LOSSES", "BCELoss", "DiceBCELoss", "DiceLoss", "binary_accuracy", "make_loss",
            "pooled_dice"]
 
@@ -90,9 +92,9 @@ def pooled_dice(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0
     """Dice (F1) of the thresholded prediction, pixels pooled over all images; 1 if both empty."""
     pred = torch.sigmoid(logits.float()) >= threshold
     y = target >= 0.5
-    tp = (pred & y).sum().item()
-    denom = pred.sum().item() + y.sum().item()
-    return 1.0 if denom == 0 else 2 * tp / denom
+    tp = int((pred & y).sum().item())
+    return dice_from_counts(tp, int(pred.sum().item()) - tp, int(y.sum().item()) - tp,
+                            empty=1.0)
 
 
 def binary_accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:

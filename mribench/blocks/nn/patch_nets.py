@@ -25,8 +25,87 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["GlobalPathway", "LocalPathway", "MaxPool2dStride1", "Maxout2d", "ScaleStack",
-           "max_pool_stride1"]
+__all__ = ["FFTConv2d", "GlobalPathway", "LocalPathway", "MaxPool2dStride1", "Maxout2d",
+           "ScaleStack", "fft_conv2d", "max_pool_stride1"]
+
+
+def _fft_size(n: int) -> int:
+    """The smallest 2-3-5-smooth integer >= n (sizes the FFT is fastest for)."""
+    m = n
+    while True:
+        k = m
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 1
+
+
+def fft_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+               max_bytes: int = 1 << 28) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias)`` (valid, stride 1, no dilation, one group) through
+    ``torch.fft``: a cross-correlation is a product of spectra, ``X * conj(W)``, summed over
+    the input channels. The FFT side is the smallest 2-3-5-smooth size >= the input's, which
+    is enough: the valid outputs never wrap around. Images are transformed a few at a time
+    (at most ``max_bytes`` of spectra). The values equal the direct convolution's to float32
+    rounding (about 1e-6 for the two-pathway CNN's 21 x 21 x 224 output layer).
+
+    Shapes: ``(n, C, H, W)``, ``(O, C, kh, kw)`` -> ``(n, O, H - kh + 1, W - kw + 1)``.
+    """
+    n, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    oh, ow = h - kh + 1, w - kw + 1
+    if oh < 1 or ow < 1:
+        raise ValueError(f"input {tuple(x.shape[-2:])} is smaller than the kernel {(kh, kw)}")
+    size = (_fft_size(h), _fft_size(w))
+    kernel = torch.fft.rfft2(weight.to(x.dtype), s=size).conj()  # (O, C, fh, fw)
+    per_image = c * size[0] * (size[1] // 2 + 1) * 2 * x.element_size()
+    step = max(1, max_bytes // max(1, per_image))
+    outs = []
+    for start in range(0, n, step):
+        spectra = torch.fft.rfft2(x[start:start + step], s=size)  # (m, C, fh, fw)
+        if o == 1:
+            product = (spectra * kernel).sum(dim=1, keepdim=True)
+        else:
+            product = torch.einsum("nchw,ochw->nohw", spectra, kernel)
+        outs.append(torch.fft.irfft2(product, s=size)[..., :oh, :ow])
+    out = torch.cat(outs) if len(outs) > 1 else outs[0]
+    if bias is not None:
+        out = out + bias.to(out.dtype).view(1, -1, 1, 1)
+    return out.contiguous()
+
+
+class FFTConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` (same parameters and ``state_dict``, so checkpoints of either load in
+    the other) that, at inference on large inputs, convolves through :func:`fft_conv2d`.
+
+    The FFT is used only in eval mode without autograd, for a valid, stride-1, undilated,
+    one-group convolution whose output has at least ``fft_min_pixels`` pixels per map and
+    whose kernel is at least ``fft_min_kernel`` wide: the dense pass of a patch CNN over a
+    whole slice, where a large kernel (the two-pathway CNN's 21 x 21 output layer) makes the
+    direct convolution slow. Training, and windows, use torch's own convolution unchanged.
+    """
+
+    fft_min_pixels: int = 32 * 32
+    fft_min_kernel: int = 7
+
+    def _use_fft(self, x: torch.Tensor) -> bool:
+        if self.training or (torch.is_grad_enabled()
+                             and (x.requires_grad or self.weight.requires_grad)):
+            return False
+        if (self.stride != (1, 1) or self.dilation != (1, 1) or self.groups != 1
+                or self.padding not in ((0, 0), "valid") or x.dim() != 4
+                or not x.dtype.is_floating_point or x.dtype == torch.float16):
+            return False
+        kh, kw = self.kernel_size
+        out = (x.shape[-2] - kh + 1) * (x.shape[-1] - kw + 1)
+        return min(kh, kw) >= self.fft_min_kernel and out >= self.fft_min_pixels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._use_fft(x):
+            return fft_conv2d(x, self.weight, self.bias)
+        return super().forward(x)
 
 
 def max_pool_stride1(x: torch.Tensor, kernel: int, dilation: int = 1) -> torch.Tensor:

@@ -38,9 +38,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mribench.api.params import FLAG, Interval, MethodParams, OneOf, OrNone
+from mribench.api.overlap import dice_from_counts
+from mribench.api.params import FLAG, Interval, OrNone
 from mribench.api.types import Sample
 from mribench.blocks.nn.data import images_to_tensor, maps_for, masks_to_tensor, scored_indices
+from mribench.blocks.nn.train import TrainParams
 from mribench.blocks.preprocess import brain_mask
 
 __all__ = ["Centres", "PatchLoader", "PatchSource", "head_regions", "position_features",
@@ -298,12 +300,16 @@ def dice_optimal_offset(logits: torch.Tensor, targets: torch.Tensor) -> tuple[fl
     if z.numel() == 0:
         return 0.0, float("nan")
     order = torch.argsort(z, descending=True)
-    zs, ys = z[order], y[order].float()
-    positives = ys.sum()
+    zs, ys = z[order], y[order]
+    positives = int(ys.sum())
     if positives == 0:
         return float(zs[0]), 1.0
-    k = torch.arange(1, zs.numel() + 1, dtype=torch.float32)
-    dice = 2 * torch.cumsum(ys, 0) / (k + positives)
+    # Cut after the k highest logits: tp = tumour pixels among them, fp = k - tp. Exact int64
+    # counts, Dice in float64, searched in float32 (the rounding the search has always used).
+    tp = torch.cumsum(ys.long(), 0).cpu().numpy()
+    k = np.arange(1, zs.numel() + 1)
+    dice = torch.from_numpy(
+        dice_from_counts(tp, k - tp, positives - tp, empty=1.0).astype(np.float32)).to(zs.device)
     # Only cut between distinct values (ties are predicted together).
     distinct = torch.ones_like(dice, dtype=torch.bool)
     distinct[:-1] = zs[:-1] > zs[1:]
@@ -329,9 +335,11 @@ def calibrate_offset(net: torch.nn.Module, batches: Sequence[tuple[torch.Tensor,
     targets = [y for _, y in batches]
     z, y = torch.cat(logits), torch.cat(targets)
     offset, dice = dice_optimal_offset(z, y)
+    pred, truth = z > 0, y >= 0.5
+    tp = int((pred & truth).sum())
     ctx.log("decision threshold chosen on val", logit_offset=offset, val_dice=dice,
-            dice_at_zero=float(2 * ((z > 0) & (y >= 0.5)).sum()
-                               / max(float((z > 0).sum() + (y >= 0.5).sum()), 1.0)))
+            dice_at_zero=dice_from_counts(tp, int(pred.sum()) - tp, int(truth.sum()) - tp,
+                                          empty=0.0))
     return offset
 
 
@@ -339,8 +347,9 @@ def calibrate_offset(net: torch.nn.Module, batches: Sequence[tuple[torch.Tensor,
 
 
 @dataclass(frozen=True)
-class PatchCNNParams(MethodParams):
-    """Parameters every patch CNN plugin has (each plugin's ``Params`` extends these).
+class PatchCNNParams(TrainParams):
+    """Parameters every patch CNN plugin has (each plugin's ``Params`` extends these); the
+    training knobs are checked by the rules of :class:`mribench.blocks.nn.train.TrainParams`.
 
     ``work_size``: side the slices are resized to for the network (None: the run's size);
     ``patches_per_epoch``, ``positive_fraction`` (share of tumour window centres),
@@ -358,15 +367,7 @@ class PatchCNNParams(MethodParams):
         "patches_per_epoch": Interval(1, None, integer=True),
         "positive_fraction": Interval(0, 1, closed="neither"),
         "val_slices": OrNone(Interval(1, None, integer=True)),
-        "batch_size": Interval(1, None, integer=True),
-        "optimizer": OneOf(("adam", "adamw", "sgd")),
-        "lr": Interval(0, None, closed="neither"),
-        "weight_decay": Interval(0, None),
-        "patience": Interval(1, None, integer=True),
         "calibrate": FLAG,
-        "max_minutes": OrNone(Interval(0, None, closed="neither")),
-        "infer_batch": Interval(1, None, integer=True),
-        "dropout": Interval(0, 1, closed="left"),
         "batch_norm": FLAG,
         "normalise": FLAG,
         "crf_iterations": Interval(1, 50, integer=True),
@@ -379,9 +380,8 @@ class PatchCNNParams(MethodParams):
     val_slices: int | None = None
     batch_size: int = 128
     optimizer: str = "adam"
-    lr: float = 1e-3
     weight_decay: float = 0.0
-    patience: int = 5
+    patience: int | None = 5
     calibrate: bool = True
     max_minutes: float | None = None
     infer_batch: int = 8

@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import math
 import os
@@ -84,14 +85,58 @@ from torch import nn
 
 from mribench.api.context import Context
 from mribench.api.errors import ParamError
+from mribench.api.params import FLAG, Constraint, Interval, MethodParams, OneOf, OrNone
+from mribench.api.seeding import seed_everything  # re-exported for the plugins
 
-__all__ = ["SCHEDULERS", "TrainResult", "fingerprint", "fit_model", "predict_batches",
-           "seed_everything", "torch_threads"]
+__all__ = ["OPTIMIZERS", "SCHEDULERS", "TRAINING_RULES", "TrainParams", "TrainResult",
+           "fingerprint", "fit_model", "predict_batches", "seed_everything", "torch_threads"]
 
 SCHEDULERS = ("none", "cosine", "onecycle", "plateau")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+#: The one table of constraints of the training knobs the deep plugins share (the arguments of
+#: :func:`fit_model` and of the networks they build). A :class:`TrainParams` subclass that has
+#: one of these fields is checked by its rule; its own ``constraints`` may tighten one.
+TRAINING_RULES: dict[str, Constraint] = {
+    "batch_size": Interval(1, None, integer=True),
+    "epochs": Interval(1, None, integer=True),
+    "lr": Interval(0, None, closed="neither"),
+    "weight_decay": Interval(0, None),
+    "patience": OrNone(Interval(1, None, integer=True)),
+    "max_minutes": OrNone(Interval(0, None, closed="neither")),
+    "optimizer": OneOf(OPTIMIZERS),
+    "scheduler": OneOf(SCHEDULERS),
+    "dropout": Interval(0, 1, closed="left"),
+    "augment": FLAG,
+    "infer_batch": Interval(1, None, integer=True),
+}
+
+
+@dataclass(frozen=True)
+class TrainParams(MethodParams):
+    """Base of the ``Params`` of every deep plugin: the training knobs all of them have, and
+    the rules of :data:`TRAINING_RULES` for those (and for the ones only some declare:
+    ``epochs``, ``weight_decay``, ``max_minutes``, ``optimizer``, ``scheduler``, ``augment``,
+    ``infer_batch``). A subclass declares its own fields with its defaults (re-declaring a
+    field here changes its default) and ``constraints`` for the rest.
+
+    ``batch_size``: training batch; ``lr``: learning rate; ``patience``: epochs without a
+    better validation score before stopping (None: no early stopping); ``dropout``: the
+    network's dropout rate.
+    """
+
+    batch_size: int = 32
+    lr: float = 1e-3
+    patience: int | None = 8
+    dropout: float = 0.5
+
+    @classmethod
+    def rules(cls) -> dict[str, Any]:
+        names = {f.name for f in dataclasses.fields(cls)}
+        shared = {k: rule for k, rule in TRAINING_RULES.items() if k in names}
+        return {**shared, **cls.constraints}
 
 
 @dataclass
@@ -111,17 +156,6 @@ class TrainResult:
     def seconds_per_epoch(self) -> float:
         times = [row["seconds"] for row in self.history if "seconds" in row]
         return sum(times) / len(times) if times else float("nan")
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA), numpy's legacy generator and ``random``."""
-    import random
-
-    import numpy as np
-
-    torch.manual_seed(int(seed))
-    np.random.seed(int(seed) % 2**32)
-    random.seed(int(seed))
 
 
 @contextlib.contextmanager
