@@ -28,10 +28,10 @@ def main() -> None:
     code = subprocess.call(command)
     wall = time.perf_counter() - start
     print(f"\n$ {' '.join(command)}\nexit {code}; wall time {wall:.0f} s ({wall / 60:.1f} min)")
-    for status_file in sorted(out.glob("*/status.json")):
+    for status_file in sorted(out.glob("*/seed-*/status.json")):
         status = json.loads(status_file.read_text())
         t = status.get("timings", {})
-        print(f"  {status_file.parent.name:22s} {status['status']:8s} fit {t.get('fit_s', 0):7.1f} s"
+        print(f"  {status_file.parent.parent.name:22s} {status['status']:8s} fit {t.get('fit_s', 0):7.1f} s"
               f"  predict {t.get('predict_ms_per_image', 0):7.1f} ms/image")
     sys.exit(code)
 

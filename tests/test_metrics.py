@@ -199,13 +199,20 @@ def test_evaluate_populations_and_records() -> None:
     assert tasks["classify"]["n"] == 3
     assert tasks["classify"]["confusion"] == {"tp": 1, "fp": 0, "tn": 1, "fn": 1}
     seg = tasks["segment"]
-    assert seg["n"] == 2 and seg["n_excluded"] == 1  # b has an empty truth
+    # default policy one-if-both-empty: b (empty truth, empty prediction) scores 1
+    assert seg["n"] == 2 and seg["n_excluded"] == 0 and seg["view"] == "all"
     assert seg["confusion"] == {"tp": 4, "fp": 4, "fn": 0, "tn": 24}
-    assert seg["per_image"]["dice"]["value"] == pytest.approx(8 / 12)
+    assert seg["per_image"]["dice"]["value"] == pytest.approx((8 / 12 + 1) / 2)
+    assert seg["tumour_only"]["n"] == 1  # a only: b is label 0
+    assert seg["tumour_only"]["per_image"]["dice"]["value"] == pytest.approx(8 / 12)
     assert [r["id"] for r in records] == ["a", "b", "c", "d"]
     assert records[0]["dice"] == pytest.approx(8 / 12) and records[0]["pred_area"] == 8
-    assert records[1]["dice"] is None and "dice" not in records[2]
+    assert records[1]["dice"] == 1.0 and "dice" not in records[2]
+    assert records[0]["truth"] == records[1]["truth"] == "annotated"
     assert records[0]["score"] == 0.9 and records[3]["pred"] == 1
+    tasks, records = evaluate(pred, samples, ["segment"], n_boot=50, empty_policy="exclude")
+    assert tasks["segment"]["n_excluded"] == 1 and records[1]["dice"] is None
+    assert tasks["segment"]["per_image"]["dice"]["value"] == pytest.approx(8 / 12)
 
 
 def test_evaluate_errors() -> None:

@@ -16,7 +16,8 @@ from mribench.api.errors import MribenchError, ParamError
 from mribench.api.method import Method, SegmentationMethod
 from mribench.api.params import Interval, MethodParams
 from mribench.api.types import Prediction, Sample
-from mribench.run.runner import RunConfig, load_prediction_masks, run_benchmark
+from mribench.results.read import read_predictions
+from mribench.run.runner import RunConfig, run_benchmark
 
 SPEC = "synthetic[n=40]"
 
@@ -105,29 +106,29 @@ def test_run_records_everything_and_a_failure_stops_nothing(tmp_path, fake_regis
     assert len(run["split"]["sha256"]) == 64
     assert run["versions"]["numpy"] == np.__version__
     assert "traceback" not in run
-    tb = (tmp_path / "run" / "crash" / "traceback.txt").read_text()
+    tb = (tmp_path / "run" / "crash" / "seed-0" / "traceback.txt").read_text()
     assert "boom halfway" in tb
-    crash = json.loads((tmp_path / "run" / "crash" / "status.json").read_text())
+    crash = json.loads((tmp_path / "run" / "crash" / "seed-0" / "status.json").read_text())
     assert crash["status"] == "failed" and "boom halfway" in crash["reason"]
     # the oracle's masks are perfect, the empty variant's are not
-    oracle = json.loads((tmp_path / "run" / "oracle" / "metrics.json").read_text())
-    empty = json.loads((tmp_path / "run" / "oracle+empty" / "metrics.json").read_text())
+    oracle = json.loads((tmp_path / "run" / "oracle" / "seed-0" / "metrics.json").read_text())
+    empty = json.loads((tmp_path / "run" / "oracle+empty" / "seed-0" / "metrics.json").read_text())
     assert oracle["tasks"]["segment"]["metrics"]["f1"]["value"] == pytest.approx(1.0)
     assert empty["tasks"]["segment"]["metrics"]["f1"]["value"] == 0.0
     assert oracle["tasks"]["classify"]["metrics"]["accuracy"]["value"] == pytest.approx(1.0)
-    ids, masks = load_prediction_masks(tmp_path / "run" / "oracle" / "predictions.npz")
+    ids, masks = read_predictions(tmp_path / "run" / "oracle" / "seed-0" / "predictions.npz")
     assert masks is not None and masks.shape == (len(ids), 48, 48)
     # a method never trains on a test image
-    per_case = json.loads((tmp_path / "run" / "bright" / "per_case.json").read_text())
+    per_case = json.loads((tmp_path / "run" / "bright" / "seed-0" / "per_case.json").read_text())
     test_ids = {c["id"] for c in per_case}
     assert test_ids and not test_ids & set(Bright.seen_train)
-    history = json.loads((tmp_path / "run" / "bright" / "history.json").read_text())
+    history = json.loads((tmp_path / "run" / "bright" / "seed-0" / "history.json").read_text())
     assert history == [{"epoch": 1.0, "train_loss": 0.5}]
 
 
 def test_resume_reruns_only_what_did_not_finish(tmp_path, fake_registry):
     run_benchmark(_config(tmp_path))
-    done_file = tmp_path / "run" / "bright" / "metrics.json"
+    done_file = tmp_path / "run" / "bright" / "seed-0" / "metrics.json"
     before = done_file.stat().st_mtime_ns
     Crash.broken = False
     outcome = run_benchmark(_config(tmp_path, resume=True))
@@ -135,7 +136,7 @@ def test_resume_reruns_only_what_did_not_finish(tmp_path, fake_registry):
     assert status["crash"] == ("done", None)
     assert status["bright"][1].startswith("resumed")
     assert done_file.stat().st_mtime_ns == before
-    assert not (tmp_path / "run" / "crash" / "traceback.txt").exists()
+    assert not (tmp_path / "run" / "crash" / "seed-0" / "traceback.txt").exists()
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["status"] == "done"
 
@@ -159,6 +160,6 @@ def test_parallel_jobs_give_the_same_metrics(tmp_path, fake_registry):
     a = run_benchmark(_config(tmp_path, methods="bright,oracle", out=tmp_path / "a"))
     b = run_benchmark(_config(tmp_path, methods="bright,oracle", out=tmp_path / "b", jobs=2))
     for row in ("bright", "oracle"):
-        ma = json.loads((a.results_dir / row / "metrics.json").read_text())
-        mb = json.loads((b.results_dir / row / "metrics.json").read_text())
+        ma = json.loads((a.results_dir / row / "seed-0" / "metrics.json").read_text())
+        mb = json.loads((b.results_dir / row / "seed-0" / "metrics.json").read_text())
         assert ma == mb

@@ -75,7 +75,9 @@ def test_rank_groups() -> None:
     groups, adjusted = rank_groups(["A", "B", "C", "D"], compare)
     assert groups == {"A": 1, "B": 1, "C": 2, "D": 2}
     assert adjusted["B"] == pytest.approx(0.30)  # Holm on 3: 0.0001*3, 0.001*2, 0.3*1
-    assert np.isnan(adjusted["A"]) and adjusted["D"] == pytest.approx(0.5)
+    # every p-value is against the overall leader A, also outside group 1 (C leads group 2)
+    assert np.isnan(adjusted["A"]) and adjusted["C"] == pytest.approx(0.002)
+    assert adjusted["D"] == pytest.approx(0.0003)
 
 
 def test_rank_groups_holm_makes_borderline_join() -> None:

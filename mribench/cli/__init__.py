@@ -19,8 +19,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("mribench.cli.data", "data"),
     "split": ("mribench.cli.split", "split"),
     "report": ("mribench.cli.report", "report"),
+    "status": ("mribench.cli.status", "status"),
     "check": ("mribench.cli.check", "check"),
     "baseline": ("mribench.cli.check", "baseline"),
+    "predict": ("mribench.cli.predict", "predict"),
+    "explain": ("mribench.cli.explain", "explain"),
 }
 
 SHORT_HELP = {
@@ -29,8 +32,11 @@ SHORT_HELP = {
     "data": "Inspect a data set (near-duplicate audit).",
     "split": "Make split manifests.",
     "report": "Write the HTML/Markdown report of a results folder.",
+    "status": "Show each job of a run: done, failed, running or not started.",
     "check": "Fail when metrics fell below a baseline.",
     "baseline": "Write a baseline file from a results folder.",
+    "predict": "Apply a saved model to a folder of images.",
+    "explain": "Explanation maps (occlusion, Grad-CAM) of a saved model.",
 }
 
 

@@ -26,10 +26,12 @@ def audit(dataset: str, data_dir: Path | None, image_size: int) -> None:
 
     For every committed manifest of the data set (benchmarks/splits/<name>-*.json) it prints
     the part sizes, how many test (and val) images have a near-duplicate in train or val, and
-    the shortcut audit: the test accuracy of a classifier that sees only each image's original
-    size ("size-only acc"), beside always answering the commonest training label ("majority").
-    A size-only accuracy well above the majority means a method can score high here without
-    looking at the tumour.
+    the shortcut audit: the test accuracy of classifiers that never see the tumour, only each
+    image's original size ("size acc"), its background and padding ("acquisition acc") or the
+    content around the head ("content acc": background outside the head, exact zeros, head
+    framing), beside always answering the commonest training label ("majority"). An accuracy
+    well above the majority means a method can score high here without looking at the tumour;
+    compare br35h with br35h[harmonise=true] to see what harmonising takes away.
     """
     from collections import Counter
 
@@ -54,7 +56,8 @@ def audit(dataset: str, data_dir: Path | None, image_size: int) -> None:
         report = splits.audit(manifest, samples)
         if report["n_missing"]:  # a manifest made for other options of the data set
             rows.append([path.name, "-", "-", "-",
-                         f"not for these data: {report['n_missing']} ids missing", "", "", "", ""])
+                         f"not for these data: {report['n_missing']} ids missing", "", "", "", "",
+                         "", ""])
             continue
         leaks = report["leaks"]
         counts = manifest.counts
@@ -64,12 +67,14 @@ def audit(dataset: str, data_dir: Path | None, image_size: int) -> None:
             warnings.append(f"{path.name}: {shortcuts['warning']}")
         rows.append([path.name, counts["train"], counts["val"], counts["test"],
                      leaks["test_in_train_or_val"], leaks["val_in_train"],
-                     round(shortcuts["size_only"]["accuracy"], 3), round(shortcuts["majority"], 3),
-                     manifest.sha256[:12]])
+                     *(round(shortcuts[probe]["accuracy"], 3)
+                       for probe in ("size_only", "acquisition", "content")),
+                     round(shortcuts["majority"], 3), manifest.sha256[:12]])
     if rows:
         click.echo(tabulate(rows, headers=["manifest", "train", "val", "test",
                                            "test w/ dup in train/val", "val w/ dup in train",
-                                           "size-only acc", "majority", "sha256"],
+                                           "size acc", "acquisition acc", "content acc",
+                                           "majority", "sha256"],
                             tablefmt="simple"))
         for line in warnings:
             click.echo(f"warning: {line}")

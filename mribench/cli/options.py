@@ -16,7 +16,8 @@ dataset_option = click.option(
 image_size_option = click.option(
     "--image-size", type=click.IntRange(32, 1024), default=256, show_default=True,
     help="Side of the square every slice and mask is resized to.")
-seed_option = click.option("--seed", type=int, default=0, show_default=True,
+seed_option = click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0,
+                           show_default=True,
                            help="Seed of the split (when one is made), training and bootstrap.")
 split_option = click.option(
     "--split", default=None,

@@ -16,7 +16,7 @@ Examples:
   bench report results/RUN --out site/ --rank-by iou""")
 @click.argument("results_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder to write (default: reports/<run-id>).")
+              help="Folder to write (default: reports/<name of RESULTS_DIR>).")
 @click.option("--rank-by", type=click.Choice(RANK_CHOICES), default="f1", show_default=True,
               help="Metric the tables are ranked by (tasks without it rank by f1).")
 @click.option("--published", type=click.Path(exists=True, dir_okay=False, path_type=Path),

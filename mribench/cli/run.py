@@ -18,8 +18,9 @@ from mribench.cli.options import (
     split_option,
 )
 
-SUITE_KEYS = {"methods", "dataset", "data_dir", "task", "profile", "device", "seed", "split",
-              "image_size", "jobs", "n_boot"}
+SUITE_KEYS = {"methods", "dataset", "data_dir", "task", "profile", "device", "seed", "seeds",
+              "split", "image_size", "jobs", "n_boot", "test_on", "test_split", "executor"}
+SUITE_TABLES = {"description", "baseline", "params", "executor_options"}
 
 
 def suite_path(name: str) -> Path:
@@ -38,29 +39,75 @@ def suite_path(name: str) -> Path:
 
 
 def load_suite(name: str) -> dict[str, Any]:
+    """A suite file's settings: the run options of ``SUITE_KEYS``, ``[params]`` per method
+    (merged into ``methods``) and ``[executor_options]``."""
     path = suite_path(name)
-    with path.open("rb") as handle:
-        data = tomllib.load(handle)
-    unknown = sorted(set(data) - SUITE_KEYS - {"description", "baseline", "params"})
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise MribenchError(f"{path}: not a readable TOML suite ({exc}); fix the file") from None
+    unknown = sorted(set(data) - SUITE_KEYS - SUITE_TABLES)
     if unknown:
         raise MribenchError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: "
-                            f"{', '.join(sorted(SUITE_KEYS | {'description', 'baseline', 'params'}))}")
+                            f"{', '.join(sorted(SUITE_KEYS | SUITE_TABLES))}")
     params = data.get("params", {})
+    if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
+        raise MribenchError(f"{path}: [params] maps method names to 'k=v,...' strings")
     if params:
         from mribench.api import registry
 
         chosen = registry.resolve_methods(str(data.get("methods", "all")))
+        from mribench.api.params import parse_overrides
+
         data["methods"] = ",".join(
-            f"{name}[{params[name]}]" if name in params and not overrides else
-            registry.format_spec(name, overrides) for name, overrides in chosen)
+            registry.format_spec(name, parse_overrides(params[name])
+                                 if name in params and not overrides else overrides)
+            for name, overrides in chosen)
+    for key in ("test_on",):
+        if isinstance(data.get(key), list):
+            data[key] = ",".join(str(v) for v in data[key])
+    if "seeds" in data and not isinstance(data["seeds"], str):
+        data["seeds"] = ",".join(str(s) for s in data["seeds"]) if isinstance(
+            data["seeds"], list) else str(data["seeds"])
     return data
+
+
+def split_specs(text: str | None) -> tuple[str, ...]:
+    """``a[k=v,w=x],b:PATH`` -> ("a[k=v,w=x]", "b:PATH"): commas inside brackets stay."""
+    if not text:
+        return ()
+    out, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            out.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    out.append(current.strip())
+    return tuple(s for s in out if s)
+
+
+def parse_executor_options(items: tuple[str, ...]) -> dict[str, Any]:
+    from mribench.api.params import parse_overrides
+
+    options: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise MribenchError(f"--executor-option {item!r}: write key=value")
+        options.update(parse_overrides(item))
+    return options
 
 
 @click.command(epilog="""\b
 Examples:
   bench run --method all --dataset synthetic
   bench run --method glcm-knn,region-growing --dataset br35h --data-dir ../shared/data/br35h
-  bench run --method "unet[epochs=5]" --task segment --profile quick
+  bench run --method glcm-knn,cnn --dataset synthetic --seeds 0-2
+  bench run --method "glcm-knn[levels=8],glcm-knn[levels=64]" --dataset synthetic
+  bench run --method glcm-knn --dataset br35h --test-on "lgg:PATH/kaggle_3m"
   bench run --suite quick-synthetic --out results/ci
 """)
 @click.option("--method", "methods", default="all", show_default=True,
@@ -74,13 +121,30 @@ Examples:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where deep methods train.")
 @seed_option
+@click.option("--seeds", default=None,
+              help="Train every method once per seed on the same split: 0-4 or 0,1,2 "
+                   "(tables show mean ± sd over seeds). Overrides --seed.")
 @split_option
 @image_size_option
+@click.option("--test-on", "test_on", default=None,
+              help="External evaluation sets (comma list of data-set specs, e.g. "
+                   "lgg:PATH or brats:PATH): each method, fitted once on --dataset, is also "
+                   "scored on them; prints a transfer table.")
+@click.option("--test-split", default=None,
+              help="Score the --test-on sets on the test part of this split (strategy or "
+                   "manifest) instead of all their labelled samples.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Results folder (default: results/<time>-<dataset>-<profile>).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out, skipping finished methods.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out with the same configuration, skipping "
+                   "finished jobs.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Methods run in parallel worker processes (one BLAS thread each).")
+              help="Jobs run in parallel worker processes (one BLAS thread each).")
+@click.option("--executor", default="local", show_default=True,
+              help="Where jobs run: local (this machine), dask (a dask.distributed cluster) or "
+                   "slurm (submitit job arrays); see README 'Running on a cluster'.")
+@click.option("--executor-option", "executor_option", multiple=True,
+              help="key=value for the executor (repeatable).")
 @click.option("--n-boot", type=click.IntRange(0, 100000), default=1000, show_default=True,
               help="Bootstrap resamples for the 95% confidence intervals.")
 @click.option("--suite", default=None,
@@ -90,36 +154,59 @@ Examples:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
 def run(ctx: click.Context, methods: str, dataset: str, data_dir: Path | None, task: str | None,
-        profile: str, device: str, seed: int, split: str | None, image_size: int,
-        out: Path | None, resume: bool, jobs: int, n_boot: int, suite: str | None,
-        no_report: bool, rank_by: str, quiet: bool) -> None:
+        profile: str, device: str, seed: int, seeds: str | None, split: str | None,
+        image_size: int, test_on: str | None, test_split: str | None, out: Path | None,
+        resume: bool, jobs: int, executor: str, executor_option: tuple[str, ...], n_boot: int,
+        suite: str | None, no_report: bool, rank_by: str, quiet: bool) -> None:
     """Train and score methods on a data set under one common split.
 
     Prints a ranked table per task (classify, segment) with accuracy, F1, IoU, precision,
     recall and specificity with 95% bootstrap intervals, writes a results folder and a report.
     Exits 1 when a method failed (the others still ran), 2 on bad input.
     """
-    from mribench.run.runner import RunConfig, run_benchmark
+    from mribench.results.read import TASK_METRICS
+    from mribench.run.config import RunConfig, parse_seeds
+    from mribench.run.runner import run_benchmark
 
-    values = dict(methods=methods, dataset=dataset, data_dir=data_dir, task=task,
-                  profile=profile, device=device, seed=seed, split=split,
-                  image_size=image_size, jobs=jobs, n_boot=n_boot)
+    known = sorted({m for names in TASK_METRICS.values() for m in names})
+    if rank_by not in known:
+        raise MribenchError(f"--rank-by {rank_by!r} is not a metric; choose one of "
+                            f"{', '.join(known)}")
+    values: dict[str, Any] = dict(methods=methods, dataset=dataset, data_dir=data_dir,
+                                  task=task, profile=profile, device=device, seed=seed,
+                                  seeds=seeds, split=split, image_size=image_size,
+                                  test_on=test_on, test_split=test_split, jobs=jobs,
+                                  n_boot=n_boot, executor=executor)
+    executor_options = parse_executor_options(executor_option)
     if suite:
-        for key, value in load_suite(suite).items():
+        data = load_suite(suite)
+        for key, value in data.items():
             if key not in SUITE_KEYS:
                 continue
             source = ctx.get_parameter_source(key)
             if source in (None, click.core.ParameterSource.DEFAULT):
                 values[key] = Path(value) if key == "data_dir" else value
+        if not executor_option and isinstance(data.get("executor_options"), dict):
+            executor_options = dict(data["executor_options"])
+    if not methods.strip() and not suite:
+        raise MribenchError("--method is empty; use --method all or names from `bench list`")
+    seeds_text = values.pop("seeds")
+    values["seeds"] = parse_seeds(seeds_text) if seeds_text not in (None, "") else ()
+    values["test_on"] = split_specs(values.pop("test_on"))
     show = not quiet and sys.stderr.isatty()
-    config = RunConfig(**values, out=out, resume=resume, show_progress=show)
+    config = RunConfig(**values, executor_options=executor_options, out=out, resume=resume,
+                       show_progress=show)
 
     def on_row(row) -> None:
         mark = {"done": "ok", "failed": "FAILED", "skipped": "skipped"}[row.status]
         tail = f" ({row.reason})" if row.reason else ""
-        click.echo(f"[{mark}] {row.name}{tail}", err=True)
+        seed_text = f" seed {row.seed}" if len(config.seeds) > 1 else ""
+        click.echo(f"[{mark}] {row.name}{seed_text}{tail}", err=True)
 
-    outcome = run_benchmark(config, on_row=on_row)
+    def on_message(text: str) -> None:
+        click.echo(f"note: {text}", err=True)
+
+    outcome = run_benchmark(config, on_row=on_row, on_message=on_message)
     print_tables(outcome.results_dir, rank_by)
     if not no_report:
         from mribench.report import build_report
@@ -128,24 +215,36 @@ def run(ctx: click.Context, methods: str, dataset: str, data_dir: Path | None, t
         click.echo(f"report: {page}")
     click.echo(f"results: {outcome.results_dir}")
     if outcome.failed:
-        names = ", ".join(r.name for r in outcome.failed)
-        click.echo(f"error: {len(outcome.failed)} method(s) failed: {names} "
+        names = ", ".join(sorted({r.name for r in outcome.failed}))
+        click.echo(f"error: {len(outcome.failed)} job(s) failed: {names} "
                    f"(see traceback.txt in their folders); rerun with --resume --out "
                    f"{outcome.results_dir} after fixing", err=True)
         sys.exit(1)
 
 
 def print_tables(results_dir: Path, rank_by: str = "f1") -> None:
-    """Print the ranked table of each task to the terminal (95% intervals are in the report)."""
-    from mribench.results.folder import format_table, load_results, rank_metric, ranked_table
+    """Print each task's ranked table per evaluation set, then the transfer table."""
+    from mribench.results.rank import format_table, ranked_table, transfer_table
+    from mribench.results.read import load_results, rank_metric
 
     results = load_results(results_dir)
-    for task in ("classify", "segment"):
-        if not results.done(task):
-            continue
-        chosen = rank_metric(task, rank_by)
-        table = ranked_table(results, task, rank_by=chosen)
-        click.echo(f"\n{task}: ranked by {chosen}; methods sharing the leader's group differ "
-                   f"from it by no significant margin ({table.attrs.get('test', '')}, Holm)")
-        click.echo(format_table(table, fmt="simple", ci=False))
-    click.echo("\n95% bootstrap intervals: report.md / index.html, or `bench report`")
+    for eval_set in ["test", *results.eval_sets]:
+        view = results.on(eval_set)
+        where = "" if eval_set == "test" else f" on external set {eval_set!r}"
+        for task in view.tasks():
+            chosen = rank_metric(task, rank_by)
+            for population in (("all", "tumour_only") if task == "segment" else ("all",)):
+                table = ranked_table(view, task, rank_by=chosen, view=population)
+                if table.empty:
+                    continue
+                click.echo(f"\n{task}{where}: ranked by {chosen}; {table.attrs.get('note', '')}")
+                click.echo(format_table(table, fmt="simple", ci=False))
+    if results.eval_sets:
+        for task in results.tasks():
+            chosen = rank_metric(task, rank_by)
+            table = transfer_table(results, task, chosen)
+            if table is not None:
+                click.echo(f"\ntransfer ({task}, {chosen}): in-distribution test vs external "
+                           "sets; drop = external - test, 95% interval")
+                click.echo(table)
+    click.echo("\n95% intervals: report.md / index.html, or `bench report`")

@@ -24,26 +24,46 @@ label is 0 or 1 (unlabelled samples, label -1, are skipped). AUC comes from
 :func:`sklearn.metrics.roc_auc_score` on the method's scores when it has scores and both
 classes are present; otherwise it is NaN.
 
-**Segmentation** (task ``segment``) scores the test samples whose ``Sample.mask`` is not None,
-i.e. the slices the data set annotates. On Br35H these are the annotated tumour slices, the
-population the U-Net paper (Khadra et al.) scores; how a segmenter behaves on tumour-free
-slices shows in the ``classify`` table (where its mask area decides the label). Two summaries:
+**Segmentation** (task ``segment``) scores every test slice whose ground truth is known, in
+two labelled *views* (:data:`SEGMENT_VIEWS`):
+
+- ``"all"`` (the ``segment`` block itself, the default and the one tables rank): *all slices
+  with a known mask*, i.e. the slices whose ``Sample.mask_or_empty()`` is not None: those the
+  data set annotates (``mask`` given, possibly all False, as on the synthetic set) and the
+  tumour-free slices without a mask (label 0, ``mask`` None: Br35H ``no/``), whose truth is
+  empty. A false-positive pixel on a healthy slice is an error like any other: it counts in
+  the pooled metrics and, under the default policy, gives that slice a per-image Dice of 0.
+- ``"tumour_only"`` (the ``segment["tumour_only"]`` sub-block, same structure): *annotated
+  tumour slices only*, i.e. label 1 with an annotated mask, the population the Br35H U-Net
+  paper (Khadra et al.) scores. Comparable with the literature, blind to false alarms on
+  healthy slices.
+
+Slices of unknown truth (label 1 or -1 without a mask) are in neither view. Each view has two
+summaries:
 
 - *pooled* (micro): the pixel counts of all scored images are summed, then the ratios taken,
   as the Br35H U-Net paper reports (``metrics`` in the task dict);
 - *per-image* mean Dice and IoU (``per_image``), the mean over images of each image's own score,
   with the empty-ground-truth policy ``empty_policy``:
 
-  ``"exclude"`` (default; MONAI ``ignore_empty=True``)
-      an image with an empty ground truth gets NaN and is left out of the mean;
-  ``"one-if-both-empty"`` (MONAI ``ignore_empty=False``)
+  ``"one-if-both-empty"`` (MONAI ``ignore_empty=False``; the default of :func:`evaluate`,
+  :data:`DEFAULT_EMPTY_POLICY`, so that healthy slices count)
       empty truth and empty prediction score 1, empty truth with a non-empty prediction 0;
+  ``"exclude"`` (MONAI ``ignore_empty=True``; the default of the array-level functions)
+      an image with an empty ground truth gets NaN and is left out of the mean (with it the
+      per-image mean of the ``all`` view equals that of annotated non-empty slices);
   ``"nan-if-both-empty"`` (nnU-Net)
       only empty truth *and* empty prediction are NaN and skipped; empty truth with a
       non-empty prediction scores 0.
 
   ``n_excluded`` records how many images the policy left out; the raw counts are kept in the
-  per-case records, so any policy can be recomputed afterwards.
+  per-case records, so any policy and either view can be recomputed afterwards.
+
+Per-case records (the second value of :func:`evaluate`) of a slice scored in ``segment``
+carry ``tp, fp, tn, fn`` (pixels), ``gt_area``, ``pred_area``, ``dice`` and ``iou`` (under the
+policy; None where it excludes) and ``truth``: ``"annotated"`` (the data set's mask) or
+``"empty-by-label"`` (label 0 without a mask, truth taken as empty).
+:func:`in_segment_view` says which view a record belongs to.
 
 **Confidence intervals** are 95% percentile bootstrap intervals over images: ``n_boot``
 resamples of the scored images with replacement, from ``numpy.random.default_rng(seed)``.
@@ -61,17 +81,21 @@ from typing import Any, Literal
 import numpy as np
 
 from mribench.api.errors import DataError, MribenchError
+from mribench.api.overlap import dice_from_counts, iou_from_counts, mask_counts, safe_ratio
 from mribench.api.types import Prediction, Sample
 
 __all__ = [
     "CLASSIFY_METRICS",
     "EMPTY_POLICIES",
     "METRICS",
+    "DEFAULT_EMPTY_POLICY",
     "SEGMENT_METRICS",
+    "SEGMENT_VIEWS",
     "bootstrap_weights",
     "classification_metrics",
     "confusion_counts",
     "evaluate",
+    "in_segment_view",
     "mask_counts",
     "metrics_from_counts",
     "per_image_scores",
@@ -87,18 +111,16 @@ SEGMENT_METRICS: tuple[str, ...] = METRICS
 EmptyPolicy = Literal["exclude", "one-if-both-empty", "nan-if-both-empty"]
 EMPTY_POLICIES: tuple[str, ...] = ("exclude", "one-if-both-empty", "nan-if-both-empty")
 CONFIDENCE = 0.95
+#: The per-image policy :func:`evaluate` uses unless told otherwise: healthy slices count.
+DEFAULT_EMPTY_POLICY = "one-if-both-empty"
+#: The populations of the ``segment`` task: view name -> label shown beside its numbers.
+SEGMENT_VIEWS: dict[str, str] = {
+    "all": "all slices with a known mask",
+    "tumour_only": "annotated tumour slices only",
+}
 
 
 # --------------------------------------------------------------------------- counts -> metrics
-
-
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den with 0.0 where den == 0 (scikit-learn's zero_division=0)."""
-    num = np.asarray(num, dtype=np.float64)
-    den = np.asarray(den, dtype=np.float64)
-    out = np.zeros(np.broadcast(num, den).shape)
-    np.divide(num, den, out=out, where=den != 0)
-    return out
 
 
 def metrics_from_counts(tp: Any, fp: Any, tn: Any, fn: Any) -> dict[str, Any]:
@@ -115,12 +137,12 @@ def metrics_from_counts(tp: Any, fp: Any, tn: Any, fn: Any) -> dict[str, Any]:
     """
     tp, fp, tn, fn = (np.asarray(c, dtype=np.float64) for c in (tp, fp, tn, fn))
     out = {
-        "accuracy": _ratio(tp + tn, tp + fp + tn + fn),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-        "iou": _ratio(tp, tp + fp + fn),
-        "precision": _ratio(tp, tp + fp),
-        "recall": _ratio(tp, tp + fn),
-        "specificity": _ratio(tn, tn + fp),
+        "accuracy": safe_ratio(tp + tn, tp + fp + tn + fn),
+        "f1": dice_from_counts(tp, fp, fn, empty=0.0),
+        "iou": iou_from_counts(tp, fp, fn, empty=0.0),
+        "precision": safe_ratio(tp, tp + fp),
+        "recall": safe_ratio(tp, tp + fn),
+        "specificity": safe_ratio(tn, tn + fp),
     }
     if np.ndim(tp) == 0:
         return {k: float(v) for k, v in out.items()}
@@ -139,27 +161,6 @@ def confusion_counts(y_true: Any, y_pred: Any) -> dict[str, int]:
     return {"tp": tp, "fp": fp, "tn": int(t.size - tp - fp - fn), "fn": fn}
 
 
-def mask_counts(true_masks: np.ndarray, pred_masks: np.ndarray) -> np.ndarray:
-    """Per-image pixel counts of an (n, H, W) stack of boolean masks.
-
-    Returns an int64 array of shape (n, 4) with columns ``tp, fp, tn, fn``.
-    """
-    t = np.asarray(true_masks, dtype=bool)
-    p = np.asarray(pred_masks, dtype=bool)
-    if t.shape != p.shape:
-        raise ValueError(f"true masks have shape {t.shape} but predicted masks {p.shape}")
-    n = t.shape[0]
-    t = t.reshape(n, -1)
-    p = p.reshape(n, -1)
-    tp = np.count_nonzero(t & p, axis=1)
-    t_area = np.count_nonzero(t, axis=1)
-    p_area = np.count_nonzero(p, axis=1)
-    fp = p_area - tp
-    fn = t_area - tp
-    tn = t.shape[1] - tp - fp - fn
-    return np.stack([tp, fp, tn, fn], axis=1).astype(np.int64)
-
-
 def per_image_scores(counts: np.ndarray, empty_policy: str = "exclude"
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Per-image Dice and IoU from (n, 4) counts ``tp, fp, tn, fn`` under ``empty_policy``.
@@ -169,8 +170,8 @@ def per_image_scores(counts: np.ndarray, empty_policy: str = "exclude"
     _check_policy(empty_policy)
     counts = np.asarray(counts, dtype=np.float64).reshape(-1, 4)
     tp, fp, _, fn = counts.T
-    dice = _ratio(2 * tp, 2 * tp + fp + fn)
-    iou = _ratio(tp, tp + fp + fn)
+    dice = dice_from_counts(tp, fp, fn, empty=0.0)
+    iou = iou_from_counts(tp, fp, fn, empty=0.0)
     gt_empty = (tp + fn) == 0
     pred_empty = (tp + fp) == 0
     if empty_policy == "exclude":
@@ -361,8 +362,25 @@ def _clean(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
 
+def in_segment_view(record: dict[str, Any], view: str = "all") -> bool:
+    """Whether a per-case record is scored in a ``segment`` view (:data:`SEGMENT_VIEWS`).
+
+    ``"all"``: every record with pixel counts (``"tp"`` in it). ``"tumour_only"``: those of
+    label 1 whose truth is ``"annotated"`` (records written before views existed have no
+    ``truth`` key and count as annotated, which is what they were).
+    """
+    if view not in SEGMENT_VIEWS:
+        raise MribenchError(f"segment view must be one of {', '.join(SEGMENT_VIEWS)}; "
+                            f"got {view!r}")
+    if "tp" not in record:
+        return False
+    if view == "all":
+        return True
+    return record.get("label") == 1 and record.get("truth", "annotated") == "annotated"
+
+
 def evaluate(prediction: Prediction, samples: Sequence[Sample], tasks: Sequence[str], *,
-             n_boot: int = 1000, seed: int = 0, empty_policy: str = "exclude"
+             n_boot: int = 1000, seed: int = 0, empty_policy: str = DEFAULT_EMPTY_POLICY
              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Score one method's prediction on the test samples.
 
@@ -374,21 +392,27 @@ def evaluate(prediction: Prediction, samples: Sequence[Sample], tasks: Sequence[
         The test samples, with their labels and masks.
     tasks : sequence of {"classify", "segment"}
         The tasks to score. ``classify`` uses the samples whose label is 0 or 1; ``segment``
-        uses the samples whose ``mask`` is not None (module docstring) and needs
-        ``prediction.masks``, each of the same shape as its sample's mask.
+        uses the samples whose ``mask_or_empty()`` is not None (module docstring: annotated
+        slices and tumour-free slices) and needs ``prediction.masks``, each of the same shape
+        as its sample's mask (or image, for a tumour-free slice without a mask).
     n_boot, seed : bootstrap resamples over images and their seed.
-    empty_policy : per-image Dice/IoU policy for empty ground truths (module docstring).
+    empty_policy : per-image Dice/IoU policy for empty ground truths (module docstring),
+        default ``"one-if-both-empty"``.
 
     Returns
     -------
     tasks : dict
         ``{"classify": classification_metrics(...), "segment": segmentation_metrics(...)}``
-        for the tasks asked, the ``"tasks"`` value of ``metrics.json``. A task with no
-        sample to score has ``n == 0`` and NaN metrics.
+        for the tasks asked, the ``"tasks"`` value of ``metrics.json``. The ``segment`` block
+        is the ``"all"`` view plus ``view``, ``population`` (its label) and
+        ``n_empty_by_label``, and holds the ``"tumour_only"`` view as the sub-block
+        ``segment["tumour_only"]`` (same keys, without a further sub-block). A task or view
+        with no sample to score has ``n == 0`` and NaN metrics.
     per_case : list of dict
         One record per sample, in the samples' order: ``id, label, pred, score`` and, for the
-        samples scored in ``segment``, ``dice, iou, tp, fp, tn, fn, gt_area, pred_area``
-        (``score`` is None without scores; ``dice``/``iou`` None where the policy excludes).
+        samples scored in ``segment``, ``truth, dice, iou, tp, fp, tn, fn, gt_area,
+        pred_area`` (``score`` is None without scores; ``dice``/``iou`` None where the policy
+        excludes; ``truth`` is ``"annotated"`` or ``"empty-by-label"``).
 
     Raises
     ------
@@ -423,11 +447,12 @@ def evaluate(prediction: Prediction, samples: Sequence[Sample], tasks: Sequence[
             labels[keep], pred[keep], None if scores is None else scores[keep],
             n_boot=n_boot, seed=seed)
     if "segment" in tasks:
-        idx = [i for i, s in enumerate(samples) if s.mask is not None]
+        truths = {i: s.mask_or_empty() for i, s in enumerate(samples)}
+        idx = [i for i, t in truths.items() if t is not None]
         if idx and prediction.masks is None:
             raise MribenchError("task 'segment' needs masks, but the prediction has none; "
                                 "a segmenting method must return Prediction(masks=...)")
-        truth = [np.asarray(samples[i].mask, dtype=bool) for i in idx]
+        truth = [np.asarray(truths[i], dtype=bool) for i in idx]
         guess = [prediction.masks[order[i]] for i in idx] if idx else []
         for i, t, g in zip(idx, truth, guess, strict=True):
             if t.shape != g.shape:
@@ -438,12 +463,21 @@ def evaluate(prediction: Prediction, samples: Sequence[Sample], tasks: Sequence[
             counts = mask_counts(np.stack(truth), np.stack(guess))
         else:
             counts = np.zeros((0, 4), dtype=np.int64)
-        out["segment"] = segmentation_metrics(None, None, counts=counts,
-                                              empty_policy=empty_policy,
-                                              n_boot=n_boot, seed=seed)
         dice, iou = per_image_scores(counts, empty_policy)
         for j, i in enumerate(idx):
             tp, fp, tn, fn = (int(c) for c in counts[j])
-            records[i].update(dice=_clean(dice[j]), iou=_clean(iou[j]), tp=tp, fp=fp, tn=tn,
-                              fn=fn, gt_area=tp + fn, pred_area=tp + fp)
+            records[i].update(
+                truth="annotated" if samples[i].mask is not None else "empty-by-label",
+                dice=_clean(dice[j]), iou=_clean(iou[j]), tp=tp, fp=fp, tn=tn, fn=fn,
+                gt_area=tp + fn, pred_area=tp + fp)
+        views = {}
+        for view in SEGMENT_VIEWS:
+            rows = [j for j, i in enumerate(idx) if in_segment_view(records[i], view)]
+            block = segmentation_metrics(None, None, counts=counts[rows],
+                                         empty_policy=empty_policy, n_boot=n_boot, seed=seed)
+            views[view] = {"view": view, "population": SEGMENT_VIEWS[view], **block}
+        seg = views["all"]
+        seg["n_empty_by_label"] = sum(samples[i].mask is None for i in idx)
+        seg["tumour_only"] = views["tumour_only"]
+        out["segment"] = seg
     return out, records

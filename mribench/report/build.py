@@ -1,6 +1,6 @@
 """Build the report of a results folder: one self-contained HTML page, Markdown, PNG figures.
 
-``build_report(results_dir)`` writes ``reports/<run-id>/``:
+``build_report(results_dir)`` writes ``reports/<results folder's name>/``:
 
 - ``index.html``: one page with inline CSS and the figures inlined as base64 PNGs; it needs
   no network and no other file, so it can be mailed or attached to a CI run;
@@ -9,7 +9,7 @@
   a montage of test slices with true and predicted contours, training curves.
 
 Sections: ranked tables per task (rank by ``rank_by``, rank groups from paired tests, see
-:mod:`mribench.results.folder`), figures, published vs reproduced figures
+:mod:`mribench.results.read`), figures, published vs reproduced figures
 (``benchmarks/published.toml``), the rows that failed or were skipped with their reason,
 provenance (command, versions, git revision, device, split manifest and its hash, leakage
 audit, shortcut audit with a plain-language warning when metadata alone predicts the labels,
@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +32,14 @@ from mribench.api.errors import MribenchError
 from mribench.atomic import atomic_write_bytes, atomic_write_text
 from mribench.report import figures as F
 from mribench.report.published import compare_published, load_published
-from mribench.results.folder import (
+from mribench.results.rank import format_table, ranked_table
+from mribench.results.read import (
     LABELS,
     SEGMENT_LABELS,
     RunResults,
-    format_table,
     load_results,
     metric_names,
     rank_metric,
-    ranked_table,
 )
 from mribench.split.shortcuts import PROBE_DESCRIPTIONS
 
@@ -57,7 +57,8 @@ def build_report(results_dir: Path, out_dir: Path | None = None, rank_by: str = 
     results_dir : Path
         A folder written by ``bench run`` (``results/<run-id>``).
     out_dir : Path, optional
-        Where to write; default ``reports/<run-id>`` under the current directory.
+        Where to write; default ``reports/<name of the results folder>`` under the current
+        directory (see :func:`report_dir`; the ``run_id`` in run.json is never a path).
     rank_by : str, default="f1"
         Metric the tables are ranked by. A task that lacks it (``auc`` for segmentation, say)
         is ranked by ``f1`` instead, and the page says so.
@@ -67,16 +68,30 @@ def build_report(results_dir: Path, out_dir: Path | None = None, rank_by: str = 
     Raises
     ------
     MribenchError
-        When ``results_dir`` is not a results folder or ``rank_by`` is no metric of any task.
+        When ``results_dir`` is not a results folder, ``rank_by`` is no metric of any task,
+        ``out_dir`` is the working folder (or above it), or the report cannot be written.
     """
     results = load_results(results_dir)
     known = {m for t in ("classify", "segment") for m in metric_names(t)}
     if rank_by not in known:
         raise MribenchError(f"--rank-by {rank_by!r} is not a metric; choose one of "
                             f"{', '.join(sorted(known))}")
-    out = Path(out_dir) if out_dir is not None else Path("reports") / results.run_id
+    out = report_dir(results.path, out_dir)
     fig_dir = out / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
+
+    def write(path: Path, data: bytes | str) -> None:
+        try:
+            if isinstance(data, str):
+                atomic_write_text(path, data)
+            else:
+                atomic_write_bytes(path, data)
+        except OSError as exc:
+            raise _unwritable(out, exc) from None
+
+    try:
+        fig_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(out, exc) from None
 
     colour = F.colours(results)
     tables = {t: ranked_table(results, t, rank_metric(t, rank_by)) for t in results.tasks()}
@@ -85,7 +100,7 @@ def build_report(results_dir: Path, out_dir: Path | None = None, rank_by: str = 
     def add(name: str, fig: Any, caption: str) -> None:
         if fig is not None:
             data = F.png(fig)
-            atomic_write_bytes(fig_dir / f"{name}.png", data)
+            write(fig_dir / f"{name}.png", data)
             figs[name] = (caption, data)
 
     for task, table in tables.items():
@@ -107,10 +122,44 @@ def build_report(results_dir: Path, out_dir: Path | None = None, rank_by: str = 
         "metric (colour, right axis; dot at its best epoch).")
 
     comparison = compare_published(results, load_published(published))
-    page = _html(results, tables, figs, comparison, colour, rank_by)
-    atomic_write_text(out / "index.html", page)
-    atomic_write_text(out / "report.md", _markdown(results, tables, figs, comparison, rank_by))
+    extra = _extra_sections(results, rank_by)
+    page = _html(results, tables, figs, comparison, colour, rank_by, extra)
+    write(out / "index.html", page)
+    write(out / "report.md", _markdown(results, tables, figs, comparison, rank_by, extra))
     return out / "index.html"
+
+
+def _unwritable(out: Path, exc: OSError) -> MribenchError:
+    where = exc.filename or out
+    return MribenchError(f"cannot write the report to {out} ({exc.strerror or exc}: {where}); "
+                         "pass --out a folder you can write to")
+
+
+def _safe_name(name: str) -> str:
+    """``name`` reduced to letters, digits, ``.``, ``_`` and ``-``, never hidden or ``..``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "run"
+
+
+def report_dir(results_dir: Path, out_dir: Path | None = None) -> Path:
+    """Where the report of ``results_dir`` goes: ``out_dir``, else ``reports/<name>``.
+
+    ``<name>`` is the results folder's own name, sanitised: ids read from files (run.json's
+    ``run_id``) never become paths, so an absolute or ``../`` id cannot send the report
+    elsewhere. An ``out_dir`` that is the working folder or one of its parents (``DIR/..``,
+    ``.``) is a MribenchError: a report writes index.html, report.md and figures/, and needs
+    a folder of its own.
+    """
+    if out_dir is None:
+        return Path("reports") / _safe_name(Path(results_dir).resolve().name)
+    out = Path(out_dir)
+    try:
+        resolved, cwd = out.resolve(), Path.cwd().resolve()
+    except OSError:  # an unreadable cwd: no folder to protect, writing will say what is wrong
+        return out
+    if out.name in ("", ".", "..") or resolved == cwd or resolved in cwd.parents:
+        raise MribenchError(f"--out {out_dir} is {resolved}, the working folder or one above "
+                            "it; a report needs a folder of its own, e.g. --out reports/NAME")
+    return out
 
 
 # --------------------------------------------------------------------------- shared text
@@ -141,19 +190,28 @@ def _task_intro(results: RunResults, task: str, table: pd.DataFrame, rank_by: st
                     table["method"]}
         excluded = sum(int(results.rows[m].metrics["segment"].get("n_excluded", 0))
                        for m in table["method"])
-        text = ("One mask per test slice that has a ground-truth mask (on Br35H: the annotated "
-                "tumour slices). Accuracy to Specificity pool the pixels of "
-                "all slices (as the Br35H U-Net paper reports); the per-image columns average "
+        text = ("One mask per test slice with a known ground truth: the annotated tumour "
+                "slices and the healthy slices (whose truth is empty, so every pixel a method "
+                "paints there is a false positive). Accuracy to Specificity pool the pixels of "
+                "all those slices; the per-image columns average "
                 f"each slice's own Dice and IoU (empty-mask policy: "
                 f"{', '.join(sorted(p for p in policies if p)) or 'n/a'}; "
                 f"{excluded} slice-scores excluded in all).")
     rank_note = f"Ranked by <b>{_e(_label(task, used))}</b>"
     if used != rank_by:
         rank_note += f" ({_e(rank_by)} does not apply to this task)"
-    return (f"<p class='lead'>{_e(text)}</p><p class='lead'>{rank_note}. Values are point "
-            f"estimates with 95% bootstrap CIs over images. <b>Group</b>: methods in group 1 "
-            f"do not differ significantly from the leader ({_e(test)}, Holm-adjusted, "
-            f"α = {alpha}); p is the adjusted p-value against the group's leader.</p>")
+    seeds = int(table["seeds"].max()) if "seeds" in table and len(table) else 1
+    values = ("Values are point estimates with 95% bootstrap CIs over images" if seeds <= 1 else
+              f"Values are means over {seeds} seeds ± their sd, with 95% intervals over images "
+              "and seeds")
+    capped = ("" if "time_capped" not in table or not table["time_capped"].any() else
+              " Rows marked <b>time-capped</b> trained under a wall-clock budget: not "
+              "comparable across machines.")
+    return (f"<p class='lead'>{_e(text)}</p><p class='lead'>{rank_note}. {values}. "
+            f"<b>Group</b>: methods in group 1 do not differ significantly from the leader "
+            f"({_e(test)}, Holm-adjusted, α = {alpha}); p is each row's adjusted p-value "
+            f"against the leader; the last column is {_e(table.attrs.get('secondary', ''))} "
+            f"(first seed, unadjusted), for reference.{capped}</p>")
 
 
 def _label(task: str, metric: str) -> str:
@@ -248,8 +306,8 @@ def _html_table(table: pd.DataFrame, colour: dict[str, str], results: RunResults
     rank_by = table.attrs["rank_by"]
     names = [m for m in metric_names(task) if table[m].notna().any()] if not table.empty else []
     head = ["Rank", "Group", "Method", "n"] + [_label(task, m) for m in names] + [
-        "Fit (s)", "ms / image", "p vs leader"]
-    cls = [""] * 4 + ["sorted" if m == rank_by else "" for m in names] + ["", "", ""]
+        "Fit (s)", "ms / image", "p vs leader", "p (secondary)"]
+    cls = [""] * 4 + ["sorted" if m == rank_by else "" for m in names] + ["", "", "", ""]
     out = ["<div class='table-wrap'><table class='rank'><thead><tr>"]
     out += [f"<th class='{c}'>{_e(h)}{' ▼' if c else ''}</th>" for h, c in zip(head, cls,
                                                                                strict=True)]
@@ -258,12 +316,13 @@ def _html_table(table: pd.DataFrame, colour: dict[str, str], results: RunResults
     for _, r in table.iterrows():
         group = int(r["group"])
         row = results.rows[r["method"]]
+        capped = " (time-capped)" if r.get("time_capped") else ""
         out.append(f"<tr class='{'g1' if group == 1 else ''}'>")
         out.append(f"<td class='num'>{int(r['rank'])}</td>")
         out.append(f"<td><span class='grp {'g1' if group == 1 else ''}'>{group}</span></td>")
         ref = f" title='{_e(row.reference)}'" if row.reference else ""
         out.append(f"<td class='name'{ref}><span class='dot' style='background:{colour.get(r['method'])}'>"
-                   f"</span>{_e(r['method'])}<span class='kind'>{_e(r['kind'])}</span></td>")
+                   f"</span>{_e(r['method'])}{_e(capped)}<span class='kind'>{_e(r['kind'])}</span></td>")
         out.append(f"<td class='num'>{int(r['n'])}</td>")
         for m in names:
             c = ["num"]
@@ -274,11 +333,16 @@ def _html_table(table: pd.DataFrame, colour: dict[str, str], results: RunResults
             ci = ""
             if np.isfinite(r[f"{m}_low"]):
                 ci = f"<span class='ci'>[{_num(r[f'{m}_low'])}, {_num(r[f'{m}_high'])}]</span>"
-            out.append(f"<td class='{' '.join(c)}'><span class='v'>{_num(r[m])}</span>{ci}</td>")
+            sd = r.get(f"{m}_sd", np.nan)
+            sd_text = f" ± {_num(sd)}" if sd is not None and np.isfinite(sd) else ""
+            out.append(f"<td class='{' '.join(c)}'><span class='v'>{_num(r[m])}{sd_text}</span>"
+                       f"{ci}</td>")
         out.append(f"<td class='num'>{_num(r['fit_s'], 1)}</td>")
         out.append(f"<td class='num'>{_num(r['predict_ms'], 1)}</td>")
         p = r["p_vs_leader"]
-        out.append(f"<td class='num'>{'leader' if not np.isfinite(p) else _num(p)}</td>")
+        leader = int(r["rank"]) == 1 and not np.isfinite(p)
+        out.append(f"<td class='num'>{'leader' if leader else _num(p)}</td>")
+        out.append(f"<td class='num'>{_num(r.get('p_secondary', np.nan))}</td>")
         out.append("</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
@@ -379,8 +443,11 @@ def _published_html(rows: list[dict[str, Any]]) -> str:
                 + (f"<br><span class='muted'>{_e(first['where'].rstrip('.'))}. "
                    f"{_e(first['note'])}</span>"
                    if first["note"] or first["where"] else "") + "</p>")
-        cells = {"Published": [], "Reproduced [95% CI]": [], "Δ (reproduced − published)": []}
+        cells = {"Published": [], "Reproduced [95% CI]": [], "Δ (reproduced − published)": [],
+                 "Counterpart": [], "Verdict": []}
         for r in recs:
+            cells["Counterpart"].append(f"<td>{_e(r.get('counterpart', ''))}</td>")
+            cells["Verdict"].append(f"<td>{_e(r.get('verdict', ''))}</td>")
             cells["Published"].append(f"<td class='num'>{_num(r['published'])}</td>")
             rep = _num(r["reproduced"])
             if np.isfinite(r["ci_low"]):
@@ -397,9 +464,63 @@ def _published_html(rows: list[dict[str, Any]]) -> str:
     return "".join(out)
 
 
+def _extra_sections(results: RunResults, rank_by: str) -> list[tuple[str, str, str, str]]:
+    """(id, title, html, markdown) of the sections beyond the main tables: segmentation on
+    annotated tumour slices only, each external evaluation set, and "Does it generalise?"."""
+    from mribench.results.rank import transfer_table
+
+    out = []
+    if "segment" in results.tasks():
+        table = ranked_table(results, "segment", rank_metric("segment", rank_by),
+                             view="tumour_only")
+        if not table.empty:
+            intro = ("The same segmentations scored on the annotated tumour slices only (the "
+                     "convention of the Br35H U-Net paper): healthy slices, and the false "
+                     "positives painted on them, are left out. "
+                     f"{table.attrs.get('note', '')}.")
+            out.append(("segment-tumour", "Segmentation: annotated tumour slices only",
+                        f"<p class='lead'>{_e(intro)}</p>{format_table(table, 'html')}",
+                        f"{intro}\n\n{format_table(table, 'github')}\n"))
+    if not results.eval_sets:
+        return out
+    html = ["<p class='lead'>Every method was fitted once on the run's data set and scored on "
+            "its test part and on each external set below, which shares no image or patient "
+            "with it. The transfer tables put the two side by side: the drop is external minus "
+            "in-distribution, with a 95% interval treating the two test sets as independent; "
+            "Kendall's tau compares the two rankings (1: same order).</p>"]
+    md = []
+    for task in results.tasks():
+        chosen = rank_metric(task, rank_by)
+        text = transfer_table(results, task, chosen, fmt="html")
+        if text:
+            table_html, _, taus = text.partition("</table>")
+            html.append(f"<h3>{_e(TASK_TITLES[task])} ({_e(chosen)})</h3>{table_html}</table>"
+                        f"<p class='muted'>{_e(taus.strip())}</p>")
+            md += [f"### {TASK_TITLES[task]} ({chosen})", "",
+                   transfer_table(results, task, chosen, fmt="github") or "", ""]
+    for name in results.eval_sets:
+        view = results.on(name)
+        spec = next((e.get("spec") for e in results.run.get("eval_sets", [])
+                     if e.get("name") == name), name)
+        html.append(f"<h3>External set {_e(name)} <span class='muted'>({_e(spec)})</span></h3>")
+        md += [f"### External set {name} (`{spec}`)", ""]
+        for task in view.tasks():
+            table = ranked_table(view, task, rank_metric(task, rank_by))
+            html.append(f"<h4>{_e(TASK_TITLES[task])}</h4>{format_table(table, 'html')}")
+            md += [f"#### {TASK_TITLES[task]}", "", format_table(table, "github"), ""]
+        skipped = [r for r in view.rows.values() if r.status == "skipped"]
+        if skipped:
+            note = "; ".join(f"{r.name}: {r.reason}" for r in skipped)
+            html.append(f"<p class='muted'>Skipped cells: {_e(note)}</p>")
+            md += [f"Skipped cells: {note}", ""]
+    out.append(("generalise", "Does it generalise?", "".join(html), "\n".join(md)))
+    return out
+
+
 def _html(results: RunResults, tables: dict[str, pd.DataFrame],
           figs: dict[str, tuple[str, bytes]], comparison: list[dict[str, Any]],
-          colour: dict[str, str], rank_by: str) -> str:
+          colour: dict[str, str], rank_by: str,
+          extra: list[tuple[str, str, str, str]] | None = None) -> str:
     run = results.run
     dataset = (run.get("dataset") or {}).get("name", "")
     statuses = [r.status for r in results.rows.values()]
@@ -428,6 +549,10 @@ def _html(results: RunResults, tables: dict[str, pd.DataFrame],
     if not tables:
         sections.append("<section><h2>Results</h2><p class='warn'>No method finished: there is "
                         "nothing to rank.</p></section>")
+    for ident, title, body_html, _ in extra or []:
+        nav.append(f"<a href='#{ident}'>{_e(title)}</a>")
+        sections.append(f"<section id='{ident}'><h2>{_e(title)}</h2>"
+                        f"<div class='table-wrap'>{body_html}</div></section>")
     if "training" in figs:
         nav.append("<a href='#training'>Training</a>")
         sections.append(f"<section id='training'><h2>Training curves</h2>"
@@ -499,7 +624,7 @@ def _html(results: RunResults, tables: dict[str, pd.DataFrame],
 
 def _markdown(results: RunResults, tables: dict[str, pd.DataFrame],
               figs: dict[str, tuple[str, bytes]], comparison: list[dict[str, Any]],
-              rank_by: str) -> str:
+              rank_by: str, extra: list[tuple[str, str, str, str]] | None = None) -> str:
     from tabulate import tabulate
 
     run = results.run
@@ -523,6 +648,8 @@ def _markdown(results: RunResults, tables: dict[str, pd.DataFrame],
             image("confusion")
         else:
             image("montage")
+    for _, title, _, md in extra or []:
+        lines += [f"## {title}", "", md, ""]
     if "training" in figs:
         lines += ["## Training curves", ""]
         image("training")
@@ -532,9 +659,11 @@ def _markdown(results: RunResults, tables: dict[str, pd.DataFrame],
                  f"{c['task']} ({c['summary']})", c["metric"], _num(c["published"]),
                  _num(c["reproduced"]) if c["status"] == "done" else c["status"],
                  "–" if not np.isfinite(c["delta"]) else f"{c['delta']:+.3f}",
-                 f"{c['paper_dataset']} / {c['run_dataset']}"] for c in comparison]
+                 f"{c['paper_dataset']} / {c['run_dataset']}", c.get("counterpart", ""),
+                 c.get("verdict", "")] for c in comparison]
         lines += [tabulate(rows, headers=["Method", "Paper", "Task", "Metric", "Published",
-                                          "Reproduced", "Δ", "Data set (paper / run)"],
+                                          "Reproduced", "Δ", "Data set (paper / run)",
+                                          "Counterpart", "Verdict"],
                            tablefmt="github", disable_numparse=True), ""]
     else:
         lines += ["No published figures recorded for these methods.", ""]

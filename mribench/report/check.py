@@ -35,29 +35,85 @@ import numpy as np
 
 from mribench.api.errors import MribenchError
 from mribench.atomic import atomic_write_json, read_json
-from mribench.results.folder import load_results, metric_names
+from mribench.results.read import load_results, metric_names
 
 __all__ = ["DEFAULT_TOLERANCE", "check", "make_baseline"]
 
 DEFAULT_TOLERANCE = 0.02
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return f"a{'n object' if isinstance(value, dict) else ' list'}"
+    return repr(value)[:40]
+
+
 def _load_baseline(path: Path) -> dict[str, Any]:
+    """Read and validate a baseline; every problem is a one-line MribenchError naming the key."""
     path = Path(path)
     if not path.is_file():
         raise MribenchError(f"baseline {path} does not exist; make one with "
                             "`bench baseline RESULTS_DIR --out FILE`")
     try:
         data = read_json(path)
-    except ValueError as err:
-        raise MribenchError(f"baseline {path} is not valid JSON ({err})") from err
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+        raise MribenchError(f"baseline {path} is not valid JSON "
+                            f"({' '.join(str(err).split())[:200]})") from err
+    except OSError as err:
+        raise MribenchError(f"baseline {path} cannot be read ({err.strerror or err})") from err
     if not isinstance(data, dict) or not isinstance(data.get("methods"), dict):
         raise MribenchError(f"baseline {path} has no \"methods\" table; remake it with "
                             "`bench baseline`")
+
+    def bad(key: str, value: Any, what: str) -> MribenchError:
+        return MribenchError(f"baseline {path}: {key} must be {what}, got {_shown(value)}; "
+                             "fix it or remake it with `bench baseline`")
+
+    def tolerance_ok(key: str, value: Any) -> None:
+        if not _is_number(value) or not value >= 0:
+            raise bad(key, value, "a number >= 0")
+
+    if data.get("tolerance") is not None:
+        tolerance_ok("\"tolerance\"", data["tolerance"])
+    tolerances = data.get("tolerances")
+    if tolerances is not None:
+        if not isinstance(tolerances, dict):
+            raise bad("\"tolerances\"", tolerances, "an object of metric: tolerance")
+        for name, value in tolerances.items():
+            tolerance_ok(f"tolerances.{name}", value)
+    made = data.get("created_from")
+    if made is not None and not isinstance(made, dict):
+        raise bad("\"created_from\"", made, "an object")
+    for method, tasks in data["methods"].items():
+        if tasks is None:
+            continue
+        if not isinstance(tasks, dict):
+            raise bad(f"methods.{method}", tasks, "an object of task: metrics")
+        for task, metrics in tasks.items():
+            where = f"methods.{method}.{task}"
+            if metrics is None:
+                continue
+            if not isinstance(metrics, dict):
+                raise bad(where, metrics, "an object of metric: value")
+            for name, entry in metrics.items():
+                key = f"{where}.{name}"
+                if isinstance(entry, dict):
+                    value, tol = entry.get("value"), entry.get("tolerance")
+                    if value is not None and not _is_number(value):
+                        raise bad(f"{key}.value", value, "a number")
+                    if tol is not None:
+                        tolerance_ok(f"{key}.tolerance", tol)
+                elif not _is_number(entry):
+                    raise bad(key, entry, 'a number or {"value", "tolerance"}')
     return data
 
 
 def _entry(entry: Any) -> tuple[float, float | None]:
+    """(value, own tolerance) of a validated baseline entry (NaN value: not checked)."""
     if isinstance(entry, dict):
         value = entry.get("value")
         tol = entry.get("tolerance")
@@ -68,6 +124,24 @@ def _entry(entry: Any) -> tuple[float, float | None]:
 
 def check(results_dir: str | Path, baseline_path: str | Path,
           tolerance: float | None = None) -> list[str]:
+    """Regressions of a results folder against a baseline, one line each ([] if none).
+
+    Every message is one line: names taken from the files (a method key holding a line break,
+    say) are shown with their line breaks escaped.
+    """
+    try:
+        problems = _check(results_dir, baseline_path, tolerance)
+    except MribenchError as exc:
+        raise MribenchError(_one_line(str(exc))) from None
+    return [_one_line(p) for p in problems]
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _check(results_dir: str | Path, baseline_path: str | Path,
+           tolerance: float | None = None) -> list[str]:
     """Regressions of a results folder against a baseline, one sentence each ([] if none).
 
     Parameters
@@ -89,13 +163,15 @@ def check(results_dir: str | Path, baseline_path: str | Path,
         raise MribenchError(f"--tolerance must be >= 0, got {tolerance}")
     results = load_results(results_dir)
     baseline = _load_baseline(Path(baseline_path))
+    own = baseline.get("tolerance")
     default = float(tolerance if tolerance is not None
-                    else baseline.get("tolerance", DEFAULT_TOLERANCE))
+                    else own if own is not None else DEFAULT_TOLERANCE)
     per_metric = {str(k): float(v) for k, v in (baseline.get("tolerances") or {}).items()}
     problems: list[str] = []
 
     made = baseline.get("created_from") or {}
-    run_dataset = (results.run.get("dataset") or {}).get("name")
+    run_dataset = results.run.get("dataset")
+    run_dataset = run_dataset.get("name") if isinstance(run_dataset, dict) else None
     for key, ours in (("dataset", run_dataset), ("profile", results.run.get("profile"))):
         theirs = made.get(key)
         if theirs and ours and theirs != ours:
@@ -168,5 +244,9 @@ def make_baseline(results_dir: str | Path, out_path: str | Path,
         "methods": methods,
     }
     out = Path(out_path)
-    atomic_write_json(out, data)
+    try:
+        atomic_write_json(out, data)
+    except OSError as exc:
+        raise MribenchError(f"cannot write the baseline {out} ({exc.strerror or exc}); pass "
+                            "--out a file in a folder you can write to") from None
     return out

@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from mribench.results.folder import LABELS, SEGMENT_LABELS, RowResult, RunResults
+from mribench.results.read import LABELS, SEGMENT_LABELS, RowResult, RunResults
 
 __all__ = ["colours", "fig_confusion", "fig_metric_bars", "fig_montage", "fig_roc",
            "fig_training", "png"]

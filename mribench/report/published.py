@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from mribench.api.errors import MribenchError
-from mribench.results.folder import RunResults
+from mribench.results.read import RunResults
 
 __all__ = ["DEFAULT_PUBLISHED", "compare_published", "load_published"]
 
@@ -41,15 +41,27 @@ def compare_published(results: RunResults, entries: list[dict[str, Any]]
     """One row per published metric of a method present in the run.
 
     Each row: ``method, citation, paper_dataset, run_dataset, same_dataset, task, summary,
-    metric, published, reproduced, ci_low, ci_high, delta, verified, note, status``. Entries
-    whose method is not in the run are listed with ``status`` "not in this run".
+    metric, published, reproduced, ci_low, ci_high, delta, verified, note, status, measures,
+    counterpart, verdict``. Entries whose method is not in the run are listed with ``status``
+    "not in this run".
+
+    Like with like: ``measures`` says what the published figure measures (as far as the paper
+    tells), ``counterpart`` which of this run's numbers it is set against (the entry's
+    ``view``: ``tumour_only`` for figures on annotated tumour slices), and ``verdict`` is
+    "above the published figure" / "below" only when the quantity matches (same data set and
+    split strategy, a defined aggregation, figures that can come from one set of counts) and
+    the 95 % interval lies wholly above / below it; otherwise it says why they are not
+    comparable.
     """
     run_dataset = str(results.run.get("dataset", {}).get("name", ""))
+    run_split = str((results.run.get("split") or {}).get("strategy", ""))
     out = []
     for e in entries:
         method = str(e.get("method", ""))
         task = str(e.get("task", ""))
         summary = str(e.get("summary", ""))
+        view = str(e.get("view", "all"))
+        inconsistent = _inconsistent(e.get("metrics") or {}, summary)
         row = results.rows.get(method) if method else None
         for metric, published in (e.get("metrics") or {}).items():
             name = metric
@@ -62,12 +74,55 @@ def compare_published(results: RunResults, entries: list[dict[str, Any]]
                    "summary": summary, "metric": name, "published": float(published),
                    "reproduced": np.nan, "ci_low": np.nan, "ci_high": np.nan,
                    "delta": np.nan, "verified": bool(e.get("verified", False)),
-                   "note": e.get("note", ""), "status": "not in this run"}
+                   "note": e.get("note", ""), "status": "not in this run",
+                   "measures": e.get("measures", summary or "unspecified"),
+                   "counterpart": _counterpart(task, name, view),
+                   "verdict": "not in this run"}
             if row is not None:
                 rec["status"] = row.status
                 if row.done and task in row.metrics:
-                    m = row.metric(task, name)
+                    m = row.metric(task, name, view)
                     rec.update(reproduced=m["value"], ci_low=m["ci_low"], ci_high=m["ci_high"],
                                delta=m["value"] - float(published))
+            rec["verdict"] = _verdict(rec, e, run_split, inconsistent)
             out.append(rec)
     return out
+
+
+def _counterpart(task: str, metric: str, view: str) -> str:
+    where = {"all": "all test slices with a known mask",
+             "tumour_only": "annotated tumour test slices only"}.get(view, view)
+    return f"{task} {metric}" + (f" on {where}" if task == "segment" else " on test images")
+
+
+def _inconsistent(metrics: dict[str, Any], summary: str) -> str:
+    """Why the figures cannot come from one set of pooled counts ("" when they can)."""
+    try:
+        p, r, f1 = (float(metrics[k]) for k in ("precision", "recall", "f1"))
+    except (KeyError, TypeError, ValueError):
+        return ""
+    if summary == "pooled" and p + r > 0 and abs(2 * p * r / (p + r) - f1) > 0.005:
+        return (f"the paper's F1 {f1:.3f} is not 2PR/(P+R) = {2 * p * r / (p + r):.3f} of its "
+                "own precision and recall, so its figures do not come from one set of pooled "
+                "counts")
+    return ""
+
+
+def _verdict(rec: dict[str, Any], entry: dict[str, Any], run_split: str,
+             inconsistent: str) -> str:
+    if rec["status"] != "done" or not np.isfinite(rec["reproduced"]):
+        return rec["status"] if rec["status"] != "done" else "not measured in this run"
+    if not rec["same_dataset"]:
+        return "not comparable: another data set"
+    if rec["summary"] in ("", "unspecified"):
+        return "not comparable: the paper does not say how it aggregates"
+    split = str(entry.get("split_strategy", ""))
+    if split and run_split and split != run_split:
+        return f"not comparable: the paper's split is {split}, this run's {run_split}"
+    if inconsistent:
+        return f"not comparable: {inconsistent}"
+    if np.isfinite(rec["ci_low"]) and rec["ci_low"] > rec["published"]:
+        return "above the published figure (95% interval wholly above)"
+    if np.isfinite(rec["ci_high"]) and rec["ci_high"] < rec["published"]:
+        return "below the published figure (95% interval wholly below)"
+    return "consistent with the published figure (it lies inside the 95% interval)"

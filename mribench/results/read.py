@@ -1,13 +1,9 @@
-"""Read a results folder back, and rank its methods per task.
+"""The one reader of the results folder (:mod:`mribench.results.write` is the one writer).
 
-The runner writes ``results/<run-id>/`` (``run.json`` and one folder per result row, see the
-results-folder layout in the runner's docstring); :func:`load_results` reads it into a
-:class:`RunResults`, which the report, ``bench check`` and the end-of-run table share.
-
-:func:`ranked_table` ranks the rows that finished (``status == "done"``) by one metric and
-adds rank groups (:mod:`mribench.eval.stats`): classifiers are compared with McNemar's test on the
-per-image correctness, segmenters with the Wilcoxon signed-rank test on per-image Dice (IoU
-when ranking by an IoU), both paired on the test images, Holm-adjusted.
+:func:`load_results` reads ``results/<run-id>/`` into a :class:`RunResults` (one
+:class:`RowResult` per row, over every seed), which the ranked tables, the report, ``bench
+check`` and ``bench status`` share. :meth:`RunResults.on` gives the same view of an external
+evaluation set (``--test-on``).
 """
 
 from __future__ import annotations
@@ -23,17 +19,9 @@ import pandas as pd
 from mribench.api.errors import MribenchError
 from mribench.atomic import read_json
 from mribench.eval.metrics import CLASSIFY_METRICS, SEGMENT_METRICS
-from mribench.eval.stats import PairedTest, mcnemar, rank_groups, wilcoxon_signed_rank
 
-__all__ = [
-    "RowResult",
-    "RunResults",
-    "format_table",
-    "load_results",
-    "metric_names",
-    "rank_metric",
-    "ranked_table",
-]
+__all__ = ["RowResult", "RunResults", "job_status", "load_results", "metric_names",
+           "rank_metric", "read_predictions", "seed_folders"]
 
 #: Per-image means of the segment task, named in tables as these metrics.
 PER_IMAGE = {"mean_dice": "dice", "mean_iou": "iou"}
@@ -77,9 +65,46 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
+def _seed_of(folder: Path) -> int | None:
+    try:
+        return int(folder.name.removeprefix("seed-"))
+    except ValueError:
+        return None
+
+
+def seed_folders(row_dir: Path) -> dict[int, Path]:
+    """``{seed: <row>/seed-<seed>}`` of a row folder, by seed."""
+    found = {}
+    if row_dir.is_dir():
+        for p in row_dir.iterdir():
+            if p.is_dir() and p.name.startswith("seed-") and _seed_of(p) is not None:
+                found[_seed_of(p)] = p
+    return dict(sorted(found.items()))
+
+
+def job_status(folder: Path) -> tuple[str, str | None]:
+    """A job folder's ``(status, reason)``: status.json's ``done``/``failed``/``skipped``;
+    ``started`` when the folder holds no status.json yet (running, or stopped mid-way);
+    ``not started`` when there is no folder."""
+    folder = Path(folder)
+    status = _read(folder / "status.json", None)
+    if isinstance(status, dict) and status.get("status"):
+        reason = status.get("reason")
+        return str(status["status"]), None if reason is None else str(reason)
+    return ("started", None) if folder.is_dir() else ("not started", None)
+
+
 @dataclass
 class RowResult:
-    """One result row: a method, or a method's variant such as ``two-pathway-cnn+crf``."""
+    """One result row on one evaluation set: a method, or a variant such as
+    ``two-pathway-cnn+crf``, over every seed it was trained with.
+
+    With one seed, ``metrics`` are that seed's (value and 95 % bootstrap interval over
+    images). With several, each metric's ``value`` is the mean over seeds, ``sd`` its spread
+    over seeds, and the interval accounts for images and seeds
+    (:func:`mribench.results.aggregate.aggregate_seeds`). ``per_seed`` keeps every seed's
+    per-case records for the paired tests; ``per_case`` is the first seed's.
+    """
 
     name: str
     path: Path
@@ -96,40 +121,117 @@ class RowResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     per_case: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: Per-case records of every seed, by seed.
+    per_seed: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    #: Metrics of every seed, by seed (the ``"tasks"`` dict of each seed's metrics.json).
+    seed_metrics: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: The evaluation set these scores are on ("test": the run's own test part).
+    eval_set: str = "test"
+    #: Whether a training budget in wall-clock time (``max_minutes``) was set.
+    time_capped: bool = False
+    #: Folder of the first seed's scores (predictions.npz lives there).
+    scores_path: Path | None = None
 
     @property
     def done(self) -> bool:
         return self.status == "done"
 
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.seed_metrics)
+
     @classmethod
-    def load(cls, path: Path) -> RowResult:
+    def load(cls, path: Path, eval_set: str = "test") -> RowResult:
         path = Path(path)
-        status = _read(path / "status.json", None)
-        if status is None:
+        seeds = seed_folders(path)
+        if not seeds:  # a row written without seed folders (one seed, older layout)
+            return cls._load_one(path, path, path.name, eval_set)
+        parts = {seed: cls._load_one(folder, folder if eval_set == "test" else
+                                     folder / "eval" / eval_set, path.name, eval_set)
+                 for seed, folder in seeds.items()}
+        first = next(iter(parts.values()))
+        statuses = [p.status for p in parts.values()]
+        status = ("done" if all(s == "done" for s in statuses) else
+                  "failed" if "failed" in statuses else
+                  "skipped" if all(s == "skipped" for s in statuses) else "incomplete")
+        reason = next((p.reason for p in parts.values() if p.status == status and p.reason),
+                      None)
+        if status == "incomplete" and reason is None:
+            missing = [s for s, p in parts.items() if p.status != "done"]
+            reason = f"seeds {missing} did not finish"
+        done = {s: p for s, p in parts.items() if p.done}
+        if len(done) > 1:
+            from mribench.results.aggregate import aggregate_seeds
+
+            metrics = aggregate_seeds({s: p.metrics for s, p in done.items()},
+                                      {s: p.per_case for s, p in done.items()})
+        else:
+            metrics = first.metrics
+        timings = {}
+        for key in ("fit_s", "predict_s", "predict_ms_per_image"):
+            values = [float(p.timings[key]) for p in done.values()
+                      if isinstance(p.timings.get(key), int | float)]
+            if values:
+                timings[key] = float(np.mean(values))
+        return cls(
+            name=path.name, path=path, status=status, reason=reason, method=first.method,
+            variant=first.variant, kind=first.kind, tasks=first.tasks,
+            reference=first.reference, params=first.params, timings=timings,
+            metrics=metrics, per_case=first.per_case, history=first.history,
+            per_seed={s: p.per_case for s, p in done.items()},
+            seed_metrics={s: p.metrics for s, p in done.items()}, eval_set=eval_set,
+            time_capped=any(p.time_capped for p in parts.values()),
+            scores_path=first.scores_path)
+
+    @classmethod
+    def _load_one(cls, folder: Path, scores: Path, name: str, eval_set: str) -> RowResult:
+        status = _read(folder / "status.json", None)
+        if not isinstance(status, dict):
             status = {"status": "incomplete",
                       "reason": "no status.json: the run stopped before this row finished"}
-        metrics = _read(path / "metrics.json", {})
+        state = str(status.get("status", "incomplete"))
+        reason = status.get("reason")
+        if state == "done" and eval_set != "test":
+            said = (status.get("eval_sets") or {}).get(eval_set)
+            if said and said != "done":
+                state, reason = "skipped", str(said)
+            elif not (scores / "metrics.json").is_file():
+                state, reason = "incomplete", f"no scores on {eval_set}"
+        metrics = _read(scores / "metrics.json", {})
+        metrics = metrics if isinstance(metrics, dict) else {}
+        tasks_block = metrics.get("tasks", {}) if isinstance(metrics.get("tasks"), dict) else {}
+        seed = status.get("seed")
+        per_case = _read(scores / "per_case.json", [])
         return cls(
-            name=path.name,
-            path=path,
-            status=str(status.get("status", "incomplete")),
-            reason=status.get("reason"),
-            method=status.get("method") or path.name.split("+")[0],
+            name=name,
+            path=folder,
+            status=state,
+            reason=reason,
+            method=status.get("method") or name.split("+")[0],
             variant=status.get("variant"),
             kind=status.get("kind") or "",
-            tasks=list(status.get("tasks") or metrics.get("tasks", {}).keys()),
+            tasks=list(status.get("tasks") or tasks_block.keys()),
             reference=status.get("reference") or "",
             params=status.get("params") or {},
             timings=status.get("timings") or {},
-            metrics=metrics.get("tasks", {}),
-            per_case=_read(path / "per_case.json", []),
-            history=_read(path / "history.json", []),
+            metrics=tasks_block,
+            per_case=per_case if isinstance(per_case, list) else [],
+            history=_read(folder / "history.json", []),
+            per_seed={int(seed) if isinstance(seed, int) else 0: per_case}
+            if state == "done" else {},
+            seed_metrics={int(seed) if isinstance(seed, int) else 0: tasks_block}
+            if state == "done" else {},
+            eval_set=eval_set,
+            time_capped=bool(status.get("time_capped")),
+            scores_path=scores,
         )
 
-    def metric(self, task: str, name: str) -> dict[str, float]:
-        """``{"value", "ci_low", "ci_high"}`` of a metric (NaN entries when absent)."""
-        nan = {"value": np.nan, "ci_low": np.nan, "ci_high": np.nan}
-        block = self.metrics.get(task)
+    def metric(self, task: str, name: str, view: str = "all") -> dict[str, float]:
+        """``{"value", "ci_low", "ci_high", "sd"}`` of a metric (NaN entries when absent;
+        ``sd`` is the spread over seeds, NaN with one seed). ``view`` (segment only):
+        ``"all"`` slices with a known mask, or ``"tumour_only"`` annotated tumour slices."""
+        nan = {"value": np.nan, "ci_low": np.nan, "ci_high": np.nan, "sd": np.nan}
+        block = self.block(task, view)
         if not block:
             return nan
         if name in PER_IMAGE:
@@ -140,10 +242,17 @@ class RowResult:
             return nan
         return {k: np.nan if entry.get(k) is None else float(entry[k]) for k in nan}
 
+    def block(self, task: str, view: str = "all") -> dict[str, Any]:
+        """The metrics block of a task in a view ({} when absent)."""
+        block = self.metrics.get(task) or {}
+        if view != "all":
+            block = block.get(view) or {}
+        return block if isinstance(block, dict) else {}
+
     @cached_property
     def predictions(self) -> dict[str, np.ndarray]:
         """The arrays of predictions.npz ({} when absent)."""
-        return _read_npz(self.path / "predictions.npz")
+        return _read_npz((self.scores_path or self.path) / "predictions.npz")
 
     def predicted_masks(self) -> dict[str, np.ndarray]:
         """Predicted masks by sample id.
@@ -154,10 +263,7 @@ class RowResult:
         ``segment``, in order.
         """
         p = self.predictions
-        masks = p.get("masks")
-        if masks is not None and "mask_shape" in p:  # bit-packed along the last axis
-            shape = tuple(int(s) for s in p["mask_shape"])
-            masks = np.unpackbits(masks, axis=-1, count=shape[-1]).astype(bool).reshape(shape)
+        masks = _unpack_masks(p)
         if masks is None or masks.ndim != 3:
             return {}
         if "mask_ids" in p:
@@ -178,15 +284,33 @@ class RunResults:
     path: Path
     run: dict[str, Any]
     rows: dict[str, RowResult]
+    #: The evaluation set of these rows' scores ("test": the run's own test part).
+    eval_set: str = "test"
+
+    @property
+    def eval_sets(self) -> list[str]:
+        """External evaluation sets of the run (``--test-on``), by name."""
+        sets = self.run.get("eval_sets") or []
+        return [str(e["name"]) for e in sets if isinstance(e, dict) and "name" in e]
+
+    def on(self, eval_set: str) -> RunResults:
+        """The same rows scored on another evaluation set."""
+        if eval_set == self.eval_set:
+            return self
+        if eval_set != "test" and eval_set not in self.eval_sets:
+            raise MribenchError(f"{self.path} has no evaluation set {eval_set!r}; it has "
+                                f"{', '.join(['test', *self.eval_sets])}")
+        rows = {name: RowResult.load(self.path / name, eval_set) for name in self.rows}
+        return RunResults(path=self.path, run=self.run, rows=rows, eval_set=eval_set)
 
     @property
     def run_id(self) -> str:
         return str(self.run.get("run_id") or self.path.name)
 
-    def done(self, task: str | None = None) -> list[RowResult]:
-        """Rows that finished, optionally only those with metrics for ``task``."""
+    def done(self, task: str | None = None, view: str = "all") -> list[RowResult]:
+        """Rows that finished, optionally only those with metrics for ``task`` (in ``view``)."""
         return [r for r in self.rows.values()
-                if r.done and (task is None or task in r.metrics)]
+                if r.done and (task is None or r.block(task, view))]
 
     def not_done(self) -> list[RowResult]:
         """Rows that failed, were skipped, or never finished."""
@@ -242,157 +366,36 @@ def load_results(path: str | Path) -> RunResults:
         raise MribenchError(f"{path} is not a results folder (no run.json); pass the folder "
                             "that `bench run` wrote, e.g. results/<run-id>")
     run = _read(run_file, {})
-    names = [str(n) for n in run.get("methods", [])]
+    if not isinstance(run, dict):
+        raise MribenchError(f"{run_file} is not a run record (a JSON object); pass a folder "
+                            "that `bench run` wrote")
+    names = [str(n) for n in run.get("methods", []) if isinstance(n, str)]
+    names = [n for n in names if _is_row_dir(path, n)]
     extra = sorted(p.name for p in path.iterdir()
-                   if p.is_dir() and (p / "status.json").is_file() and p.name not in names)
+                   if p.is_dir() and p.name not in names and _is_row_dir(path, p.name)
+                   and ((p / "status.json").is_file() or seed_folders(p)))
     rows = {}
     for name in [*names, *extra]:
         rows[name] = RowResult.load(path / name)
     return RunResults(path=path, run=run, rows=rows)
 
 
-# --------------------------------------------------------------------------- ranking
+def _is_row_dir(root: Path, name: str) -> bool:
+    """A row name is a plain folder name inside the run (never ``..`` or a path)."""
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") \
+        and not name.startswith(".")
 
 
-def _paired(a: RowResult, b: RowResult, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-case values of ``key`` of two rows, on their common ids."""
-    va = {r["id"]: r for r in a.per_case if key in r}
-    vb = {r["id"]: r for r in b.per_case if key in r}
-    common = [i for i in va if i in vb]
-
-    def value(rec: dict[str, Any]) -> float:
-        v = rec.get(key)
-        return np.nan if v is None else float(v)
-
-    return (np.array([value(va[i]) for i in common]),
-            np.array([value(vb[i]) for i in common]))
+def read_predictions(path: Path) -> tuple[list[str], np.ndarray | None]:
+    """``predictions.npz`` back: ids and the unpacked boolean masks (or None)."""
+    arrays = _read_npz(Path(path))
+    return [str(i) for i in arrays.get("ids", [])], _unpack_masks(arrays)
 
 
-def _correct(a: RowResult, b: RowResult) -> tuple[np.ndarray, np.ndarray]:
-    ra = {r["id"]: r for r in a.per_case if r.get("label") in (0, 1)}
-    rb = {r["id"]: r for r in b.per_case if r.get("label") in (0, 1)}
-    common = [i for i in ra if i in rb]
-    return (np.array([ra[i]["pred"] == ra[i]["label"] for i in common], dtype=bool),
-            np.array([rb[i]["pred"] == rb[i]["label"] for i in common], dtype=bool))
-
-
-def _comparison(results: RunResults, task: str, rank_by: str):
-    rows = results.rows
-    if task == "classify":
-        def compare(x: str, y: str) -> PairedTest:
-            return mcnemar(*_correct(rows[x], rows[y]))
-        return compare, "McNemar (exact binomial below 25 discordant images)"
-    key = "iou" if rank_by in ("iou", "mean_iou") else "dice"
-
-    def compare_seg(x: str, y: str) -> PairedTest:
-        return wilcoxon_signed_rank(*_paired(rows[x], rows[y], key))
-    return compare_seg, f"Wilcoxon signed-rank on per-image {'IoU' if key == 'iou' else 'Dice'}"
-
-
-def ranked_table(results: RunResults, task: str, rank_by: str = "f1", *,
-                 alpha: float = 0.05) -> pd.DataFrame:
-    """The finished rows of ``task`` ranked by ``rank_by``, best first, with rank groups.
-
-    Parameters
-    ----------
-    results : RunResults
-    task : {"classify", "segment"}
-    rank_by : str, default="f1"
-        A metric of the task (:func:`metric_names`); higher is better. Ties share the lower
-        rank; rows whose metric is NaN come last.
-    alpha : float, default=0.05
-        Significance level of the rank groups (Holm-adjusted paired tests vs each leader).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``rank, group, p_vs_leader, method, kind, n``, then for each metric ``m``
-        of the task the columns ``m``, ``m_low``, ``m_high``, then ``fit_s``,
-        ``predict_ms``. ``df.attrs`` holds ``task``, ``rank_by``, ``test`` and ``alpha``.
-    """
-    names = metric_names(task)
-    if rank_by not in names:
-        raise MribenchError(f"cannot rank {task} by {rank_by!r}; choose one of "
-                            f"{', '.join(names)}")
-    records = []
-    for r in results.done(task):
-        rec: dict[str, Any] = {"method": r.name, "kind": r.kind,
-                               "n": int(r.metrics[task].get("n", 0))}
-        for name in names:
-            m = r.metric(task, name)
-            rec[name], rec[f"{name}_low"], rec[f"{name}_high"] = (
-                m["value"], m["ci_low"], m["ci_high"])
-        rec["fit_s"] = _number(r.timings.get("fit_s"))
-        rec["predict_ms"] = _number(r.timings.get("predict_ms_per_image"))
-        records.append(rec)
-    metric_cols = [c for n in names for c in (n, f"{n}_low", f"{n}_high")]
-    columns = ["rank", "group", "p_vs_leader", "method", "kind", "n", *metric_cols,
-               "fit_s", "predict_ms"]
-    compare, test = _comparison(results, task, rank_by)
-    df = pd.DataFrame.from_records(records, columns=[c for c in columns
-                                                     if c not in ("rank", "group",
-                                                                  "p_vs_leader")])
-    if not df.empty:
-        df = df.sort_values(rank_by, ascending=False, na_position="last", kind="stable")
-        df = df.reset_index(drop=True)
-        ranks = df[rank_by].rank(method="min", ascending=False)
-        df.insert(0, "rank", ranks.fillna(len(df)).astype(int))
-        groups, p_values = rank_groups(list(df["method"]), compare, alpha=alpha)
-        df.insert(1, "group", df["method"].map(groups).astype(int))
-        df.insert(2, "p_vs_leader", df["method"].map(p_values).astype(float))
-    else:
-        df = pd.DataFrame(columns=columns)
-    df.attrs.update(task=task, rank_by=rank_by, test=test, alpha=alpha)
-    return df
-
-
-def _number(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _fmt(value: float, low: float, high: float, digits: int = 3) -> str:
-    if value is None or not np.isfinite(value):
-        return "–"
-    text = f"{value:.{digits}f}"
-    if np.isfinite(low) and np.isfinite(high):
-        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
-    return text
-
-
-def format_table(df: pd.DataFrame, fmt: str = "github", *, metrics: tuple[str, ...] | None = None,
-                 ci: bool = True) -> str:
-    """A ranked table as text: ``0.912 [0.880, 0.940]`` per metric (value [95% CI]).
-
-    Parameters
-    ----------
-    df : pandas.DataFrame
-        From :func:`ranked_table`.
-    fmt : str, default="github"
-        A tabulate format: "github" (Markdown), "simple" (terminal), "html", ...
-    metrics : tuple of str, optional
-        Metric columns to show (default: all of the task's).
-    ci : bool, default=True
-        Whether to print the confidence intervals beside the values.
-    """
-    from tabulate import tabulate
-
-    task = df.attrs.get("task", "classify")
-    names = metrics or metric_names(task)
-    labels = SEGMENT_LABELS if task == "segment" else LABELS
-    rank_by = df.attrs.get("rank_by")
-    headers = ["Rank", "Group", "Method", "n"]
-    headers += [labels.get(n, n) + (" ▼" if n == rank_by else "") for n in names]
-    headers += ["Fit (s)", "ms/image"]
-    rows = []
-    for _, r in df.iterrows():
-        cells = [int(r["rank"]), int(r["group"]), r["method"], int(r["n"])]
-        for n in names:
-            low, high = (r[f"{n}_low"], r[f"{n}_high"]) if ci else (np.nan, np.nan)
-            cells.append(_fmt(r[n], low, high))
-        cells.append("–" if not np.isfinite(r["fit_s"]) else f"{r['fit_s']:.1f}")
-        cells.append("–" if not np.isfinite(r["predict_ms"]) else f"{r['predict_ms']:.1f}")
-        rows.append(cells)
-    return tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
+def _unpack_masks(arrays: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The masks of predictions.npz, unpacked when bit-packed (``mask_shape`` saved)."""
+    masks = arrays.get("masks")
+    if masks is not None and "mask_shape" in arrays:  # bit-packed along the last axis
+        shape = tuple(int(s) for s in arrays["mask_shape"])
+        masks = np.unpackbits(masks, axis=-1, count=shape[-1]).astype(bool).reshape(shape)
+    return masks

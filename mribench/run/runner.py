@@ -1,78 +1,59 @@
-"""Run a benchmark: every chosen method on one data set, under one split, into one folder.
+"""Run a benchmark: plan the jobs, skip the finished ones, run the rest, record the run.
 
-The flow (DESIGN.md): data set -> samples -> split manifest -> ``method.fit(train, val)`` ->
-``method.predict(test)`` -> metrics with bootstrap CIs -> results folder -> ranked tables.
+The flow (DESIGN.md): data set -> samples -> split manifest -> jobs (method x params x seed)
+-> ``method.fit(train, val)`` -> ``method.predict(test and each --test-on set)`` -> metrics
+-> results folder -> ranked tables.
 
 Guarantees the runner gives its users:
 
-- **One split for all.** Every method gets the same train/val/test lists from one manifest,
-  whose SHA-256 goes into ``run.json``. Methods never see the manifest or the files.
-- **Fail early on bad parameters.** Every method is constructed (its ``Params`` validated)
-  before anything trains, so a bad value is a one-line error at start-up.
-- **One failure stops nothing.** A method that raises is recorded as ``failed`` with its
+- **One split for all.** Every job reads the same manifest (copied to ``split.json`` in the
+  run folder; its SHA-256 goes into ``run.json``); every seed trains on the same split.
+- **Fail early.** Every method is constructed (its ``Params`` validated), the data set and
+  every evaluation set loaded, the split made and the output folder checked before anything
+  trains: bad input is a one-line error at start-up.
+- **One failure stops nothing.** A job that raises is recorded as ``failed`` with its
   traceback in its folder; the others still run; the exit status is non-zero.
-- **Atomic, resumable results.** Every file is written atomically; ``status.json`` is written
-  last, so a row whose status is ``done`` is complete. ``resume=True`` skips those rows and
-  refuses to mix splits (the manifest hash must match).
-- **Parallel jobs** (``jobs > 1``) run methods in forked worker processes, each pinned to one
-  BLAS/OpenMP thread (threadpoolctl) and one torch thread.
+- **Atomic, exact resume.** Every file is written atomically; ``status.json`` last. The run's
+  identity (methods and params, data set and its fingerprint, split hash, profile, image
+  size, seeds, evaluation sets, mribench version) is stored; ``--resume`` skips finished jobs
+  and refuses a different identity, naming what differs.
+- **One writer at a time.** ``<run>/.lock`` holds the driver's pid; a second ``bench run`` on
+  the same folder is refused; a lock left by a dead process is taken over with a message.
+- **Parallel jobs** run through an executor (:mod:`mribench.run.executors`): spawned worker
+  processes pinned to one BLAS/OpenMP and one torch thread each.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
-import time
-import traceback
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mribench.api import registry
-from mribench.api.context import Context
+from mribench import __version__
 from mribench.api.errors import MribenchError
-from mribench.api.method import Method
-from mribench.api.types import Prediction, Sample
+from mribench.api.types import Sample
 from mribench.atomic import atomic_save_npz, atomic_write_json, atomic_write_text, read_json
-from mribench.eval.metrics import evaluate
+from mribench.results.write import now
+from mribench.run.config import RunConfig, identity_diff
 from mribench.run.device import resolve_device
+from mribench.run.execute import RowOutcome, job_finished, remember_samples
+from mribench.run.executors import make_executor
+from mribench.run.jobs import EvalSet, Job, eval_set_name, plan_jobs, plan_methods
 from mribench.run.provenance import command_line, git_revision, machine, package_versions
+
+__all__ = ["RowOutcome", "RunConfig", "RunOutcome", "run_benchmark"]
 
 log = logging.getLogger("mribench")
 
 #: Test slices kept in ``test_images.npz`` for the report's montage.
 MONTAGE_SLICES = 12
-
-
-@dataclass
-class RunConfig:
-    """Everything that decides a run; the CLI's options map onto these fields one to one."""
-
-    methods: str = "all"
-    dataset: str = "synthetic"
-    data_dir: Path | None = None
-    task: str | None = None
-    profile: str = "quick"
-    device: str = "auto"
-    seed: int = 0
-    out: Path | None = None
-    resume: bool = False
-    split: str | None = None
-    image_size: int = 256
-    jobs: int = 1
-    n_boot: int = 1000
-    show_progress: bool = False
-    results_root: Path = field(default_factory=lambda: Path("results"))
-
-
-@dataclass
-class RowOutcome:
-    name: str
-    status: str
-    reason: str | None = None
 
 
 @dataclass
@@ -85,203 +66,9 @@ class RunOutcome:
         return [r for r in self.rows if r.status == "failed"]
 
 
-# --------------------------------------------------------------------------- set-up
-
-
-def plan_methods(config: RunConfig) -> list[Method]:
-    """Construct every method asked for (validating its parameters) before any training."""
-    chosen = registry.resolve_methods(config.methods)
-    plan: list[Method] = []
-    for name, overrides in chosen:
-        cls = registry.get_method(name)
-        if config.task and config.task not in cls.tasks:
-            if config.methods.strip() == "all":
-                continue
-            raise MribenchError(f"method {name!r} does not answer task {config.task!r} "
-                                f"(it answers {', '.join(cls.tasks)})")
-        plan.append(cls(profile=config.profile, **overrides))
-    if not plan:
-        raise MribenchError(f"no method answers task {config.task!r}; see `bench list`")
-    return plan
-
-
-def row_name(method: Method, overrides_text: str = "") -> str:
-    return method.name
-
-
 def _run_id(config: RunConfig, dataset_name: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{dataset_name}-{config.profile}"
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-# --------------------------------------------------------------------------- one method
-
-
-def _tasks_of(method: Method, config: RunConfig) -> list[str]:
-    return [t for t in method.tasks if config.task in (None, t)]
-
-
-def _write_prediction(folder: Path, prediction: Prediction, test: Sequence[Sample]) -> None:
-    arrays: dict[str, np.ndarray] = {
-        "ids": np.array(prediction.ids),
-        "labels": prediction.labels,
-    }
-    if prediction.scores is not None:
-        arrays["scores"] = prediction.scores
-    if prediction.masks is not None:
-        arrays["masks"] = np.packbits(prediction.masks, axis=-1)
-        arrays["mask_shape"] = np.array(prediction.masks.shape)
-    atomic_save_npz(folder / "predictions.npz", **arrays)
-
-
-def load_prediction_masks(path: Path) -> tuple[list[str], np.ndarray | None]:
-    """Read ``predictions.npz`` back: ids and the unpacked boolean masks (or None)."""
-    with np.load(path) as data:
-        ids = [str(i) for i in data["ids"]]
-        if "masks" not in data:
-            return ids, None
-        shape = tuple(int(s) for s in data["mask_shape"])
-        masks = np.unpackbits(data["masks"], axis=-1, count=shape[-1]).astype(bool)
-    return ids, masks.reshape(shape)
-
-
-def _record_row(folder: Path, row: str, method: Method, tasks: list[str], prediction: Prediction,
-                test: Sequence[Sample], timings: dict[str, float], config: RunConfig,
-                variant: str | None) -> None:
-    metrics, per_case = evaluate(prediction, test, tasks, n_boot=config.n_boot, seed=config.seed)
-    _write_prediction(folder, prediction, test)
-    atomic_write_json(folder / "per_case.json", per_case)
-    atomic_write_json(folder / "metrics.json", {"method": row, "tasks": metrics})
-    atomic_write_json(folder / "status.json", {
-        **_describe(method, variant), "status": "done", "reason": None, "timings": timings,
-        "tasks": tasks, "finished": _now(),
-    })
-
-
-def _describe(method: Method, variant: str | None) -> dict[str, Any]:
-    return {"method": method.name, "variant": variant, "kind": method.kind,
-            "reference": method.reference, "params": method.params.as_dict(),
-            "profile": method.profile}
-
-
-def _method_logger(name: str, folder: Path) -> tuple[logging.Logger, logging.Handler]:
-    logger = logging.getLogger(f"mribench.api.method.{name}")
-    logger.setLevel(logging.INFO)
-    handler = logging.FileHandler(folder / "log.txt", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    logger.addHandler(handler)
-    return logger, handler
-
-
-def run_method(method: Method, parts: tuple[list[Sample], list[Sample], list[Sample]],
-               run_dir: Path, config: RunConfig, device: str) -> list[RowOutcome]:
-    """Fit, predict, score and record one method (and its variants); never raises."""
-    from mribench.api.feature_cache import FeatureCache
-
-    train, val, test = parts
-    folder = run_dir / method.name
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in ("traceback.txt",):
-        (folder / stale).unlink(missing_ok=True)
-    logger, handler = _method_logger(method.name, folder)
-    ctx = Context(device=device, seed=config.seed, profile=config.profile, workdir=folder,
-                  cache=FeatureCache(run_dir / ".cache" / "features"),
-                  show_progress=config.show_progress, method_name=method.name, logger=logger)
-    tasks = _tasks_of(method, config)
-    try:
-        reason = method.skip(ctx)
-        if reason:
-            atomic_write_json(folder / "status.json", {
-                **_describe(method, None), "status": "skipped", "reason": reason,
-                "tasks": tasks, "finished": _now()})
-            return [RowOutcome(method.name, "skipped", reason)]
-        _seed_everything(config.seed)
-        ctx.log("fit", n_train=len(train), n_val=len(val), device=device)
-        start = time.perf_counter()
-        method.fit(train, val, ctx)
-        fit_s = time.perf_counter() - start
-        start = time.perf_counter()
-        prediction = method.predict(test, ctx)
-        predict_s = time.perf_counter() - start
-        timings = {"fit_s": fit_s, "predict_s": predict_s,
-                   "predict_ms_per_image": 1000 * predict_s / max(len(test), 1)}
-        ctx.log("done", **timings)
-        atomic_write_json(folder / "history.json", ctx.history)
-        outcomes = []
-        for variant, pred in prediction.variants.items():
-            row = f"{method.name}+{variant}"
-            vfolder = run_dir / row
-            vfolder.mkdir(parents=True, exist_ok=True)
-            _record_row(vfolder, row, method, tasks, pred, test, timings, config, variant)
-            outcomes.append(RowOutcome(row, "done"))
-        _record_row(folder, method.name, method, tasks, prediction, test, timings, config, None)
-        return [RowOutcome(method.name, "done"), *outcomes]
-    except Exception as exc:  # one method's failure must not stop the others
-        text = traceback.format_exc()
-        atomic_write_text(folder / "traceback.txt", text)
-        atomic_write_json(folder / "history.json", ctx.history)
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        logger.error("failed: %s", reason)
-        atomic_write_json(folder / "status.json", {
-            **_describe(method, None), "status": "failed", "reason": reason, "tasks": tasks,
-            "finished": _now()})
-        return [RowOutcome(method.name, "failed", reason)]
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
-
-
-def _seed_everything(seed: int) -> None:
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-    except ImportError:
-        pass
-
-
-# --------------------------------------------------------------------------- workers
-
-_WORKER_STATE: dict[str, Any] = {}
-
-
-def _worker_init() -> None:
-    from threadpoolctl import threadpool_limits
-
-    _WORKER_STATE["limits"] = threadpool_limits(1)
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
-
-
-def _worker_job(index: int) -> list[RowOutcome]:
-    state = _WORKER_STATE
-    return run_method(state["plan"][index], state["parts"], state["run_dir"], state["config"],
-                      state["device"])
-
-
-# --------------------------------------------------------------------------- the run
-
-
-def _finished_rows(run_dir: Path, method: Method) -> bool:
-    status = run_dir / method.name / "status.json"
-    if not status.exists():
-        return False
-    try:
-        return read_json(status).get("status") == "done"
-    except (OSError, ValueError):
-        return False
 
 
 def _save_test_images(run_dir: Path, test: Sequence[Sample], seed: int) -> None:
@@ -306,99 +93,228 @@ def _save_test_images(run_dir: Path, test: Sequence[Sample], seed: int) -> None:
     )
 
 
-def run_benchmark(config: RunConfig, *, on_row: Callable[[RowOutcome], None] | None = None
-                  ) -> RunOutcome:
-    """Run ``config``; returns the results folder and each row's outcome.
+# --------------------------------------------------------------------------- the run folder
+
+
+class RunLock:
+    """``<run>/.lock`` with the owner's pid; a lock of a dead process is taken over."""
+
+    def __init__(self, run_dir: Path, on_message: Callable[[str], None] | None = None) -> None:
+        self.path = run_dir / ".lock"
+        self.on_message = on_message or log.warning
+
+    def acquire(self) -> None:
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is not None and _alive(owner):
+                    raise MribenchError(
+                        f"{self.path.parent} is being written by another bench run (pid "
+                        f"{owner}); wait for it, or use --out NEW_FOLDER") from None
+                self.on_message(f"taking over the lock {self.path} left by a process that "
+                                f"is gone (pid {owner})")
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(f"{os.getpid()}\n")
+            return
+        raise MribenchError(f"cannot take the lock {self.path}; delete it if no bench run "
+                            "is writing this folder")
+
+    def _owner(self) -> int | None:
+        try:
+            return int(self.path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def release(self) -> None:
+        if self._owner() == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _writable_error(path: Path, exc: OSError) -> MribenchError:
+    reason = exc.strerror or str(exc)
+    fix = ("free some space, then rerun with --resume" if exc.errno == errno.ENOSPC else
+           "choose a folder you can write with --out")
+    return MribenchError(f"cannot write {path} ({reason}); {fix}")
+
+
+def prepare_run_dir(run_dir: Path, resume: bool) -> dict[str, Any]:
+    """Check the output folder before anything trains; returns the previous run.json or {}.
+
+    New or empty: fine. Holding a run: needs ``resume``. Anything else (an unrelated,
+    non-empty folder): refused, so results are never mixed into other files.
+    """
+    run_file = run_dir / "run.json"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise MribenchError(f"--out {run_dir} is a file; give a folder")
+    if run_file.is_file():
+        if not resume:
+            raise MribenchError(f"{run_dir} already holds a run; pass --resume to continue it "
+                                f"or --out NEW_FOLDER for a new one")
+        try:
+            previous = read_json(run_file)
+        except (OSError, ValueError) as exc:
+            raise MribenchError(f"{run_file} is damaged ({exc}); use --out NEW_FOLDER") from exc
+        if not isinstance(previous, dict):
+            raise MribenchError(f"{run_file} is not a run record; use --out NEW_FOLDER")
+        return previous
+    if run_dir.is_dir() and any(p.name != ".lock" for p in run_dir.iterdir()):
+        raise MribenchError(f"--out {run_dir} is not empty and holds no run; give a new or "
+                            "empty folder")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise _writable_error(run_dir, exc) from None
+    return {}
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_benchmark(config: RunConfig, *, on_row: Callable[[RowOutcome], None] | None = None,
+                  on_message: Callable[[str], None] | None = None) -> RunOutcome:
+    """Run ``config``; returns the results folder and each row's outcome (one per job).
 
     Raises :class:`~mribench.api.errors.MribenchError` for bad input found before training
-    (unknown method, bad parameter, missing data, a manifest that does not fit the data).
+    (unknown method, bad parameter, missing data, a manifest that does not fit the data, an
+    output folder that cannot be used) and when the results cannot be written (disk full).
     """
     from mribench.data.load import load_dataset
+    from mribench.run.execute import load_eval_samples
     from mribench.split.choose import choose_split
+    from mribench.split.manifest import save_manifest
 
-    device = resolve_device(config.device)
-    plan = plan_methods(config)
+    # Remote executors (dask, SLURM) resolve "auto"/"cuda" on the node that runs the job.
+    device = resolve_device(config.device) if config.executor == "local" else config.device
+    rows = plan_methods(config)
+    make_executor(config.executor, config.jobs, config.executor_options)  # options checked
     dataset, samples = load_dataset(config.dataset, data_dir=config.data_dir,
                                     image_size=config.image_size,
                                     show_progress=config.show_progress)
-    split = choose_split(dataset, samples, config.split, seed=config.seed)
+    tasks = {t for _, m in rows for t in m.tasks if config.task in (None, t)}
+    split = choose_split(dataset, samples, config.split, seed=config.split_seed, tasks=tasks)
     train, val, test = split.parts
+    taken: set[str] = set()
+    eval_sets = tuple(EvalSet(eval_set_name(spec, taken), spec, config.test_split)
+                      for spec in config.test_on)
+    for eval_set in eval_sets:  # fail early on a bad --test-on (and warm the data cache)
+        load_eval_samples(eval_set.spec, eval_set.split, config.image_size)
 
     run_dir = Path(config.out) if config.out else config.results_root / _run_id(config, dataset.name)
-    run_file = run_dir / "run.json"
-    previous: dict[str, Any] = {}
-    if run_file.exists():
-        previous = read_json(run_file)
-        if not config.resume:
-            raise MribenchError(f"{run_dir} already holds a run; pass --resume to continue it "
-                                f"or --out NEW_FOLDER for a new one")
-        if previous.get("split", {}).get("sha256") != split.sha256:
-            raise MribenchError(
-                f"{run_dir} was run with another split (sha256 "
-                f"{previous.get('split', {}).get('sha256')}); resume with the same --split "
-                f"and data, or use --out NEW_FOLDER")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if split.save_copy:
-        from mribench.split.manifest import save_manifest
-
+    previous = prepare_run_dir(run_dir, config.resume)
+    identity = config.identity(
+        {row: {"method": m.name, "params": m.params.as_dict()} for row, m in rows},
+        split.sha256, dataset.fingerprint(), __version__)
+    if previous:
+        old = previous.get("identity")
+        if not isinstance(old, dict):
+            raise MribenchError(f"{run_dir} was written by an older mribench (no run identity "
+                                "in run.json); use --out NEW_FOLDER")
+        differs = identity_diff(old, identity)
+        if differs:
+            raise MribenchError(f"{run_dir} was run with another configuration ("
+                                f"{'; '.join(differs)}); resume with the same options, or use "
+                                "--out NEW_FOLDER")
+    lock = RunLock(run_dir, on_message)
+    lock.acquire()
+    info: dict[str, Any] = {}
+    try:
         save_manifest(split.manifest, run_dir / "split.json")
-    info = {
-        "run_id": run_dir.name,
-        "command": command_line(),
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(config).items()},
-        "versions": package_versions(),
-        "git_revision": git_revision(),
-        "machine": machine(),
-        "device": device,
-        "seed": config.seed,
-        "profile": config.profile,
-        "image_size": config.image_size,
-        "dataset": {"name": dataset.name, "spec": config.dataset,
-                    "data_dir": str(dataset.data_dir) if dataset.data_dir else None,
-                    "n_samples": len(samples)},
-        "split": split.describe(),
-        "methods": [m.name for m in plan],
-        "started": previous.get("started", _now()),
-        "ended": None,
-        "status": "running",
-    }
-    atomic_write_json(run_file, info)
-    _save_test_images(run_dir, test, config.seed)
+        info = {
+            "run_id": run_dir.name,
+            "command": command_line(),
+            "config": {k: (str(v) if isinstance(v, Path) else v)
+                       for k, v in vars(config).items()},
+            "identity": identity,
+            "versions": package_versions(),
+            "git_revision": git_revision(),
+            "machine": machine(),
+            "device": device,
+            "seed": config.seeds[0],
+            "seeds": list(config.seeds),
+            "profile": config.profile,
+            "image_size": config.image_size,
+            "dataset": {"name": dataset.name, "spec": config.dataset,
+                        "data_dir": str(dataset.data_dir) if dataset.data_dir else None,
+                        "n_samples": len(samples), "fingerprint": dataset.fingerprint()},
+            "split": {**split.describe(), **({} if split.path else {"path": "split.json"})},
+            "eval_sets": [{"name": e.name, "spec": e.spec, "split": e.split}
+                          for e in eval_sets],
+            "methods": [row for row, _ in rows],
+            "rows": {row: {"method": m.name, "params": m.params.as_dict()} for row, m in rows},
+            "executor": config.executor,
+            "started": previous.get("started", now()),
+            "ended": None,
+            "status": "running",
+        }
+        atomic_write_json(run_dir / "run.json", info)
+        _save_test_images(run_dir, test, config.split_seed)
+        remember_samples(config.dataset, str(config.data_dir) if config.data_dir else None,
+                         config.image_size, dataset, samples)
 
-    outcomes: list[RowOutcome] = []
-    todo: list[int] = []
-    for i, method in enumerate(plan):
-        if config.resume and _finished_rows(run_dir, method):
-            row = RowOutcome(method.name, "done", "resumed: finished in an earlier run")
-            outcomes.append(row)
-            if on_row:
-                on_row(row)
-        else:
-            todo.append(i)
-
-    parts = (train, val, test)
-    if config.jobs > 1 and len(todo) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        _WORKER_STATE.update(plan=plan, parts=parts, run_dir=run_dir, config=config,
-                             device=device)
-        with ProcessPoolExecutor(max_workers=config.jobs, mp_context=mp.get_context("fork"),
-                                 initializer=_worker_init) as pool:
-            futures = [pool.submit(_worker_job, i) for i in todo]
-            for future in as_completed(futures):
-                for row in future.result():
-                    outcomes.append(row)
-                    if on_row:
-                        on_row(row)
-    else:
-        for i in todo:
-            for row in run_method(plan[i], parts, run_dir, config, device):
-                outcomes.append(row)
+        jobs = plan_jobs(config, rows, run_dir, device, eval_sets)
+        outcomes: list[RowOutcome] = []
+        todo: list[Job] = []
+        for job in jobs:
+            if config.resume and job_finished(job):
+                outcome = RowOutcome(job.row, "done", "resumed: finished in an earlier run",
+                                     job.seed)
+                outcomes.append(outcome)
                 if on_row:
-                    on_row(row)
+                    on_row(outcome)
+            else:
+                todo.append(job)
+        executor = make_executor(config.executor, config.jobs, config.executor_options)
+        for _job, job_outcomes in executor.map_jobs(todo):
+            for outcome in job_outcomes:
+                outcomes.append(outcome)
+                if on_row:
+                    on_row(outcome)
+        if any(o.reason and "No space left" in o.reason for o in outcomes):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        info["ended"] = now()
+        info["status"] = "failed" if any(o.status == "failed" for o in outcomes) else "done"
+        atomic_write_json(run_dir / "run.json", info)
+        return RunOutcome(run_dir, outcomes)
+    except OSError as exc:
+        _mark_failed(run_dir, info, exc)
+        raise _writable_error(run_dir, exc) from None
+    except BaseException as exc:
+        _mark_failed(run_dir, info, exc)
+        raise
+    finally:
+        lock.release()
 
-    info["ended"] = _now()
-    info["status"] = "failed" if any(r.status == "failed" for r in outcomes) else "done"
-    atomic_write_json(run_file, info)
-    return RunOutcome(run_dir, outcomes)
+
+def _mark_failed(run_dir: Path, info: dict[str, Any], exc: BaseException) -> None:
+    """Best effort: run.json says "failed" (not "running"), with why."""
+    if not info:
+        return
+    info.update(ended=now(), status="failed",
+                reason=f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else
+                type(exc).__name__)
+    try:
+        atomic_write_json(run_dir / "run.json", info)
+    except OSError:
+        try:  # a tiny in-place write may still fit where a temp file did not
+            atomic_write_text(run_dir / "run.json", '{"status": "failed"}\n')
+        except OSError:
+            pass

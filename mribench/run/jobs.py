@@ -1,0 +1,140 @@
+"""A run is a set of jobs; a job is one method, with its params, fitted once under one seed.
+
+A :class:`Job` names everything it needs to run anywhere (a local process, a dask worker, a
+SLURM array task): the method and its params, the seed, the training data set and its split
+(read from the run folder's ``split.json``), the evaluation sets and where to write. It holds
+no images: a worker loads the data from the shared data cache.
+
+Folders are keyed by the job: ``<run>/<row>/seed-<seed>/``, where ``row`` is the method's name,
+or ``name[k=v,...]`` when the run holds the same method with several parameter sets (so
+``glcm-knn[levels=8]`` and ``glcm-knn[levels=64]`` are two rows, not one overwriting the
+other). A method's variants (``two-pathway-cnn+crf``) are rows of their own, written by the
+same job.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mribench.api import registry
+from mribench.api.errors import MribenchError
+from mribench.api.method import Method
+from mribench.run.config import RunConfig
+
+#: The evaluation set that is the run's own test part.
+IN_DISTRIBUTION = "test"
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """An external evaluation set: a data-set spec, scored on all labelled samples or on the
+    test part of the manifest ``split``."""
+
+    name: str
+    spec: str
+    split: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One method, one param set, one seed: fit on train (+val), score on test and eval sets."""
+
+    row: str
+    method: str
+    overrides: tuple[tuple[str, Any], ...]
+    seed: int
+    run_dir: Path
+    dataset: str
+    data_dir: str | None
+    image_size: int
+    profile: str
+    task: str | None
+    device: str
+    n_boot: int
+    eval_sets: tuple[EvalSet, ...] = ()
+    show_progress: bool = False
+    #: Whether the device is checked on the worker (remote executors) rather than the driver.
+    resolve_on_worker: bool = False
+    #: The plugin class; None means "look it up in the registry by ``method``".
+    method_cls: type[Method] | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.row}/seed-{self.seed}"
+
+    @property
+    def folder(self) -> Path:
+        return self.run_dir / self.row / f"seed-{self.seed}"
+
+    def build(self) -> Method:
+        cls = self.method_cls or registry.get_method(self.method)
+        return cls(profile=self.profile, **dict(self.overrides))
+
+
+def eval_set_name(spec: str, taken: set[str]) -> str:
+    """A short, unique, path-safe name for an evaluation set (``lgg``, ``brats``, ``lgg-2``)."""
+    name, _ = registry.parse_spec(spec.split(":", 1)[0] if ":" in spec.split("[", 1)[0]
+                                  else spec)
+    base = name.strip().lower() or "external"
+    base = "".join(c if c.isalnum() or c in "-_" else "-" for c in base)
+    if base == IN_DISTRIBUTION:
+        base = "test-set"
+    name, k = base, 2
+    while name in taken:
+        name, k = f"{base}-{k}", k + 1
+    taken.add(name)
+    return name
+
+
+def plan_methods(config: RunConfig) -> list[tuple[str, Method]]:
+    """(row name, method) for every method asked for, each constructed (params validated)
+    before any training; rows of the same method with other params get ``name[k=v]``."""
+    chosen = registry.resolve_methods(config.methods)
+    plan: list[tuple[str, dict[str, Any], Method]] = []
+    for name, overrides in chosen:
+        cls = registry.get_method(name)
+        if config.task and config.task not in cls.tasks:
+            if config.methods.strip() == "all":
+                continue
+            raise MribenchError(f"method {name!r} does not answer task {config.task!r} "
+                                f"(it answers {', '.join(cls.tasks)})")
+        plan.append((name, overrides, cls(profile=config.profile, **overrides)))
+    if not plan:
+        raise MribenchError(f"no method answers task {config.task!r}; see `bench list`")
+    counts = Counter(name for name, _, _ in plan)
+    rows: list[tuple[str, Method]] = []
+    for name, overrides, method in plan:
+        row = registry.format_spec(name, overrides) if counts[name] > 1 else name
+        rows.append((row, method))
+    duplicated = [r for r, n in Counter(r for r, _ in rows).items() if n > 1]
+    if duplicated:
+        raise MribenchError(f"--method names {duplicated[0]!r} twice; list each method "
+                            "(with its params) once")
+    return rows
+
+
+def plan_jobs(config: RunConfig, rows: list[tuple[str, Method]], run_dir: Path, device: str,
+              eval_sets: tuple[EvalSet, ...]) -> list[Job]:
+    """One job per (row, seed), rows in the order asked, seeds innermost."""
+    jobs = []
+    for row, method in rows:
+        overrides = tuple(sorted(_overrides(method).items()))
+        for seed in config.seeds:
+            jobs.append(Job(
+                row=row, method=method.name, overrides=overrides, seed=seed, run_dir=run_dir,
+                dataset=config.dataset,
+                data_dir=str(config.data_dir) if config.data_dir else None,
+                image_size=config.image_size, profile=config.profile, task=config.task,
+                device=device, n_boot=config.n_boot, eval_sets=eval_sets,
+                show_progress=config.show_progress, method_cls=type(method),
+                resolve_on_worker=config.executor != "local"))
+    return jobs
+
+
+def _overrides(method: Method) -> dict[str, Any]:
+    """The params that differ from the profile's defaults (what the user set)."""
+    base = type(method).params_for(method.profile).as_dict()
+    return {k: v for k, v in method.params.as_dict().items() if base.get(k) != v}
