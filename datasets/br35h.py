@@ -23,7 +23,17 @@ gives an empty mask for label 0). Groups: near-duplicates by thumbnail correlati
 Without the ``Br35H-Mask-RCNN`` folder (the Kaggle copy) the images load without masks and
 without a published split.
 
-Options: ``threshold`` (0.995), the near-duplicate correlation threshold.
+Options: ``threshold`` (0.995), the near-duplicate correlation threshold; ``harmonise``
+(false): ``br35h[harmonise=true]`` removes what tells the two sources apart but is not tumour
+(:func:`mribench.data.head.harmonise`): each slice is cropped to its head's bounding box
+(threshold at half Otsu's level, holes filled, largest component), padded to a square,
+resized, and standardised inside the head (z-score clipped at +-3 sd mapped to [0, 1]; 0
+outside the head); masks follow the same crop. The ``yes``/``no`` folders come from
+different sources whose sizes, framing, padding and brightness differ (the shortcut audit of
+:mod:`mribench.split.shortcuts` reads the label off them); harmonised, a method must look at the
+anatomy. Ids, groups (thumbnails of the images as they were), ``original_size`` (the file's)
+and therefore the split manifests stay the same, so harmonised and original runs share the
+committed manifests (``split_options`` leaves ``harmonise`` out).
 
 Differences from the published data: none in content; pixel values differ from a full JPEG
 decode by about 1/255 because large JPEGs are decoded at a reduced DCT scale (draft mode).
@@ -34,8 +44,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mribench.api import DEFAULT_IMAGE_SIZE, UNLABELLED, DataError, Dataset, Sample
+from mribench.api import DEFAULT_IMAGE_SIZE, FLAG, UNLABELLED, DataError, Dataset, Sample
 from mribench.data.duplicates import DEFAULT_THRESHOLD, THRESHOLD_RULE, group_names
+from mribench.data.head import read_harmonised
 from mribench.data.imageio import images_by_stem
 from mribench.data.load import files_fingerprint, find_data_dir, read_images, resolve_options
 from mribench.data.via import read_via
@@ -72,7 +83,7 @@ class Br35H(Dataset):
     )
     needs_files: ClassVar[bool] = True
     cacheable: ClassVar[bool] = True
-    defaults: ClassVar[dict[str, Any]] = {"threshold": DEFAULT_THRESHOLD}
+    defaults: ClassVar[dict[str, Any]] = {"threshold": DEFAULT_THRESHOLD, "harmonise": False}
 
     def __init__(self, data_dir: Path | str | None = None, *,
                  image_size: int = DEFAULT_IMAGE_SIZE, show_progress: bool = False,
@@ -83,6 +94,7 @@ class Br35H(Dataset):
         self.root = root
         self.options = resolve_options("br35h", options, self.defaults, {
             "threshold": THRESHOLD_RULE,
+            "harmonise": FLAG,
         })
         self._annotations: tuple[dict[str, list[dict]], dict[str, str]] | None = None
 
@@ -109,6 +121,11 @@ class Br35H(Dataset):
             self._annotations = (regions, parts)
         return self._annotations
 
+    @property
+    def split_options(self) -> dict[str, Any]:
+        """The options the ids and groups depend on (``harmonise`` changes neither)."""
+        return {k: v for k, v in self.options.items() if k != "harmonise"}
+
     def official_parts(self) -> dict[str, str]:
         """Published Mask-RCNN part (train/val/test) of each of the 801 annotated ids."""
         return dict(self.annotations()[1])
@@ -117,17 +134,24 @@ class Br35H(Dataset):
     def fingerprint(self) -> str:
         files = _images(self.root / "yes") + _images(self.root / "no")
         files += list(self._annotation_files().values())
+        # harmonise=false is left out, so caches made before the option existed stay valid
+        options = {k: v for k, v in self.options.items() if k != "harmonise" or v}
         return (f"br35h:v{LOADER_VERSION}:{self.root.resolve()}:{self.image_size}:"
-                f"{sorted(self.options.items())}:{files_fingerprint(files, self.root)}")
+                f"{sorted(options.items())}:{files_fingerprint(files, self.root)}")
 
     def load(self) -> list[Sample]:
         regions, _ = self.annotations()
         entries = [(f"{folder}/{p.stem}", p, label)
                    for folder, label in (("yes", 1), ("no", 0))
                    for p in _images(self.root / folder)]
-        batch = read_images([p for _, p, _ in entries], self.image_size,
-                            masks=[regions.get(sid) for sid, _, _ in entries],
-                            show_progress=self.show_progress, desc="br35h")
+        paths = [p for _, p, _ in entries]
+        masks = [regions.get(sid) for sid, _, _ in entries]
+        if self.options["harmonise"]:
+            batch = read_harmonised(paths, self.image_size, regions=masks,
+                                    show_progress=self.show_progress, desc="br35h")
+        else:
+            batch = read_images(paths, self.image_size, masks=masks,
+                                show_progress=self.show_progress, desc="br35h")
         ids = [sid for sid, _, _ in entries]
         groups = group_names(ids, batch.thumbnails, float(self.options["threshold"]))
         return [
@@ -142,7 +166,8 @@ class Br35H(Dataset):
         if not folder.is_dir():
             return []
         paths = _images(folder)
-        batch = read_images(paths, self.image_size, workers=1)
+        batch = (read_harmonised(paths, self.image_size) if self.options["harmonise"]
+                 else read_images(paths, self.image_size, workers=1))
         return [Sample(id=f"pred/{p.stem}", group=f"pred/{p.stem}", label=UNLABELLED,
                        image=batch.images[i], source=str(p),
                        original_size=batch.original_sizes[i])

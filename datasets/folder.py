@@ -8,8 +8,9 @@ Input layouts under PATH (either or both):
   as options: ``folder:PATH[positive=tumour,negative=healthy]``. Images only, no masks
   (``mask=None``). Both folders must exist and hold at least one image.
 - **pairs** ``images/`` + ``masks/``: every image has a mask file with the same stem (the mask's
-  stem may also end in ``_mask`` or ``-mask``; any image suffix), at the image's size. A pixel
-  is tumour where the mask reaches half its maximum (0/1 and 0/255 masks both work); the label
+  stem may also end in ``_mask`` or ``-mask``; any image suffix), at the image's size. A 0/1
+  mask is tumour where > 0, a 0/255 mask where >= 128 (one fixed rule,
+  :func:`mribench.data.imageio.binarise_mask`; other values are read with a warning); the label
   is 1 when the mask has a tumour pixel at the original size, else 0.
 
 Files whose suffix is not an image suffix (:data:`mribench.data.imageio.IMAGE_SUFFIXES`) and hidden

@@ -94,7 +94,8 @@ def files_fingerprint(paths: Iterable[Path], root: Path | None = None) -> str:
     for path in sorted(Path(p) for p in paths):
         st = path.stat()
         rel = path.relative_to(root) if root is not None else path
-        h.update(f"{rel.as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        # os.fsencode: a file name that is not valid UTF-8 hashes by its bytes
+        h.update(os.fsencode(rel.as_posix()) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
@@ -195,7 +196,7 @@ def _cache_file(ds: Dataset) -> Path:
 
     key = (f"{CACHE_VERSION}|{__version__}|{type(ds).__module__}.{type(ds).__qualname__}|"
            f"{ds.fingerprint()}")
-    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
     return cache_root() / "datasets" / f"{ds.name}-{ds.image_size}-{digest}.npz"
 
 
@@ -225,13 +226,40 @@ def _save_samples(path: Path, samples: Sequence[Sample]) -> None:
     _atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
+def _read_images(data: Any) -> np.ndarray:
+    """The cached images as float32 (uint8 ones divided by 255), read from the archive in
+    chunks of 4 M values into the one output array: neither the whole stored array nor a
+    second float32 copy is held (same values as ``astype(float32) / 255``)."""
+    fmt = np.lib.format
+    with data.zip.open("images.npy") as handle:
+        version = fmt.read_magic(handle)
+        header = {(1, 0): fmt.read_array_header_1_0,
+                  (2, 0): fmt.read_array_header_2_0}.get(version)
+        shape, fortran, dtype = header(handle) if header else ((), True, None)
+        if fortran or dtype is None or dtype.hasobject:
+            stored = data["images"]  # an unusual layout: read it whole
+            return (stored.astype(np.float32) / np.float32(255.0) if stored.dtype == np.uint8
+                    else stored.astype(np.float32, copy=False))
+        out = np.empty(shape, np.float32)
+        flat = out.reshape(-1)
+        step = 1 << 22
+        for start in range(0, flat.size, step):
+            count = min(step, flat.size - start)
+            buffer = handle.read(count * dtype.itemsize)
+            if len(buffer) != count * dtype.itemsize:
+                raise ValueError("images.npy is truncated")
+            flat[start:start + count] = np.frombuffer(buffer, dtype=dtype, count=count)
+            if dtype == np.uint8:
+                flat[start:start + count] /= np.float32(255.0)
+    return out
+
+
 def _load_samples(path: Path) -> list[Sample]:
     with np.load(path) as data:
-        stored = data["images"]
-        images = (stored.astype(np.float32) / np.float32(255.0) if stored.dtype == np.uint8
-                  else stored.astype(np.float32, copy=False))
+        images = _read_images(data)
         width = images.shape[2] if images.ndim == 3 else 0
-        masks = np.unpackbits(data["masks"], axis=-1, count=width).astype(bool)
+        # unpackbits gives 0/1 bytes: viewed as bool, not copied.
+        masks = np.unpackbits(data["masks"], axis=-1, count=width).view(bool)
         with_mask = data["with_mask"].tolist()
         meta = json.loads(data["meta"].tobytes().decode())
     mask_of = dict(zip(with_mask, masks, strict=True))

@@ -146,25 +146,55 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "manifest") -> Manifest:
-        try:
-            manifest = cls(
-                dataset=str(data["dataset"]), strategy=str(data["strategy"]),
-                seed=int(data.get("seed", 0)),
-                threshold=float(data.get("threshold", DEFAULT_THRESHOLD)),
-                train=tuple(sorted(map(str, data["train"]))),
-                val=tuple(sorted(map(str, data["val"]))),
-                test=tuple(sorted(map(str, data["test"]))),
-                dropped=tuple(sorted(map(str, data.get("dropped", ())))),
-                options=dict(data.get("options", {})),
-                created_with=str(data.get("created_with", "")), notes=str(data.get("notes", "")),
-                stats=dict(data.get("stats", {})),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"{source}: not a split manifest (missing or bad field {exc}); "
-                            "remake it with `bench split make`") from None
+        """Build a manifest from its JSON form; each field is type-checked, and a bad one is a
+        one-line DataError naming ``source`` and the key."""
+
+        def bad(key: str, what: str) -> DataError:
+            got = data.get(key)
+            shown = type(got).__name__ if isinstance(got, (dict, list)) else repr(got)[:40]
+            return DataError(f"{source}: key {key!r} must be {what}, got {shown}; remake the "
+                             "split with `bench split make`")
+
+        def field_of(key: str, kinds: type | tuple[type, ...], what: str, default: Any = ...
+                     ) -> Any:
+            if key not in data:
+                if default is ...:
+                    raise DataError(f"{source}: not a split manifest (no key {key!r}); remake "
+                                    "it with `bench split make`")
+                return default
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                raise bad(key, what)
+            return value
+
+        def ids(key: str, default: Any = ...) -> tuple[str, ...]:
+            values = field_of(key, list, "a list of ids", default)
+            if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in values):
+                raise bad(key, "a list of ids (strings)")
+            out = [str(v) for v in values]
+            if len(set(out)) != len(out):
+                dup = next(v for v in out if out.count(v) > 1)
+                raise DataError(f"{source}: id {dup!r} is listed twice in {key}; remake the "
+                                "split with `bench split make`")
+            return tuple(sorted(out))
+
+        threshold = float(field_of("threshold", (int, float), "a number in [0, 1]",
+                                   DEFAULT_THRESHOLD))
+        if not 0.0 <= threshold <= 1.0:
+            raise bad("threshold", "a number in [0, 1]")
+        manifest = cls(
+            dataset=field_of("dataset", str, "a data set name"),
+            strategy=field_of("strategy", str, "a strategy name"),
+            seed=field_of("seed", int, "an integer", 0),
+            threshold=threshold,
+            train=ids("train"), val=ids("val"), test=ids("test"), dropped=ids("dropped", []),
+            options=dict(field_of("options", dict, "an object", {})),
+            created_with=str(data.get("created_with", "")), notes=str(data.get("notes", "")),
+            stats=dict(field_of("stats", dict, "an object", {})),
+        )
         seen: dict[str, str] = {}
-        for part, ids in manifest.parts().items():
-            for sid in ids:
+        for part, part_ids in manifest.parts().items():
+            for sid in part_ids:
                 if sid in seen:
                     raise DataError(f"{source}: id {sid!r} is in both {seen[sid]} and {part}; "
                                     "remake the split with `bench split make`")
@@ -191,7 +221,7 @@ def load_manifest(path: Path | str) -> Manifest:
     except FileNotFoundError:
         raise DataError(f"{path}: split manifest not found; make one with `bench split make`"
                         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise DataError(f"{path}: unreadable split manifest ({' '.join(str(exc).split())}); "
                         "remake it with `bench split make`") from exc
     if not isinstance(data, dict):
@@ -329,10 +359,18 @@ def apply(manifest: Manifest, samples: Sequence[Sample], *, source: str | None =
         where = source or f"split manifest {manifest.dataset}-{manifest.strategy}"
         raise DataError(
             f"{where} names {len(missing)} id(s) the data set lacks (e.g. {missing[0]!r}); "
-            f"remake the split with `bench split make --dataset {manifest.dataset}`"
+            f"remake the split with `{_make_command(manifest)}`"
         )
     train, val, test = ([index[sid] for sid in ids] for ids in manifest.parts().values())
     return train, val, test
+
+
+def _make_command(manifest: Manifest) -> str:
+    """The ``bench split make`` command line that remakes ``manifest``'s kind of split."""
+    dataset = manifest.dataset
+    spec = "folder:PATH" if dataset.startswith("folder-") else dataset
+    strategy = f" --strategy {manifest.strategy}" if manifest.strategy in STRATEGIES else ""
+    return f"bench split make {spec}{strategy}"
 
 
 def audit(manifest: Manifest, samples: Sequence[Sample]) -> dict[str, Any]:

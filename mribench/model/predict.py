@@ -1,0 +1,361 @@
+"""``bench predict``: apply a saved pipeline to a folder of images.
+
+:func:`predict_folder` reads every image under a folder (recursively; the formats of
+:data:`mribench.data.imageio.IMAGE_SUFFIXES`), resizes each one as the training data were
+(:func:`mribench.data.imageio.load_image` at the model's ``image_size``, JPEG draft decoding
+included), runs the saved method in batches and writes into ``out``:
+
+- ``predictions.csv``: ``file, label, score`` per image (``file`` relative to the images
+  folder; ``label`` 1 tumour / 0 none; ``score`` the method's image score, empty when it has
+  none);
+- ``masks/<file stem>.png`` for methods that segment: the predicted mask (0/255) at the
+  image's *original* size (bilinear on 0/1, then >= 0.5);
+- ``overlays/<file stem>.png``: the slice at the working size with the mask's contour (red)
+  and a frame coloured by the label (red tumour, green none);
+- ``index.html``: a self-contained gallery (thumbnails embedded as data URIs, names
+  HTML-escaped), at most ``gallery_max`` images;
+- ``skipped.csv`` when some files could not be read.
+
+A file that cannot be decoded is reported in one line (``skipped.csv`` and the result's
+``skipped``) and the others go on; the CLI then exits non-zero.
+
+``MODEL_DIR`` may be a result row folder (``results/<run>/<row>``, holding ``model/``), the
+``model/`` folder itself, or a *variant* row such as ``results/<run>/two-pathway-cnn+crf``:
+a variant is a post-processing of its base method's output, so its predictions come from the
+base row's model (``results/<run>/two-pathway-cnn/model``) through
+``Prediction.variants["crf"]``.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from mribench.api.context import Context
+from mribench.api.errors import MribenchError
+from mribench.api.method import Method
+from mribench.api.types import UNLABELLED, Prediction, Sample
+from mribench.data.imageio import is_image_file, load_image
+from mribench.model.state import ModelError, load_model, model_info, read_info
+
+__all__ = ["LoadedFile", "PredictResult", "find_images", "load_files", "overlay_image",
+           "predict_folder", "resolve_model_dir", "run_method", "write_overlay"]
+
+#: Images per predict call (bounds memory; methods vectorise within a batch).
+BATCH = 64
+
+
+@dataclass
+class PredictResult:
+    """What :func:`predict_folder` wrote."""
+
+    out: Path
+    method: str
+    variant: str | None
+    n_files: int
+    labels: dict[str, int] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class LoadedFile:
+    """One image file read for prediction (``sample`` None when it could not be read)."""
+
+    path: Path
+    rel: str
+    sample: Sample | None
+    error: str | None = None
+
+
+def resolve_model_dir(path: Path | str) -> tuple[Path, str | None]:
+    """The model folder and the variant (None: the method's own output) for ``MODEL_DIR``."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: no such folder; pass results/<run>/<row> or its model/ folder")
+    if (path / "info.json").is_file():
+        return path, None
+    status = {}
+    if (path / "status.json").is_file():
+        import json
+
+        try:
+            status = json.loads((path / "status.json").read_text(encoding="utf-8"))
+        except ValueError:
+            status = {}
+    variant = status.get("variant") or (path.name.split("+", 1)[1] if "+" in path.name
+                                        else None)
+    if (path / "model" / "info.json").is_file():
+        return path / "model", variant
+    if variant:
+        base = status.get("method") or path.name.split("+", 1)[0]
+        base_model = path.parent / base / "model"
+        if (base_model / "info.json").is_file():
+            return base_model, variant
+        raise ModelError(f"{path}: variant row {path.name!r} has no model; its base row "
+                         f"{base_model.parent} holds none either (re-run {base} to save one)")
+    raise ModelError(f"{path}: no saved model (no model/info.json); re-run the method with a "
+                     "mribench that saves models, or pass a model folder")
+
+
+def find_images(path: Path | str) -> tuple[Path, list[Path]]:
+    """(root, image files) under ``path`` (recursively, sorted; hidden files and folders
+    skipped), or ``path`` itself when it is one file."""
+    path = Path(path)
+    if path.is_file():
+        return path.parent, [path]
+    if not path.is_dir():
+        raise MribenchError(f"{path}: no such file or folder of images")
+    files = sorted(p for p in path.rglob("*")
+                   if p.is_file() and is_image_file(p)
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not files:
+        raise MribenchError(f"{path}: no image files found (looked for "
+                            ".jpg .png .bmp .tif .gif .pgm .ppm .webp, recursively)")
+    return path, files
+
+
+def _load_one(task: tuple[Path, str, int]) -> LoadedFile:
+    path, rel, size = task
+    try:
+        loaded = load_image(path, size, draft=True)
+    except MribenchError as exc:
+        return LoadedFile(path, rel, None, str(exc))
+    except Exception as exc:  # any decoder failure: one line, never a crash
+        return LoadedFile(path, rel, None, f"{path}: cannot be read ({type(exc).__name__}: "
+                                           f"{' '.join(str(exc).split())[:200]})")
+    sample = Sample(id=rel, group=rel, label=UNLABELLED, image=loaded.image, source=str(path),
+                    original_size=loaded.original_size)
+    return LoadedFile(path, rel, sample)
+
+
+def load_files(root: Path, files: Sequence[Path], size: int) -> list[LoadedFile]:
+    """Read ``files`` at ``size`` in the data layer's small thread pool, in order."""
+    from mribench.data.threads import thread_map
+
+    tasks = [(p, p.relative_to(root).as_posix(), int(size)) for p in files]
+    with thread_map(_load_one, tasks, min_items=8, name="mribench-predict") as results:
+        return list(results)
+
+
+def _device(method: Method, device: str) -> str:
+    if device != "auto":
+        return device
+    if method.kind != "deep":
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_method(method: Method, samples: Sequence[Sample], ctx: Context,
+               variant: str | None = None) -> Prediction:
+    """``method.predict`` (or its ``variant``'s prediction) for ``samples``."""
+    pred = method.predict(list(samples), ctx)
+    if variant is None:
+        return pred
+    if variant not in pred.variants:
+        raise ModelError(f"{method.name} gives no variant {variant!r} (it gives: "
+                         f"{', '.join(sorted(pred.variants)) or 'none'})")
+    return pred.variants[variant]
+
+
+# --------------------------------------------------------------------------- pictures
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    gray = np.clip(np.asarray(image, dtype=np.float32), 0, 1)
+    return np.repeat((gray * 255).round().astype(np.uint8)[..., None], 3, axis=2)
+
+
+def overlay_image(image: np.ndarray, mask: np.ndarray | None, label: int) -> np.ndarray:
+    """RGB uint8: the slice with the mask's contour in red and a 2 px frame (red tumour,
+    green none)."""
+    rgb = _rgb(image)
+    if mask is not None and mask.any():
+        m = np.asarray(mask, bool)
+        interior = m.copy()  # inner boundary: mask pixels with a 4-neighbour outside
+        interior[1:, :] &= m[:-1, :]
+        interior[:-1, :] &= m[1:, :]
+        interior[:, 1:] &= m[:, :-1]
+        interior[:, :-1] &= m[:, 1:]
+        rgb[m & ~interior] = (255, 40, 40)
+    colour = (230, 40, 40) if label == 1 else (40, 200, 60)
+    rgb[:2], rgb[-2:], rgb[:, :2], rgb[:, -2:] = colour, colour, colour, colour
+    return rgb
+
+
+def write_overlay(path: Path, image: np.ndarray, mask: np.ndarray | None, label: int) -> None:
+    """Save :func:`overlay_image` as a PNG (fast compression)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(overlay_image(image, mask, label)).save(path, compress_level=1)
+
+
+def _mask_at(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A working-size mask at (height, width): bilinear on 0/1, then >= 0.5."""
+    mask = np.asarray(mask, bool)
+    if mask.shape == tuple(size) or 0 in size:
+        return mask
+    pil = Image.fromarray(mask.astype(np.float32), mode="F")
+    return np.asarray(pil.resize((size[1], size[0]), Image.Resampling.BILINEAR)) >= 0.5
+
+
+def _data_uri(rgb: np.ndarray, side: int = 160) -> str:
+    """A PNG thumbnail of an RGB array as a data URI (for the self-contained gallery)."""
+    img = Image.fromarray(rgb)
+    img.thumbnail((side, side))
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG", compress_level=6)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _output_names(rels: Sequence[str]) -> dict[str, str]:
+    """``rel -> rel with .png`` (the full name + .png where two files share a stem)."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for rel in rels:
+        name = str(Path(rel).with_suffix(".png").as_posix())
+        if name in taken:
+            name = f"{rel}.png"
+        taken.add(name)
+        names[rel] = name
+    return names
+
+
+def write_gallery(path: Path, title: str, rows: Sequence[dict[str, Any]],
+                  skipped: Sequence[tuple[str, str]], limit: int) -> None:
+    """A self-contained HTML page: one card per image (embedded overlay thumbnail)."""
+    cards = []
+    for row in rows[:limit]:
+        score = "" if row["score"] is None else f"{row['score']:.4g}"
+        verdict = "tumour" if row["label"] == 1 else "no tumour"
+        cards.append(
+            f'<figure class="{"pos" if row["label"] == 1 else "neg"}">'
+            f'<img src="{row["thumb"]}" alt="{html.escape(row["file"])}">'
+            f'<figcaption><b>{html.escape(verdict)}</b> {html.escape(score)}<br>'
+            f'<span>{html.escape(row["file"])}</span></figcaption></figure>')
+    more = (f"<p>Showing {limit} of {len(rows)} images; every prediction is in "
+            "predictions.csv.</p>" if len(rows) > limit else "")
+    skipped_html = ""
+    if skipped:
+        items = "".join(f"<li>{html.escape(f)}: {html.escape(r)}</li>" for f, r in skipped)
+        skipped_html = f"<h2>Skipped ({len(skipped)})</h2><ul>{items}</ul>"
+    n_pos = sum(r["label"] == 1 for r in rows)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }}
+main {{ display: flex; flex-wrap: wrap; gap: 10px; }}
+figure {{ margin: 0; width: 170px; padding: 4px; border: 3px solid #ccc; border-radius: 4px; }}
+figure.pos {{ border-color: #d33; }} figure.neg {{ border-color: #3a4; }}
+figure img {{ width: 160px; height: auto; display: block; }}
+figcaption {{ font-size: 12px; word-break: break-all; }}
+figcaption span {{ color: #555; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>{len(rows)} images: {n_pos} tumour, {len(rows) - n_pos} no tumour.
+Red contour: predicted tumour region (methods that segment).</p>
+{more}<main>{"".join(cards)}</main>{skipped_html}
+</body></html>
+"""
+    path.write_text(page, encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+def predict_folder(model_dir: Path | str, images: Path | str, out: Path | str, *,
+                   device: str = "cpu", batch_size: int = BATCH, show_progress: bool = False,
+                   gallery_max: int = 500, write_images: bool = True,
+                   log: Callable[[str], None] | None = None) -> PredictResult:
+    """Predict every image under ``images`` with the model of ``model_dir``; write ``out``.
+
+    Returns a :class:`PredictResult`; unreadable files are in its ``skipped`` list (and in
+    ``skipped.csv``), never an exception. Raises :class:`~mribench.model.state.ModelError`
+    for an unusable model folder and :class:`MribenchError` when there are no images.
+    """
+    from tqdm.auto import tqdm
+
+    model_folder, variant = resolve_model_dir(model_dir)
+    method = load_model(model_folder)
+    info = model_info(model_folder)
+    size = int(info.get("image_size") or 256)
+    root, files = find_images(images)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = method.name + (f"+{variant}" if variant else "")
+    ctx = Context(device=_device(method, device), seed=int(info.get("seed", 0) or 0),
+                  profile=method.profile, workdir=out, method_name=name)
+    segments = "segment" in method.tasks
+    names = _output_names([p.relative_to(root).as_posix() for p in files])
+    result = PredictResult(out=out, method=name, variant=variant, n_files=len(files))
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(total=len(files), desc=f"predict {name}", unit="img", file=sys.stderr,
+               disable=not show_progress, dynamic_ncols=True)
+    try:
+        for start in range(0, len(files), batch_size):
+            loaded = load_files(root, files[start:start + batch_size], size)
+            for item in loaded:
+                if item.sample is None:
+                    result.skipped.append((item.rel, item.error or "unreadable"))
+                    if log is not None:
+                        log(f"skipped: {item.error}")
+            good = [item for item in loaded if item.sample is not None]
+            if good:
+                samples = [item.sample for item in good]
+                pred = run_method(method, samples, ctx, variant)
+                for i, item in enumerate(good):
+                    sample = samples[i]
+                    label = int(pred.labels[i])
+                    score = None if pred.scores is None else float(pred.scores[i])
+                    mask = pred.masks[i] if (segments and pred.masks is not None) else None
+                    out_name = names[item.rel]
+                    overlay = out / "overlays" / out_name
+                    thumb = ""
+                    if write_images:
+                        rgb = overlay_image(sample.image, mask, label)
+                        overlay.parent.mkdir(parents=True, exist_ok=True)
+                        Image.fromarray(rgb).save(overlay, compress_level=1)
+                        if len(rows) < gallery_max:
+                            thumb = _data_uri(rgb)
+                        if mask is not None:
+                            target = out / "masks" / out_name
+                            target.parent.mkdir(parents=True, exist_ok=True)
+                            full = _mask_at(mask, sample.original_size)
+                            Image.fromarray(full.astype(np.uint8) * 255).save(
+                                target, compress_level=1)
+                    result.labels[item.rel] = label
+                    if score is not None:
+                        result.scores[item.rel] = score
+                    rows.append({"file": item.rel, "label": label, "score": score,
+                                 "thumb": thumb})
+            bar.update(len(loaded))
+    finally:
+        bar.close()
+    with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "label", "score"])
+        for row in rows:
+            writer.writerow([row["file"], row["label"],
+                             "" if row["score"] is None else repr(row["score"])])
+    if result.skipped:
+        with open(out / "skipped.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["file", "reason"])
+            writer.writerows(result.skipped)
+    if write_images:
+        meta = read_info(model_folder)
+        title = (f"{name} on {root.name or root}: mribench {meta.get('mribench_version')}, "
+                 f"trained on {info.get('dataset', '?')} at {size} px")
+        write_gallery(out / "index.html", title, rows, result.skipped, gallery_max)
+    return result

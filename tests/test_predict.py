@@ -1,0 +1,139 @@
+"""``bench predict``: a saved model applied to a folder of image files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from test_model import INFO, fit_tiny
+
+from mribench.api import Context
+from mribench.api.types import Sample
+from mribench.cli import cli
+from mribench.data.imageio import load_image
+from mribench.model import ModelError, save_model
+from mribench.model.predict import resolve_model_dir
+
+SIZE = 48
+
+
+def write_pngs(folder: Path, samples) -> list[Path]:
+    """The samples' images as 8-bit PNGs, some in a subfolder, one with an awkward name."""
+    paths = []
+    for i, s in enumerate(samples):
+        sub = folder / ("sub" if i % 3 == 0 else "")
+        name = "a<b>&c.png" if i == 1 else f"slice{i:02d}.png"
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.round(s.image * 255).astype(np.uint8)).save(sub / name)
+        paths.append(sub / name)
+    return paths
+
+
+def as_samples(paths: list[Path], root: Path) -> list[Sample]:
+    out = []
+    for p in paths:
+        rel = p.relative_to(root).as_posix()
+        loaded = load_image(p, SIZE, draft=True)
+        out.append(Sample(id=rel, group=rel, label=-1, image=loaded.image,
+                          original_size=loaded.original_size))
+    return out
+
+
+def read_csv(path: Path) -> dict[str, tuple[int, float | None]]:
+    with open(path, newline="") as handle:
+        return {r["file"]: (int(r["label"]), float(r["score"]) if r["score"] else None)
+                for r in csv.DictReader(handle)}
+
+
+@pytest.fixture
+def row(tmp_path, tiny_samples):
+    """A result row folder holding a saved glcm-knn model (trained at 48 px)."""
+    train = tiny_samples(n=20, size=SIZE, seed=3)
+    method = fit_tiny("glcm-knn", train, tmp_path / "work")
+    folder = tmp_path / "results" / "run" / "glcm-knn"
+    save_model(method, folder / "model", info={**INFO, "image_size": SIZE})
+    return folder, method
+
+
+def test_predict_folder_writes_everything(row, tmp_path, tiny_samples) -> None:
+    folder, method = row
+    images = tmp_path / "images"
+    paths = write_pngs(images, tiny_samples(n=20, size=64, seed=11))  # resized to 48 px
+    (images / "sub" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["predict", str(folder), "--images", str(images),
+                                      "--out", str(out), "--quiet"])
+    assert result.exit_code == 1, result.output
+    assert "sub/broken.png" in result.output and "20 images predicted" in result.output
+    rows = read_csv(out / "predictions.csv")
+    assert len(rows) == 20 and "sub/broken.png" not in rows
+    assert len(list((out / "overlays").rglob("*.png"))) == 20
+    assert not (out / "masks").exists()  # glcm-knn does not segment
+    assert "sub/broken.png" in (out / "skipped.csv").read_text()
+    page = (out / "index.html").read_text()
+    assert "a&lt;b&gt;&amp;c.png" in page and "a<b>&c" not in page
+    assert page.count("data:image/png;base64,") == 20 and "Skipped (1)" in page
+    # the predictions are the fitted method's own on the same pixels
+    expected = method.predict(as_samples(paths, images), Context())
+    for i, p in enumerate(paths):
+        label, score = rows[p.relative_to(images).as_posix()]
+        assert label == expected.labels[i] and score == expected.scores[i]
+
+
+def test_predict_segmenter_writes_masks_at_original_size(tmp_path, tiny_samples,
+                                                         torch_one_thread) -> None:
+    method = fit_tiny("unet", tiny_samples(n=20, size=SIZE, seed=3), tmp_path / "work")
+    save_model(method, tmp_path / "model", info={**INFO, "image_size": SIZE})
+    images = tmp_path / "images"
+    paths = write_pngs(images, tiny_samples(n=6, size=64, seed=11))
+    from mribench.model.predict import predict_folder
+
+    result = predict_folder(tmp_path / "model", images, tmp_path / "out")
+    assert not result.skipped and len(result.labels) == 6
+    masks = sorted((tmp_path / "out" / "masks").rglob("*.png"))
+    assert len(masks) == 6
+    assert all(Image.open(m).size == (64, 64) for m in masks)
+    expected = method.predict(as_samples(paths, images), Context())
+    for i, p in enumerate(paths):
+        assert result.labels[p.relative_to(images).as_posix()] == expected.labels[i]
+
+
+def test_variant_row_predicts_through_its_base_model(tmp_path, tiny_samples,
+                                                     torch_one_thread) -> None:
+    train = tiny_samples(n=20, size=SIZE, seed=3)
+    method = fit_tiny("multiscale-cnn", train, tmp_path / "work")
+    run = tmp_path / "results" / "run"
+    save_model(method, run / "multiscale-cnn" / "model", info={**INFO, "image_size": SIZE})
+    variant_row = run / "multiscale-cnn+crf"
+    variant_row.mkdir()
+    (variant_row / "status.json").write_text(json.dumps(
+        {"method": "multiscale-cnn", "variant": "crf", "status": "done"}))
+    assert resolve_model_dir(variant_row) == (run / "multiscale-cnn" / "model", "crf")
+    images = tmp_path / "images"
+    paths = write_pngs(images, tiny_samples(n=4, size=SIZE, seed=11))
+    from mribench.model.predict import predict_folder
+
+    result = predict_folder(variant_row, images, tmp_path / "out")
+    expected = method.predict(as_samples(paths, images), Context()).variants["crf"]
+    for i, p in enumerate(paths):
+        assert result.labels[p.relative_to(images).as_posix()] == expected.labels[i]
+        assert result.scores[p.relative_to(images).as_posix()] == expected.scores[i]
+
+
+def test_model_dir_errors_are_one_line(tmp_path) -> None:
+    (tmp_path / "unet+crf").mkdir()
+    with pytest.raises(ModelError, match="variant row 'unet\\+crf' has no model"):
+        resolve_model_dir(tmp_path / "unet+crf")
+    with pytest.raises(ModelError, match="no saved model"):
+        resolve_model_dir(tmp_path)
+
+
+def test_predict_and_explain_help() -> None:
+    for command in ("predict", "explain"):
+        result = CliRunner().invoke(cli, [command, "--help"])
+        assert result.exit_code == 0 and "MODEL_DIR" in result.output
