@@ -1,0 +1,1 @@
+"""The results folder: one writer, one reader, and the ranking of its rows."""

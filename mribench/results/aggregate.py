@@ -1,0 +1,84 @@
+"""Several seeds, one row: the mean over seeds, its spread, and an interval over images and
+seeds.
+
+With one seed a metric is that seed's value with its bootstrap interval over images. With
+several, ``value`` is the mean over seeds of the set-level metric, ``sd`` its standard
+deviation over seeds, and ``ci_low``/``ci_high`` a 95 % percentile interval of a bootstrap that
+resamples the test images (the same draw for every seed, since every seed is scored on the same
+images) and averages the seeds' metrics in each replicate
+(:func:`mribench.eval.stats.seed_pooled_interval`): the interval of the seed-averaged metric
+over images; the spread between seeds is reported beside it as ``sd``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["aggregate_seeds"]
+
+
+#: Names of the per-image means in the ``per_image`` section, as ranked metrics.
+PER_IMAGE_METRICS = {"dice": "mean_dice", "iou": "mean_iou"}
+
+
+def aggregate_seeds(seed_metrics: dict[int, dict[str, Any]],
+                    per_seed: dict[int, list[dict[str, Any]]], *, n_boot: int = 1000,
+                    seed: int = 0) -> dict[str, Any]:
+    """The ``"tasks"`` dict of metrics.json aggregated over seeds (same layout, plus ``sd``
+    and ``seeds`` per metric; the segment task's ``tumour_only`` view likewise)."""
+    seeds = sorted(seed_metrics)
+    first = seed_metrics[seeds[0]]
+    out: dict[str, Any] = {}
+    for task, block in first.items():
+        if not isinstance(block, dict):
+            continue
+        out[task] = _aggregate_block(task, [(seed_metrics[s].get(task) or {}) for s in seeds],
+                                     {s: per_seed[s] for s in seeds}, "all", n_boot, seed)
+        tumour = [(seed_metrics[s].get(task) or {}).get("tumour_only") for s in seeds]
+        if all(isinstance(b, dict) for b in tumour):
+            out[task]["tumour_only"] = _aggregate_block(
+                task, tumour, {s: per_seed[s] for s in seeds}, "tumour_only", n_boot, seed)
+    return out
+
+
+def _aggregate_block(task: str, blocks: list[dict[str, Any]],
+                     per_seed: dict[int, list[dict[str, Any]]], view: str, n_boot: int,
+                     seed: int) -> dict[str, Any]:
+    from mribench.eval.stats import seed_pooled_interval
+
+    agg = {k: v for k, v in blocks[0].items()
+           if k not in ("metrics", "per_image", "tumour_only", "confusion")}
+    agg["seeds"] = sorted(per_seed)
+    for section in ("metrics", "per_image"):
+        entries = blocks[0].get(section)
+        if not isinstance(entries, dict):
+            continue
+        agg[section] = {}
+        for name in entries:
+            values = [_value(b, section, name) for b in blocks]
+            finite = np.isfinite(values)
+            entry: dict[str, Any] = {
+                "seeds": values, "value": _nanmean(values),
+                "sd": float(np.nanstd(values, ddof=1)) if finite.sum() > 1 else float("nan")}
+            metric = PER_IMAGE_METRICS.get(name, name) if section == "per_image" else name
+            try:
+                interval = seed_pooled_interval(per_seed, metric, task, n_boot=n_boot,
+                                                seed=seed, view=view)
+                entry.update(ci_low=interval.low, ci_high=interval.high)
+            except (KeyError, ValueError, TypeError):
+                entry.update(ci_low=float("nan"), ci_high=float("nan"))
+            agg[section][name] = entry
+    return agg
+
+
+def _value(block: dict[str, Any], section: str, name: str) -> float:
+    entry = (block.get(section) or {}).get(name) or {}
+    value = entry.get("value")
+    return float("nan") if value is None else float(value)
+
+
+def _nanmean(values: list[float]) -> float:
+    arr = np.asarray(values, dtype=float)
+    return float(np.nanmean(arr)) if np.isfinite(arr).any() else float("nan")
