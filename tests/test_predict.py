@@ -137,3 +137,39 @@ def test_predict_and_explain_help() -> None:
     for command in ("predict", "explain"):
         result = CliRunner().invoke(cli, [command, "--help"])
         assert result.exit_code == 0 and "MODEL_DIR" in result.output
+
+
+def test_bench_run_then_predict_gives_the_runs_own_predictions(tmp_path, tiny_samples) -> None:
+    """A row of `bench run` saves its model; `bench predict` on the run's own test files gives
+    exactly the predictions the run saved (labels and scores), for a classifier and a
+    segmenter."""
+    from mribench.results.read import load_results
+
+    data = tmp_path / "data"
+    for i, s in enumerate(tiny_samples(n=48, size=64, seed=5)):
+        folder = data / ("yes" if s.label == 1 else "no")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.round(s.image * 255).astype(np.uint8)).save(folder / f"s{i:02d}.png")
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, [
+        "run", "--method", "glcm-knn,region-growing", "--dataset", f"folder:{data}",
+        "--image-size", "48", "--n-boot", "20", "--out", str(out), "--no-report", "--quiet"])
+    assert res.exit_code == 0, res.output
+    results = load_results(out)
+    for row in ("glcm-knn", "region-growing"):
+        saved = results.rows[row].predictions
+        test_ids = [str(i) for i in saved["ids"]]
+        images = tmp_path / f"test-{row}"
+        for sid in test_ids:
+            src = next(data.glob(f"*/{Path(sid).name}.png"))
+            (images / src.parent.name).mkdir(parents=True, exist_ok=True)
+            (images / src.parent.name / src.name).write_bytes(src.read_bytes())
+        res = CliRunner().invoke(cli, ["predict", str(out / row), "--images", str(images),
+                                       "--out", str(tmp_path / f"pred-{row}")])
+        assert res.exit_code == 0, res.output
+        csv_rows = read_csv(tmp_path / f"pred-{row}" / "predictions.csv")
+        by_stem = {Path(f).stem: v for f, v in csv_rows.items()}
+        for sid, label, score in zip(test_ids, saved["labels"], saved["scores"], strict=True):
+            got_label, got_score = by_stem[Path(sid).name]
+            assert got_label == int(label)
+            assert got_score == pytest.approx(float(score), rel=1e-6, abs=1e-9)

@@ -85,6 +85,10 @@ def resolve_model_dir(path: Path | str) -> tuple[Path, str | None]:
         raise ModelError(f"{path}: no such folder; pass results/<run>/<row> or its model/ folder")
     if (path / "info.json").is_file():
         return path, None
+    seeds = sorted((p for p in path.glob("seed-*") if p.is_dir()),
+                   key=lambda p: int(p.name[5:]) if p.name[5:].isdigit() else 1 << 62)
+    if seeds:  # a row folder of a results folder: the first seed's job
+        path = seeds[0]
     status = {}
     if (path / "status.json").is_file():
         import json
@@ -100,6 +104,8 @@ def resolve_model_dir(path: Path | str) -> tuple[Path, str | None]:
     if variant:
         base = status.get("method") or path.name.split("+", 1)[0]
         base_model = path.parent / base / "model"
+        if path.name.startswith("seed-") and status.get("job"):  # <run>/<row>/seed-<s>
+            base_model = path.parent.parent / str(status["job"]) / "model"
         if (base_model / "info.json").is_file():
             return base_model, variant
         raise ModelError(f"{path}: variant row {path.name!r} has no model; its base row "

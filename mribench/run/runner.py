@@ -209,7 +209,9 @@ def run_benchmark(config: RunConfig, *, on_row: Callable[[RowOutcome], None] | N
     dataset, samples = load_dataset(config.dataset, data_dir=config.data_dir,
                                     image_size=config.image_size,
                                     show_progress=config.show_progress)
-    tasks = {t for _, m in rows for t in m.tasks if config.task in (None, t)}
+    # An explicit --task is checked strictly; otherwise segment is checked only where the
+    # data set has masks (class folders have none; their segmenters still answer classify).
+    tasks = {config.task} if config.task else None
     split = choose_split(dataset, samples, config.split, seed=config.split_seed, tasks=tasks)
     train, val, test = split.parts
     taken: set[str] = set()
