@@ -15,13 +15,13 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from test_runner import Bright, Oracle
 
 from mribench.api import registry
 from mribench.api.errors import MribenchError
 from mribench.cli import cli, main
 from mribench.run.config import RunConfig, parse_seeds
 from mribench.run.runner import RunLock, run_benchmark
-from test_runner import Bright, Oracle
 
 SPEC = "synthetic[n=40]"
 

@@ -20,7 +20,7 @@ from mribench.eval.stats import (
     rank_groups,
     wilcoxon_signed_rank,
 )
-from mribench.results.read import LABELS, SEGMENT_LABELS, RowResult, RunResults, metric_names
+from mribench.results.read import LABELS, SEGMENT_LABELS, RunResults, metric_names
 
 __all__ = ["format_table", "ranked_table"]
 
