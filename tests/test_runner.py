@@ -163,3 +163,25 @@ def test_parallel_jobs_give_the_same_metrics(tmp_path, fake_registry):
         ma = json.loads((a.results_dir / row / "seed-0" / "metrics.json").read_text())
         mb = json.loads((b.results_dir / row / "seed-0" / "metrics.json").read_text())
         assert ma == mb
+
+
+def test_test_on_scores_every_row_on_the_external_set(tmp_path, fake_registry):
+    """--test-on: fitted once, scored on the run's test part and on the external set, which
+    gets its own tables and a transfer table."""
+    from mribench.results.rank import ranked_table, transfer_table
+    from mribench.results.read import load_results
+
+    external = "synthetic[n=30,seed=9]"
+    run_benchmark(_config(tmp_path, methods="bright,oracle", test_on=(external,)))
+    for row in ("bright", "oracle", "oracle+empty"):
+        per_case = json.loads((tmp_path / "run" / row / "seed-0" / "eval" / "synthetic"
+                               / "per_case.json").read_text())
+        assert len(per_case) == 30
+    results = load_results(tmp_path / "run")
+    assert results.eval_sets == ["synthetic"]
+    view = results.on("synthetic")
+    table = ranked_table(view, "segment", "f1")
+    oracle = table.set_index("method").loc["oracle"]
+    assert oracle["f1"] == pytest.approx(1.0) and oracle["n"] == 30
+    text = transfer_table(results, "classify", "f1")
+    assert "drop (synthetic)" in text and "bright" in text

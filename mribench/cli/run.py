@@ -73,23 +73,6 @@ def load_suite(name: str) -> dict[str, Any]:
     return data
 
 
-def split_specs(text: str | None) -> tuple[str, ...]:
-    """``a[k=v,w=x],b:PATH`` -> ("a[k=v,w=x]", "b:PATH"): commas inside brackets stay."""
-    if not text:
-        return ()
-    out, depth, current = [], 0, ""
-    for ch in text:
-        depth += ch == "["
-        depth -= ch == "]"
-        if ch == "," and depth == 0:
-            out.append(current.strip())
-            current = ""
-        else:
-            current += ch
-    out.append(current.strip())
-    return tuple(s for s in out if s)
-
-
 def parse_executor_options(items: tuple[str, ...]) -> dict[str, Any]:
     from mribench.api.params import parse_overrides
 
@@ -192,7 +175,10 @@ def run(ctx: click.Context, methods: str, dataset: str, data_dir: Path | None, t
         raise MribenchError("--method is empty; use --method all or names from `bench list`")
     seeds_text = values.pop("seeds")
     values["seeds"] = parse_seeds(seeds_text) if seeds_text not in (None, "") else ()
-    values["test_on"] = split_specs(values.pop("test_on"))
+    from mribench.api.params import split_top_level
+
+    test_on = values.pop("test_on")
+    values["test_on"] = tuple(s.strip() for s in split_top_level(test_on or "") if s.strip())
     show = not quiet and sys.stderr.isatty()
     config = RunConfig(**values, executor_options=executor_options, out=out, resume=resume,
                        show_progress=show)

@@ -72,8 +72,20 @@ def load_parts(job: Job) -> tuple[list[Sample], list[Sample], list[Sample]]:
     return apply(manifest, samples, source=str(job.run_dir / "split.json"))
 
 
+#: External evaluation sets already read in this process, by (spec, split, image size).
+_EVAL_SETS: dict[tuple[str, str | None, int], list[Sample]] = {}
+
+
 def load_eval_samples(spec: str, split: str | None, image_size: int) -> list[Sample]:
-    """An external evaluation set: its labelled samples, or the test part of ``split``."""
+    """An external evaluation set: its labelled samples, or the test part of ``split``;
+    read once per process (every job of a run scores the same sets)."""
+    key = (spec, split, image_size)
+    if key not in _EVAL_SETS:
+        _EVAL_SETS[key] = _read_eval_samples(spec, split, image_size)
+    return _EVAL_SETS[key]
+
+
+def _read_eval_samples(spec: str, split: str | None, image_size: int) -> list[Sample]:
     from mribench.data.load import load_dataset
     from mribench.split.manifest import apply, split_for
 

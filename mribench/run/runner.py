@@ -205,7 +205,7 @@ def run_benchmark(config: RunConfig, *, on_row: Callable[[RowOutcome], None] | N
     # Remote executors (dask, SLURM) resolve "auto"/"cuda" on the node that runs the job.
     device = resolve_device(config.device) if config.executor == "local" else config.device
     rows = plan_methods(config)
-    make_executor(config.executor, config.jobs, config.executor_options)  # options checked
+    executor = make_executor(config.executor, config.jobs, config.executor_options)
     dataset, samples = load_dataset(config.dataset, data_dir=config.data_dir,
                                     image_size=config.image_size,
                                     show_progress=config.show_progress)
@@ -284,7 +284,6 @@ def run_benchmark(config: RunConfig, *, on_row: Callable[[RowOutcome], None] | N
                     on_row(outcome)
             else:
                 todo.append(job)
-        executor = make_executor(config.executor, config.jobs, config.executor_options)
         for _job, job_outcomes in executor.map_jobs(todo):
             for outcome in job_outcomes:
                 outcomes.append(outcome)
