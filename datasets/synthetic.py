@@ -25,12 +25,13 @@ artefacts.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 from mribench.api import DEFAULT_IMAGE_SIZE, Dataset, Interval, Sample
 from mribench.data.load import resolve_options
-from mribench.data.phantom import generate
+from mribench.data.phantom import iter_generate
 
 #: Bump when the generator's output changes (invalidates cached copies).
 GENERATOR_VERSION = 3
@@ -60,12 +61,14 @@ class Synthetic(Dataset):
         return f"{super().fingerprint()}:generator={GENERATOR_VERSION}"
 
     def load(self) -> list[Sample]:
+        return list(self.iter_load())
+
+    def iter_load(self) -> Iterator[Sample]:
+        """The slices one at a time, as they are rendered (the data cache writes them to disk
+        as they come, so ``n`` may exceed what memory holds)."""
         n, seed = int(self.options["n"]), int(self.options["seed"])
-        slices = generate(n, self.image_size, seed, float(self.options["duplicates"]))
-        return [
-            Sample(id=f"synthetic/{s.index:05d}", group=f"synthetic/{s.group:05d}",
-                   label=s.label, image=s.image, mask=s.mask,
-                   source=f"phantom:seed={seed}:index={s.index}",
-                   original_size=(self.image_size, self.image_size))
-            for s in slices
-        ]
+        for s in iter_generate(n, self.image_size, seed, float(self.options["duplicates"])):
+            yield Sample(id=f"synthetic/{s.index:05d}", group=f"synthetic/{s.group:05d}",
+                         label=s.label, image=s.image, mask=s.mask,
+                         source=f"phantom:seed={seed}:index={s.index}",
+                         original_size=(self.image_size, self.image_size))

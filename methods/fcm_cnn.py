@@ -169,7 +169,7 @@ class FCMCNN(Method):
         x, maps = self._inputs(samples, ctx)
         scores = predict_proba(self.model_, x, ctx)
         labels = (scores >= 0.5).astype(int)
-        shapes = [np.shape(s.image) for s in samples]
+        shapes = [s.shape for s in samples]
         candidates = np.stack([compact_candidate(mp, self.params.min_area) for mp in maps]
                               ) if len(samples) else np.zeros((0, 1, 1), bool)
         masks = [(c >= 0.5) & bool(lab) for c, lab in

@@ -171,11 +171,11 @@ class RegionGrowing(SegmentationMethod):
         masks = []
         for sample in ctx.progress(samples, desc="segment"):
             mask = self._regions(self._prepare(sample.image), self.seed_k_, [self.tolerance_])[0]
-            if mask.shape != sample.image.shape:
+            if mask.shape != sample.shape:
                 # back at the slice's own (H, W): bilinear on 0/1, then >= 0.5
-                mask = resize_mask(mask, sample.image.shape, filter="bilinear")
+                mask = resize_mask(mask, sample.shape, filter="bilinear")
             masks.append(mask)
-        shape = samples[0].image.shape if samples else (0, 0)
+        shape = samples[0].shape if samples else (0, 0)
         return (np.stack(masks) if masks else np.zeros((0, *shape), bool)), None
 
 

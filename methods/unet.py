@@ -232,7 +232,7 @@ class UNetSegmenter(SegmentationMethod):
         if not samples:
             return np.zeros((0, 1, 1), bool), np.zeros((0, 1, 1), np.float16)
         probs = self._probabilities(images_to_tensor(samples, self.params.image_size), ctx)
-        maps = np.stack(resize_back(probs, [np.shape(s.image) for s in samples]))
+        maps = np.stack(resize_back(probs, [s.shape for s in samples]))
         return maps >= self.threshold_, maps.astype(np.float16)
 
 

@@ -256,8 +256,9 @@ def test_truncated_data_cache_is_rebuilt_with_a_warning(tmp_path, monkeypatch):
         for i in range(2):
             _save((rng.random((12, 12)) * 255).astype(np.uint8), root / cls / f"s{i}.png")
     _, first = load_dataset(f"folder:{root}", image_size=8)
-    (entry,) = (tmp_path / "datasets").glob("*.npz")
-    entry.write_bytes(entry.read_bytes()[:100])
+    (entry,) = (tmp_path / "datasets").iterdir()
+    images = entry / "images.bin"
+    images.write_bytes(images.read_bytes()[:100])
     with pytest.warns(UserWarning, match="damaged cache"):
         _, again = load_dataset(f"folder:{root}", image_size=8)
     assert [s.id for s in again] == [s.id for s in first]

@@ -20,7 +20,7 @@ from test_runner import Bright, Oracle
 from mribench.api import registry
 from mribench.api.errors import MribenchError
 from mribench.cli import cli, main
-from mribench.run.config import RunConfig, parse_seeds
+from mribench.run.config import RunConfig, identity_diff, parse_seeds
 from mribench.run.runner import RunLock, run_benchmark
 
 SPEC = "synthetic[n=40]"
@@ -127,6 +127,34 @@ def test_resume_with_another_configuration_is_refused(tmp_path, fake_registry, c
     with pytest.raises(MribenchError, match="was run with another configuration"):
         run_benchmark(_config(tmp_path, resume=True, **change))
     assert (tmp_path / "run" / "run.json").read_bytes() == before
+
+
+def test_resume_may_add_a_method_but_not_drop_one(tmp_path, fake_registry):
+    run_benchmark(_config(tmp_path))
+    bright = tmp_path / "run" / "bright" / "seed-0" / "metrics.json"
+    before = bright.read_bytes(), bright.stat().st_mtime_ns
+    outcome = run_benchmark(_config(tmp_path, resume=True, methods="bright,oracle"))
+    assert {"bright", "oracle"} <= {r.name for r in outcome.rows}
+    assert (bright.read_bytes(), bright.stat().st_mtime_ns) == before  # kept, not rerun
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert sorted(run["identity"]["methods"]) == ["bright", "oracle"]
+    with pytest.raises(MribenchError, match=r"another configuration \(methods \(oracle\)\)"):
+        run_benchmark(_config(tmp_path, resume=True, methods="bright"))
+
+
+def test_identity_of_real_methods_survives_its_json_round_trip():
+    # Real plugins hold tuples (grids, distances); run.json gives lists back. A resume of an
+    # unchanged run must see no difference.
+    from mribench.api.registry import get_method
+
+    config = RunConfig(methods="glcm-knn,svm,ocsvm-immune", dataset=SPEC)
+    methods = {name: {"method": name, "params": get_method(name)(profile="quick").params.as_dict()}
+               for name in ("glcm-knn", "svm", "ocsvm-immune")}
+    identity = config.identity(methods, "abc", "fp", "0.1.0")
+    stored = json.loads(json.dumps(identity))
+    assert identity_diff(stored, config.identity(methods, "abc", "fp", "0.1.0")) == []
+    assert identity_diff(stored, config.identity(methods, "abc", "fp2", "0.1.0")) == [
+        "data_fingerprint (the data files' names, sizes or modification times changed)"]
 
 
 def test_resume_names_what_differs(tmp_path, fake_registry):

@@ -1,12 +1,11 @@
 """Faster kernels give the same results: GLCM counting through scikit-image, sub-quadratic
 near-duplicate grouping, the FFT output convolution of the two-pathway CNN, streamed feature
-extraction and the copy-free data-cache read (issue 12, item 4).
+extraction (issue 12, item 4); the data cache is tested in test_store.py.
 
 The previous implementations are kept here as references."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from scipy.sparse.csgraph import connected_components
 from mribench.api.types import Sample
 from mribench.blocks.features import glcm, handcrafted
 from mribench.blocks.nn.patch_nets import FFTConv2d, fft_conv2d
-from mribench.data import duplicates, load
+from mribench.data import duplicates
 
 BR35H = Path(__file__).resolve().parents[2] / "shared" / "data" / "br35h"
 needs_br35h = pytest.mark.skipif(not (BR35H / "yes").is_dir(), reason="no Br35H copy")
@@ -296,31 +295,3 @@ def test_two_pathway_network_uses_fft_only_for_dense_inference() -> None:
     net = TwoPathCNN(1, 4, 5)
     assert isinstance(net.output, FFTConv2d)
     assert set(net.state_dict()) == set(TwoPathCNN(1, 4, 5).state_dict())
-
-
-# --------------------------------------------------------------------------- data cache
-
-@pytest.mark.parametrize("eight_bit", [True, False])
-def test_cache_read_equals_old_conversion(tmp_path: Path, eight_bit: bool) -> None:
-    rng = np.random.default_rng(7)
-    images = rng.integers(0, 256, (5, 24, 24)).astype(np.float32) / np.float32(255.0)
-    if not eight_bit:
-        images = rng.random((5, 24, 24)).astype(np.float32)
-    samples = [Sample(id=f"s{i}", group="g", label=i % 2, image=images[i],
-                      mask=(images[i] > 0.5) if i % 2 else None, source="x",
-                      original_size=(24, 24)) for i in range(5)]
-    path = tmp_path / "c.npz"
-    load._save_samples(path, samples)
-    with np.load(path) as data:
-        stored = data["images"]
-        assert (stored.dtype == np.uint8) == eight_bit
-        want = (stored.astype(np.float32) / np.float32(255.0) if eight_bit else stored)
-        meta = json.loads(data["meta"].tobytes().decode())
-    got = load._load_samples(path)
-    assert len(got) == len(meta) == 5
-    for s, w, orig in zip(got, want, samples, strict=True):
-        assert s.image.dtype == np.float32 and np.array_equal(s.image, w)
-        assert np.array_equal(s.image, orig.image)
-        assert (s.mask is None) == (orig.mask is None)
-        if s.mask is not None:
-            assert s.mask.dtype == bool and np.array_equal(s.mask, orig.mask)

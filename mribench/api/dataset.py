@@ -8,6 +8,7 @@ Data sets never split themselves: the split manifests in ``benchmarks/splits/`` 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -48,6 +49,12 @@ class Dataset(ABC):
         Raises :class:`~mribench.api.errors.DataError` with a one-line message naming the file and
         the fix for anything unreadable.
         """
+
+    def iter_load(self) -> Iterator[Sample]:
+        """:meth:`load` one sample at a time. The loader writes a cacheable data set to the
+        data cache as this yields, so a plugin that overrides it to make samples on the fly
+        may hold more slices than memory does. Default: iterate over :meth:`load`."""
+        return iter(self.load())
 
     def load_unlabelled(self) -> list[Sample]:
         """Slices without a label (for ``bench predict``); none by default."""

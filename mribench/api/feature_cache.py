@@ -28,8 +28,9 @@ _log = logging.getLogger("mribench")
 def _image_key(sample: Sample) -> str:
     h = hashlib.blake2b(digest_size=8)
     h.update(sample.id.encode("utf-8", "surrogateescape"))  # ids from odd file names
-    h.update(str(sample.image.shape).encode())
-    h.update(np.ascontiguousarray(sample.image[::7, ::7]).tobytes())
+    image = sample.image  # read once (a stored sample reads it from disk on each access)
+    h.update(str(image.shape).encode())
+    h.update(np.ascontiguousarray(image[::7, ::7]).tobytes())
     return h.hexdigest()
 
 

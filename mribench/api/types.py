@@ -7,7 +7,7 @@ A :class:`Sample` is what a dataset plugin yields and what a method sees; a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -16,6 +16,32 @@ TASKS: tuple[Task, ...] = ("classify", "segment")
 
 #: Label of an image whose class is unknown (e.g. Br35H's ``pred/`` folder).
 UNLABELLED = -1
+
+
+class _FromReader:
+    """Marks a stored sample's image or mask as "read it from the reader" (:meth:`Sample.stored`)."""
+
+    def __repr__(self) -> str:
+        return "<stored>"
+
+    def __reduce__(self) -> str:
+        return "_FROM_READER"  # one instance, also after pickling
+
+
+_FROM_READER: Any = _FromReader()
+
+
+class SampleReader(Protocol):
+    """Where a stored sample's pixels live (e.g. the on-disk data cache,
+    :class:`mribench.data.store.SampleStore`): read on each access, never held."""
+
+    shape: tuple[int, int]
+
+    def read_image(self, index: int) -> np.ndarray: ...
+
+    def read_mask(self, index: int) -> np.ndarray | None: ...
+
+    def has_mask(self, index: int) -> bool: ...
 
 
 @dataclass
@@ -48,17 +74,63 @@ class Sample:
     source: str = ""
     original_size: tuple[int, int] = (0, 0)
 
+    @classmethod
+    def stored(cls, reader: SampleReader, index: int, *, id: str, group: str, label: int,
+               source: str = "", original_size: tuple[int, int] = (0, 0)) -> Sample:
+        """A sample whose image and mask stay in ``reader`` and are read on each access (a
+        fresh array each time), so a data set larger than memory can be held as samples.
+        Assigning ``image`` or ``mask`` keeps the assigned array instead."""
+        sample = cls.__new__(cls)
+        sample.__dict__.update(id=id, group=group, label=int(label), source=source,
+                               original_size=tuple(original_size), _image=_FROM_READER,
+                               _mask=_FROM_READER, _reader=reader, _index=int(index))
+        return sample
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W) of the image, without reading it."""
+        if self.__dict__["_image"] is _FROM_READER:
+            return tuple(self._reader.shape)  # type: ignore[return-value]
+        return tuple(np.shape(self.image))  # type: ignore[return-value]
+
     @property
     def has_mask(self) -> bool:
+        if self.__dict__["_mask"] is _FROM_READER:
+            return self._reader.has_mask(self._index)
         return self.mask is not None
 
     def mask_or_empty(self) -> np.ndarray | None:
         """The mask, or an empty mask for a tumour-free slice; None when truly unknown."""
-        if self.mask is not None:
-            return self.mask
+        mask = self.mask
+        if mask is not None:
+            return mask
         if self.label == 0:
-            return np.zeros(self.image.shape, dtype=bool)
+            return np.zeros(self.shape, dtype=bool)
         return None
+
+
+def _get_image(self: Sample) -> np.ndarray:
+    image = self.__dict__["_image"]
+    return self._reader.read_image(self._index) if image is _FROM_READER else image
+
+
+def _set_image(self: Sample, value: Any) -> None:
+    self.__dict__["_image"] = value
+
+
+def _get_mask(self: Sample) -> np.ndarray | None:
+    mask = self.__dict__["_mask"]
+    return self._reader.read_mask(self._index) if mask is _FROM_READER else mask
+
+
+def _set_mask(self: Sample, value: Any) -> None:
+    self.__dict__["_mask"] = value
+
+
+# ``image`` and ``mask`` stay dataclass fields (constructor, repr, ``dataclasses.replace``) but
+# are read through properties, so a stored sample reads its pixels only when asked.
+Sample.image = property(_get_image, _set_image, doc="float32 (H, W) in [0, 1].")  # type: ignore[assignment]
+Sample.mask = property(_get_mask, _set_mask, doc="bool (H, W), or None.")  # type: ignore[assignment]
 
 
 @dataclass

@@ -1,16 +1,21 @@
 """Load a data set from its ``--dataset`` spec, fast: parallel decoding and an on-disk cache.
 
 ``load_dataset("br35h")`` finds the files (:func:`find_data_dir`), decodes and resizes every
-image in two threads (:func:`read_images`), sets near-duplicate groups, and stores
-the result in the cache folder, so the next load with the same files and image size reads one
-file instead of decoding 3,000 JPEGs.
+image in two threads (:func:`read_images`), sets near-duplicate groups, and writes the result
+to the cache folder, so the next load with the same files and image size reads a small index
+instead of decoding 3,000 JPEGs.
 
 Cache: ``$MRIBENCH_CACHE`` or ``~/.cache/mribench``; loaded data sets go to ``datasets/`` in
 it, keyed by :data:`CACHE_VERSION`, mribench's version, the plugin class and
 ``Dataset.fingerprint()`` (for files: names, sizes and modification times, plus the image size
-and options). Only plugins with a true ``cacheable`` class attribute are cached. Images are stored as uint8 when every image is
-exactly k/255 (8-bit sources), else float32, so a cached load returns the same arrays as a
-fresh one. Old entries are not evicted; delete the folder to reclaim the space.
+and options). Only plugins with a true ``cacheable`` class attribute are cached. Each entry is
+a :mod:`mribench.data.store` folder: images as uint8 when every image is exactly k/255 (8-bit
+sources), else float32, masks bit-packed, so a cached load returns the same arrays as a fresh
+one. The samples returned from the cache are *stored* samples: their pixels stay on disk and
+are read on each access, so a run holds only the slices a method is working on, and a data
+set whose plugin yields its samples one by one (:meth:`Dataset.iter_load`, e.g.
+``synthetic[n=50000]``) is written as it is made, never held whole. Old entries are not
+evicted; delete the folder to reclaim the space.
 
 Data folders (:func:`find_data_dir`): ``--data-dir``, then ``$MRIBENCH_DATA`` (the data set's
 folder itself or a parent holding it), then ``<cache>/data/<name>``.
@@ -19,8 +24,8 @@ folder itself or a parent holding it), then ``<cache>/data/<name>``.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -35,13 +40,13 @@ from mribench.api.errors import DataError
 from mribench.api.params import Constraint
 from mribench.api.registry import get_dataset
 from mribench.api.types import Sample
-from mribench.atomic import _atomic_write
-from mribench.data.duplicates import assign_groups
+from mribench.data.duplicates import assign_groups, group_names, thumbnail
 from mribench.data.imageio import THUMB_SIZE, LoadedImage, load_image
+from mribench.data.store import SampleStore, StoreWriter
 from mribench.data.threads import thread_map
 
 #: Bump when the loaders' output changes, to invalidate every cached data set.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 ENV_CACHE = "MRIBENCH_CACHE"
 ENV_DATA = "MRIBENCH_DATA"
 
@@ -177,96 +182,58 @@ def read_images(paths: Sequence[Path | str], size: int, *,
             from tqdm.auto import tqdm
 
             results = tqdm(results, total=len(tasks), desc=desc, file=sys.stderr, leave=False)
-        loaded = list(results)
-    n = len(loaded)
-    images = np.empty((n, size, size), np.float32)
-    thumbs = np.empty((n, THUMB_SIZE, THUMB_SIZE), np.float32)
-    for i, item in enumerate(loaded):
-        images[i] = item.image
-        thumbs[i] = item.thumbnail
-    return ImageBatch(images, [item.original_size for item in loaded], thumbs,
-                      [item.mask for item in loaded], [item.mask_pixels for item in loaded])
+        # Each decoded image is copied into the one output array as it arrives and dropped:
+        # the images are never held twice.
+        n = len(tasks)
+        images = np.empty((n, size, size), np.float32)
+        thumbs = np.empty((n, THUMB_SIZE, THUMB_SIZE), np.float32)
+        sizes, masks_out, pixels = [], [], []
+        for i, item in enumerate(results):
+            images[i] = item.image
+            thumbs[i] = item.thumbnail
+            sizes.append(item.original_size)
+            masks_out.append(item.mask)
+            pixels.append(item.mask_pixels)
+    return ImageBatch(images, sizes, thumbs, masks_out, pixels)
 
 
 # --------------------------------------------------------------------------- the sample cache
 
 
-def _cache_file(ds: Dataset) -> Path:
+def _cache_folder(ds: Dataset) -> Path:
     from mribench import __version__
 
     key = (f"{CACHE_VERSION}|{__version__}|{type(ds).__module__}.{type(ds).__qualname__}|"
            f"{ds.fingerprint()}")
     digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
-    return cache_root() / "datasets" / f"{ds.name}-{ds.image_size}-{digest}.npz"
+    return cache_root() / "datasets" / f"{ds.name}-{ds.image_size}-{digest}"
 
 
-def _as_8bit(samples: Sequence[Sample], shape: tuple[int, ...]) -> np.ndarray | None:
-    """The images as uint8 when every one is exactly k/255, else None."""
-    out = np.empty((len(samples), *shape), np.uint8)
-    for i, s in enumerate(samples):
-        q = np.round(s.image * np.float32(255.0)).astype(np.uint8)
-        if not np.array_equal(q.astype(np.float32) / np.float32(255.0), s.image):
-            return None
-        out[i] = q
-    return out
+def _with_groups(samples: list[Sample]) -> list[Sample]:
+    """Give the samples their plugin left ungrouped near-duplicate groups (in place)."""
+    ungrouped = [s for s in samples if not s.group]
+    if ungrouped:
+        assign_groups(ungrouped)
+    return samples
 
 
-def _save_samples(path: Path, samples: Sequence[Sample]) -> None:
-    size = samples[0].image.shape if samples else (0, 0)
-    stored = _as_8bit(samples, size)
-    if stored is None:
-        stored = np.stack([s.image for s in samples]).astype(np.float32)
-    with_mask = [i for i, s in enumerate(samples) if s.mask is not None]
-    masks = (np.packbits(np.stack([samples[i].mask for i in with_mask]), axis=-1)
-             if with_mask else np.zeros((0, size[0], (size[1] + 7) // 8), np.uint8))
-    meta = [{"id": s.id, "group": s.group, "label": int(s.label), "source": s.source,
-             "original_size": list(s.original_size)} for s in samples]
-    arrays = {"images": stored, "masks": masks, "with_mask": np.asarray(with_mask, np.int64),
-              "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
-    _atomic_write(path, lambda handle: np.savez(handle, **arrays))
-
-
-def _read_images(data: Any) -> np.ndarray:
-    """The cached images as float32 (uint8 ones divided by 255), read from the archive in
-    chunks of 4 M values into the one output array: neither the whole stored array nor a
-    second float32 copy is held (same values as ``astype(float32) / 255``)."""
-    fmt = np.lib.format
-    with data.zip.open("images.npy") as handle:
-        version = fmt.read_magic(handle)
-        header = {(1, 0): fmt.read_array_header_1_0,
-                  (2, 0): fmt.read_array_header_2_0}.get(version)
-        shape, fortran, dtype = header(handle) if header else ((), True, None)
-        if fortran or dtype is None or dtype.hasobject:
-            stored = data["images"]  # an unusual layout: read it whole
-            return (stored.astype(np.float32) / np.float32(255.0) if stored.dtype == np.uint8
-                    else stored.astype(np.float32, copy=False))
-        out = np.empty(shape, np.float32)
-        flat = out.reshape(-1)
-        step = 1 << 22
-        for start in range(0, flat.size, step):
-            count = min(step, flat.size - start)
-            buffer = handle.read(count * dtype.itemsize)
-            if len(buffer) != count * dtype.itemsize:
-                raise ValueError("images.npy is truncated")
-            flat[start:start + count] = np.frombuffer(buffer, dtype=dtype, count=count)
-            if dtype == np.uint8:
-                flat[start:start + count] /= np.float32(255.0)
-    return out
-
-
-def _load_samples(path: Path) -> list[Sample]:
-    with np.load(path) as data:
-        images = _read_images(data)
-        width = images.shape[2] if images.ndim == 3 else 0
-        # unpackbits gives 0/1 bytes: viewed as bool, not copied.
-        masks = np.unpackbits(data["masks"], axis=-1, count=width).view(bool)
-        with_mask = data["with_mask"].tolist()
-        meta = json.loads(data["meta"].tobytes().decode())
-    mask_of = dict(zip(with_mask, masks, strict=True))
-    return [Sample(id=m["id"], group=m["group"], label=int(m["label"]), image=images[i],
-                   mask=mask_of.get(i), source=m["source"],
-                   original_size=tuple(m["original_size"]))  # type: ignore[arg-type]
-            for i, m in enumerate(meta)]
+def _write_cache(folder: Path, samples: Iterable[Sample]) -> list[Sample]:
+    """Stream ``samples`` into a store at ``folder``; the stored samples, grouped."""
+    writer = StoreWriter(folder)
+    try:
+        ungrouped: list[tuple[int, str, np.ndarray]] = []
+        for sample in samples:
+            if not sample.group:
+                ungrouped.append((len(writer.records), sample.id, thumbnail(sample.image)))
+            writer.add(sample)
+        if ungrouped:
+            names = group_names([sid for _, sid, _ in ungrouped],
+                                np.stack([t for _, _, t in ungrouped]))
+            writer.set_groups([(i, g) for (i, _, _), g in zip(ungrouped, names, strict=True)])
+        return writer.close().samples()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def load_dataset(spec: str, data_dir: Path | str | None = None,
@@ -288,21 +255,17 @@ def load_dataset(spec: str, data_dir: Path | str | None = None,
         raise DataError(f"image size must be an integer in [8, 4096], got {size!r}")
     ds = cls(spec_dir if spec_dir is not None else data_dir, image_size=size,
              show_progress=show_progress, **options)
-    cache_file = _cache_file(ds) if use_cache and getattr(cls, "cacheable", False) else None
-    samples: list[Sample] | None = None
-    if cache_file is not None and cache_file.is_file():
+    folder = _cache_folder(ds) if use_cache and getattr(cls, "cacheable", False) else None
+    if folder is None:
+        return ds, _with_groups(list(ds.load()))
+    if folder.exists():
         try:
-            samples = _load_samples(cache_file)
+            return ds, SampleStore(folder).samples()
         except Exception as exc:  # a damaged cache entry is rebuilt, never fatal
-            warnings.warn(f"ignoring damaged cache {cache_file}: {exc}", stacklevel=2)
-    if samples is None:
-        samples = ds.load()
-        ungrouped = [s for s in samples if not s.group]
-        if ungrouped:
-            assign_groups(ungrouped)
-        if cache_file is not None:
-            try:
-                _save_samples(cache_file, samples)
-            except OSError as exc:
-                warnings.warn(f"cannot write the data cache {cache_file}: {exc}", stacklevel=2)
-    return ds, samples
+            warnings.warn(f"ignoring damaged cache {folder}: {exc}", stacklevel=2)
+            shutil.rmtree(folder, ignore_errors=True)
+    try:
+        return ds, _write_cache(folder, ds.iter_load())
+    except OSError as exc:  # a full disk or a read-only cache: load again, in memory
+        warnings.warn(f"cannot write the data cache {folder}: {exc}", stacklevel=2)
+        return ds, _with_groups(list(ds.load()))

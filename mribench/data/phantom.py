@@ -48,6 +48,7 @@ least one pixel).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -420,6 +421,13 @@ def generate(n: int, image_size: int = 256, seed: int = 0, duplicates: float = 0
     Slices are rendered in ``workers`` threads (:func:`mribench.data.threads.thread_map`); the
     output does not depend on ``workers``.
     """
+    return list(iter_generate(n, image_size, seed, duplicates, workers))
+
+
+def iter_generate(n: int, image_size: int = 256, seed: int = 0, duplicates: float = 0.2,
+                  workers: int | None = None) -> Iterator[PhantomSlice]:
+    """:func:`generate` one slice at a time, in order (a few rendered ahead), so a data set
+    larger than memory can be written to disk as it is made."""
     planned = plan(n, seed, duplicates)
 
     def one(item: PlannedSlice) -> PhantomSlice:
@@ -438,4 +446,4 @@ def generate(n: int, image_size: int = 256, seed: int = 0, duplicates: float = 0
 
     with thread_map(one, planned, workers=workers, min_items=8,
                     name="mribench-phantom") as slices:
-        return list(slices)
+        yield from slices

@@ -8,9 +8,11 @@ of threads (default: min(2, CPUs)); 1 runs everything in the calling thread.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from itertools import islice
 from typing import TypeVar
 
 __all__ = ["ENV_WORKERS", "default_workers", "thread_map"]
@@ -41,6 +43,19 @@ def thread_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int | None 
         return
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
     try:
-        yield pool.map(fn, items)
+        yield _window_map(pool, fn, items, ahead=4 * workers)
     finally:
         pool.shutdown(cancel_futures=True)
+
+
+def _window_map(pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Sequence[T], *,
+                ahead: int) -> Iterator[R]:
+    """``pool.map`` that keeps at most ``ahead`` items submitted beyond the one being read,
+    so results do not pile up in memory when the reader is slower than the workers."""
+    queue = iter(items)
+    pending = deque(pool.submit(fn, item) for item in islice(queue, ahead))
+    while pending:
+        result = pending.popleft().result()
+        for item in islice(queue, 1):
+            pending.append(pool.submit(fn, item))
+        yield result

@@ -8,6 +8,7 @@ with another identity is refused with one line naming what differs (:func:`ident
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,11 @@ class RunConfig:
 
     def identity(self, methods: dict[str, dict[str, Any]], split_sha256: str,
                  data_fingerprint: str, version: str) -> dict[str, Any]:
-        """What must match for ``--resume`` to continue a run (stored in run.json)."""
-        return {
+        """What must match for ``--resume`` to continue a run (stored in run.json).
+
+        Returned as JSON gives it back (tuples as lists), so it compares equal to the stored one.
+        """
+        return json.loads(json.dumps({
             "methods": methods,
             "dataset": self.dataset,
             "task": self.task,
@@ -81,7 +85,7 @@ class RunConfig:
             "test_split": self.test_split,
             "n_boot": self.n_boot,
             "mribench": version,
-        }
+        }))
 
 
 def check_seed(seed: Any) -> int:
@@ -128,7 +132,11 @@ def format_seeds(seeds: tuple[int, ...] | list[int]) -> str:
 
 
 def identity_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """The keys whose values differ between two identities, as ``key: old -> new`` lines."""
+    """The keys whose values differ between two identities, as ``key: old -> new`` lines.
+
+    A resume may *add* rows (methods) to a run: the rows it had keep their results. It may not
+    drop a row or change one's parameters.
+    """
     out = []
     for key in sorted(set(old) | set(new)):
         if key == "mribench" and str(old.get(key, "")).split("+")[0] == str(
@@ -138,8 +146,12 @@ def identity_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             if key == "methods" and isinstance(old.get(key), dict) and isinstance(
                     new.get(key), dict):
                 a, b = old[key], new[key]
-                changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-                out.append(f"methods ({', '.join(changed)})")
+                changed = sorted(k for k in a if a.get(k) != b.get(k))
+                if changed:
+                    out.append(f"methods ({', '.join(changed)})")
+            elif key == "data_fingerprint":
+                out.append("data_fingerprint (the data files' names, sizes or modification "
+                           "times changed)")
             else:
                 out.append(f"{key}: {_short(old.get(key))} -> {_short(new.get(key))}")
     return out

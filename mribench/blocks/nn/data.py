@@ -133,7 +133,7 @@ def maps_for(probs: torch.Tensor | np.ndarray, samples: Sequence[Sample]
     """Probability maps ``(n, 1, S, S)`` back at each sample's size: (masks ``> 0.5``, maps)."""
     if not len(samples):
         return np.zeros((0, 1, 1), bool), np.zeros((0, 1, 1), np.float32)
-    maps = np.stack(resize_back(probs, [np.shape(s.image) for s in samples])).astype(np.float32)
+    maps = np.stack(resize_back(probs, [s.shape for s in samples])).astype(np.float32)
     return maps > 0.5, maps
 
 
