@@ -44,9 +44,10 @@ class SampleReader(Protocol):
     def has_mask(self, index: int) -> bool: ...
 
 
-@dataclass
+@dataclass(eq=False)
 class Sample:
-    """One grayscale slice.
+    """One grayscale slice. Two samples are equal only when they are the same object (their
+    arrays are not compared; ``id`` names a sample).
 
     Attributes
     ----------

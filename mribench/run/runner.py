@@ -74,8 +74,9 @@ def _run_id(config: RunConfig, dataset_name: str) -> str:
 def _save_test_images(run_dir: Path, test: Sequence[Sample], seed: int) -> None:
     """Keep a few test slices (masked ones first) for the report's montage."""
     rng = np.random.default_rng(seed)
-    masked = [s for s in test if s.mask is not None and s.mask.any()]
-    others = [s for s in test if s not in masked]
+    masked = [s for s in test if s.has_mask and s.mask.any()]
+    chosen_ids = {s.id for s in masked}
+    others = [s for s in test if s.id not in chosen_ids]
     order = list(rng.permutation(len(masked)))[:MONTAGE_SLICES]
     chosen = [masked[i] for i in order]
     if len(chosen) < MONTAGE_SLICES and others:
