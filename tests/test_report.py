@@ -138,3 +138,15 @@ def test_cli_report_check_and_baseline(run_dir: Path, tmp_path: Path) -> None:
 def test_cli_help(command: str) -> None:
     res = CliRunner().invoke(cli, [command, "--help"])
     assert res.exit_code == 0 and "RESULTS_DIR" in res.output
+
+
+def test_report_names_the_data_set_with_its_options(run_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "harmonised"
+    shutil.copytree(run_dir, copy)
+    run = json.loads((copy / "run.json").read_text())
+    run["dataset"]["spec"] = "fake[harmonise=true]"
+    (copy / "run.json").write_text(json.dumps(run))
+    index = build_report(copy, tmp_path / "rep")
+    markdown = (index.parent / "report.md").read_text()
+    assert "Data set **fake[harmonise=true]**" in markdown
+    assert "fake[harmonise=true] (" in index.read_text()

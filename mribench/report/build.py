@@ -403,7 +403,7 @@ def _provenance_items(results: RunResults) -> list[tuple[str, Any]]:
         ("device", _e(run.get("device", ""))),
         ("seed / profile / image size",
          f"{_e(run.get('seed'))} / {_e(run.get('profile'))} / {_e(run.get('image_size'))}"),
-        ("data set", _e(f"{dataset.get('name', '')} ({dataset.get('n_samples', '?')} samples"
+        ("data set", _e(f"{_dataset_label(run)} ({dataset.get('n_samples', '?')} samples"
                         f"{', ' + str(dataset['data_dir']) if dataset.get('data_dir') else ''})")),
         ("split", _e(f"{split.get('name', '')}: strategy {split.get('strategy', '')}, seed "
                      f"{split.get('seed', '')}, duplicate threshold {split.get('threshold', '')}"
@@ -622,6 +622,14 @@ def _html(results: RunResults, tables: dict[str, pd.DataFrame],
 # --------------------------------------------------------------------------- Markdown
 
 
+def _dataset_label(run: dict[str, Any]) -> str:
+    """The data set as the run named it: its spec (``br35h[harmonise=true]``) where it has
+    options, else its name."""
+    dataset = run.get("dataset") or {}
+    spec = str(dataset.get("spec") or "")
+    return spec if "[" in spec else str(dataset.get("name", ""))
+
+
 def _markdown(results: RunResults, tables: dict[str, pd.DataFrame],
               figs: dict[str, tuple[str, bytes]], comparison: list[dict[str, Any]],
               rank_by: str, extra: list[tuple[str, str, str, str]] | None = None) -> str:
@@ -629,7 +637,7 @@ def _markdown(results: RunResults, tables: dict[str, pd.DataFrame],
 
     run = results.run
     lines = [f"# mribench report: {results.run_id}", "",
-             f"Data set **{(run.get('dataset') or {}).get('name', '')}**, profile "
+             f"Data set **{_dataset_label(run)}**, profile "
              f"**{run.get('profile', '')}**, split **{(run.get('split') or {}).get('name', '')}**"
              f", ranked by **{rank_by}**. Values: point estimate [95% bootstrap CI over images]."
              " Group 1: not significantly different from the leader (paired test, Holm).", ""]
