@@ -106,8 +106,14 @@ class SampleStore:
                 self._fds, self._pid = {}, os.getpid()
             fd = self._fds.get(name)
             if fd is None:
-                fd = self._fds[name] = os.open(self.folder / name, os.O_RDONLY)
-        data = os.pread(fd, count, offset)
+                flags = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+                fd = self._fds[name] = os.open(self.folder / name, flags)
+        if hasattr(os, "pread"):
+            data = os.pread(fd, count, offset)
+        else:  # no positional read (Windows): seek and read under the lock
+            with self._lock:
+                os.lseek(fd, offset, os.SEEK_SET)
+                data = os.read(fd, count)
         if len(data) != count:
             raise OSError(f"{self.folder / name}: short read at byte {offset}; the data cache "
                           "changed under the run (delete it and rerun)")
