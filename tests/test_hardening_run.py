@@ -249,3 +249,8 @@ def test_several_seeds_give_per_seed_rows_and_mean_and_sd(tmp_path, fake_registr
     f1 = oracle.metrics["classify"]["metrics"]["f1"]
     assert f1["seeds"] and len(f1["seeds"]) == 3 and "sd" in f1
     assert "±" in format_table(table, "simple")
+    from mribench.report import build_report
+
+    index = build_report(tmp_path / "run", tmp_path / "report")
+    assert "Values: mean over 3 seeds ± sd [95% interval over images and seeds]" in (
+        index.parent / "report.md").read_text()

@@ -622,6 +622,14 @@ def _html(results: RunResults, tables: dict[str, pd.DataFrame],
 # --------------------------------------------------------------------------- Markdown
 
 
+def _values_note(results: RunResults) -> str:
+    """How to read a cell: one seed, or the mean over seeds with its sd."""
+    seeds = max((len(r.seed_metrics) or 1 for r in results.done()), default=1)
+    if seeds <= 1:
+        return "point estimate [95% bootstrap CI over images]"
+    return f"mean over {seeds} seeds ± sd [95% interval over images and seeds]"
+
+
 def _dataset_label(run: dict[str, Any]) -> str:
     """The data set as the run named it: its spec (``br35h[harmonise=true]``) where it has
     options, else its name."""
@@ -639,7 +647,7 @@ def _markdown(results: RunResults, tables: dict[str, pd.DataFrame],
     lines = [f"# mribench report: {results.run_id}", "",
              f"Data set **{_dataset_label(run)}**, profile "
              f"**{run.get('profile', '')}**, split **{(run.get('split') or {}).get('name', '')}**"
-             f", ranked by **{rank_by}**. Values: point estimate [95% bootstrap CI over images]."
+             f", ranked by **{rank_by}**. Values: {_values_note(results)}."
              " Group 1: not significantly different from the leader (paired test, Holm).", ""]
 
     def image(name: str) -> None:
