@@ -254,3 +254,10 @@ def test_several_seeds_give_per_seed_rows_and_mean_and_sd(tmp_path, fake_registr
     index = build_report(tmp_path / "run", tmp_path / "report")
     assert "Values: mean over 3 seeds ± sd [95% interval over images and seeds]" in (
         index.parent / "report.md").read_text()
+
+
+def test_a_job_records_the_threads_it_computed_with(tmp_path, fake_registry):
+    # Deep methods' trained weights depend on torch's thread count: every row says it.
+    run_benchmark(_config(tmp_path))
+    status = json.loads((tmp_path / "run" / "bright" / "seed-0" / "status.json").read_text())
+    assert status["threads"]["blas"] >= 1

@@ -118,12 +118,27 @@ def _tasks_of(method: Method, task: str | None) -> list[str]:
     return [t for t in method.tasks if task in (None, t)]
 
 
+def _compute_threads(kind: str) -> dict[str, int]:
+    """The threads the job computed with: torch's intra-op threads for deep methods (their
+    floating-point sums, and so their trained weights, depend on it), BLAS/OpenMP for all."""
+    from threadpoolctl import threadpool_info
+
+    threads = {"blas": max((int(p.get("num_threads", 0)) for p in threadpool_info()),
+                           default=0)}
+    if kind == "deep":
+        import torch
+
+        threads["torch"] = int(torch.get_num_threads())
+    return threads
+
+
 def _describe(job: Job, method: Method, variant: str | None) -> dict[str, Any]:
     return {"method": method.name, "row": job.row if variant is None else
             f"{job.row}+{variant}", "variant": variant, "kind": method.kind,
             "reference": method.reference, "params": method.params.as_dict(),
             "profile": method.profile, "seed": job.seed, "job": job.key,
-            "time_capped": getattr(method.params, "max_minutes", None) is not None}
+            "time_capped": getattr(method.params, "max_minutes", None) is not None,
+            "threads": _compute_threads(method.kind)}
 
 
 def _method_logger(name: str, folder: Path) -> tuple[logging.Logger, logging.Handler]:
