@@ -139,3 +139,45 @@ def test_reads_without_positional_io_give_the_same_pixels(tmp_path: Path, monkey
     stored = _write(tmp_path / "s", samples).samples()
     monkeypatch.delattr(os, "pread")  # as on Windows
     _same(stored, samples)
+
+
+def test_a_cache_that_cannot_be_written_falls_back_to_memory(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    import errno
+
+    from mribench.data import store
+
+    monkeypatch.setenv("MRIBENCH_CACHE", str(tmp_path))
+    _, fresh = load_dataset("synthetic[n=20]", image_size=32, use_cache=False)
+
+    def full(self, sample):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.StoreWriter, "add", full)
+    with pytest.warns(UserWarning, match="cannot write the data cache .*No space left"):
+        _, got = load_dataset("synthetic[n=20]", image_size=32)
+    _same(got, fresh)
+    assert not list((tmp_path / "datasets").iterdir())  # no partial store left
+
+
+def test_an_error_of_the_data_itself_is_not_blamed_on_the_cache(tmp_path: Path,
+                                                                monkeypatch) -> None:
+    import warnings
+
+    from mribench.datasets.synthetic import Synthetic
+
+    monkeypatch.setenv("MRIBENCH_CACHE", str(tmp_path))
+    calls = []
+
+    def broken(self):
+        calls.append(1)
+        yield from _samples(True)[:2]
+        raise PermissionError(13, "Permission denied", "scan_0003.png")
+
+    monkeypatch.setattr(Synthetic, "iter_load", broken)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "cannot write the data cache" warning
+        with pytest.raises(PermissionError, match="scan_0003.png"):
+            load_dataset("synthetic[n=20]", image_size=24)
+    assert calls == [1]  # read once, not retried in memory
+    assert not list((tmp_path / "datasets").iterdir())

@@ -217,20 +217,36 @@ def _with_groups(samples: list[Sample]) -> list[Sample]:
     return samples
 
 
+class _CacheUnwritable(Exception):
+    """Writing the data cache failed (full disk, read-only folder): not the data's fault."""
+
+
 def _write_cache(folder: Path, samples: Iterable[Sample]) -> list[Sample]:
-    """Stream ``samples`` into a store at ``folder``; the stored samples, grouped."""
-    writer = StoreWriter(folder)
+    """Stream ``samples`` into a store at ``folder``; the stored samples, grouped.
+
+    An OSError of the cache itself becomes :class:`_CacheUnwritable`; one of the data set's own
+    files (raised while iterating ``samples``) propagates as it is."""
+    try:
+        writer = StoreWriter(folder)
+    except OSError as exc:
+        raise _CacheUnwritable(exc) from exc
     try:
         ungrouped: list[tuple[int, str, np.ndarray]] = []
         for sample in samples:
             if not sample.group:
                 ungrouped.append((len(writer.records), sample.id, thumbnail(sample.image)))
-            writer.add(sample)
+            try:
+                writer.add(sample)
+            except OSError as exc:
+                raise _CacheUnwritable(exc) from exc
         if ungrouped:
             names = group_names([sid for _, sid, _ in ungrouped],
                                 np.stack([t for _, _, t in ungrouped]))
             writer.set_groups([(i, g) for (i, _, _), g in zip(ungrouped, names, strict=True)])
-        return writer.close().samples()
+        try:
+            return writer.close().samples()
+        except OSError as exc:
+            raise _CacheUnwritable(exc) from exc
     except BaseException:
         writer.abort()
         raise
@@ -266,6 +282,6 @@ def load_dataset(spec: str, data_dir: Path | str | None = None,
             shutil.rmtree(folder, ignore_errors=True)
     try:
         return ds, _write_cache(folder, ds.iter_load())
-    except OSError as exc:  # a full disk or a read-only cache: load again, in memory
-        warnings.warn(f"cannot write the data cache {folder}: {exc}", stacklevel=2)
+    except _CacheUnwritable as exc:  # a full disk or a read-only cache: load again, in memory
+        warnings.warn(f"cannot write the data cache {folder}: {exc.__cause__}", stacklevel=2)
         return ds, _with_groups(list(ds.load()))

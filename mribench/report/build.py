@@ -201,9 +201,7 @@ def _task_intro(results: RunResults, task: str, table: pd.DataFrame, rank_by: st
     if used != rank_by:
         rank_note += f" ({_e(rank_by)} does not apply to this task)"
     seeds = int(table["seeds"].max()) if "seeds" in table and len(table) else 1
-    values = ("Values are point estimates with 95% bootstrap CIs over images" if seeds <= 1 else
-              f"Values are means over {seeds} seeds ± their sd, with 95% intervals over images "
-              "and seeds")
+    values = f"Values: {_values_note(seeds)}"
     capped = ("" if "time_capped" not in table or not table["time_capped"].any() else
               " Rows marked <b>time-capped</b> trained under a wall-clock budget: not "
               "comparable across machines.")
@@ -622,9 +620,8 @@ def _html(results: RunResults, tables: dict[str, pd.DataFrame],
 # --------------------------------------------------------------------------- Markdown
 
 
-def _values_note(results: RunResults) -> str:
+def _values_note(seeds: int) -> str:
     """How to read a cell: one seed, or the mean over seeds with its sd."""
-    seeds = max((len(r.seed_metrics) or 1 for r in results.done()), default=1)
     if seeds <= 1:
         return "point estimate [95% bootstrap CI over images]"
     return f"mean over {seeds} seeds ± sd [95% interval over images and seeds]"
@@ -647,7 +644,8 @@ def _markdown(results: RunResults, tables: dict[str, pd.DataFrame],
     lines = [f"# mribench report: {results.run_id}", "",
              f"Data set **{_dataset_label(run)}**, profile "
              f"**{run.get('profile', '')}**, split **{(run.get('split') or {}).get('name', '')}**"
-             f", ranked by **{rank_by}**. Values: {_values_note(results)}."
+             f", ranked by **{rank_by}**. Values: "
+             f"{_values_note(max((len(r.seed_metrics) for r in results.done()), default=1))}."
              " Group 1: not significantly different from the leader (paired test, Holm).", ""]
 
     def image(name: str) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mribench.eval.stats import holm, paired_metric_test
+from mribench.results.rank import _fmt
 from mribench.results.read import RunResults
 
 __all__ = ["compare_runs", "compare_table"]
@@ -49,14 +50,6 @@ def compare_runs(a: RunResults, b: RunResults, task: str, metric: str, view: str
     return frame
 
 
-def _interval(value: float, low: float, high: float) -> str:
-    if not np.isfinite(value):
-        return "–"
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return f"{value:.3f}"
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
-
-
 def compare_table(a: RunResults, b: RunResults, task: str, metric: str, view: str = "all",
                   eval_set: str = "test", fmt: str = "simple") -> str:
     """:func:`compare_runs` as a text table (tabulate ``fmt``), with a line per caveat."""
@@ -66,7 +59,7 @@ def compare_table(a: RunResults, b: RunResults, task: str, metric: str, view: st
     name_a, name_b = a.run_id, b.run_id
     if frame.empty:
         return f"no row finished {task} ({view}) in both {name_a} and {name_b}"
-    rows = [[r.method, _interval(r.a, r.a_low, r.a_high), _interval(r.b, r.b_low, r.b_high),
+    rows = [[r.method, _fmt(r.a, r.a_low, r.a_high), _fmt(r.b, r.b_low, r.b_high),
              f"{r.difference:+.3f}" if np.isfinite(r.difference) else "–",
              "–" if not np.isfinite(r.p_holm) else f"{r.p_holm:.3g}", int(r.n)]
             for r in frame.itertuples()]
