@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     html = args.html
     if args.fake:
         from mribench.report import build_report
-        from mribench.report.fake import make_fake_results
+        from mribench.testing import make_fake_results
 
         root = Path(tempfile.mkdtemp(prefix="mribench-fake-"))
         run_dir = make_fake_results(root / "20240101-000000-fake-quick")

@@ -10,7 +10,7 @@ import pytest
 
 from mribench.api.errors import MribenchError
 from mribench.report.check import check, make_baseline
-from mribench.report.fake import make_fake_results
+from mribench.testing import make_fake_results
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +44,9 @@ def test_drop_beyond_tolerance_is_named(run_dir: Path, tmp_path: Path) -> None:
             d["tasks"]["classify"]["metrics"]["accuracy"]["value"] = value - by
         return change
 
-    _edit(copy / "glcm-svm" / "metrics.json", lower(0.019))
+    _edit(copy / "glcm-svm" / "seed-0" / "metrics.json", lower(0.019))
     assert check(copy, base) == []
-    _edit(copy / "glcm-svm" / "metrics.json", lower(0.05))
+    _edit(copy / "glcm-svm" / "seed-0" / "metrics.json", lower(0.05))
     problems = check(copy, base)
     assert len(problems) == 1
     assert problems[0].startswith("glcm-svm classify accuracy:") and "0.0500" in problems[0]
@@ -65,9 +65,9 @@ def test_missing_failed_and_nan_are_regressions(run_dir: Path, tmp_path: Path) -
     copy = shutil.copytree(run_dir, tmp_path / "run")
     shutil.rmtree(copy / "glcm-svm")
     _edit(copy / "run.json", lambda d: d["methods"].remove("glcm-svm"))
-    _edit(copy / "unet+crf" / "status.json",
+    _edit(copy / "unet+crf" / "seed-0" / "status.json",
           lambda d: d.update(status="failed", reason="ValueError: boom"))
-    _edit(copy / "unet" / "metrics.json",
+    _edit(copy / "unet" / "seed-0" / "metrics.json",
           lambda d: d["tasks"]["classify"]["metrics"]["auc"].update(value=None))
     problems = check(copy, base)
     assert "glcm-svm: missing from the results (the baseline expects it)" in problems

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from mribench.cli import cli
 from mribench.eval.metrics import classification_metrics
 from mribench.eval.stats import paired_metric_test
-from mribench.report.fake import make_fake_results
 from mribench.results.compare import compare_runs
 from mribench.results.read import load_results
+from mribench.testing import make_fake_results
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +22,16 @@ def runs(tmp_path_factory):
     a = make_fake_results(root / "a", n_test=60, seed=0)
     b = make_fake_results(root / "b", n_test=60, seed=0)
     # B's classifier answers every image right: its F1 is 1 and the difference must show.
-    cases = json.loads((b / "glcm-svm" / "per_case.json").read_text())
+    cases = json.loads((b / "glcm-svm" / "seed-0" / "per_case.json").read_text())
     for record in cases:
         if "pred" in record:
             record["pred"] = record["label"]
-    (b / "glcm-svm" / "per_case.json").write_text(json.dumps(cases))
-    metrics = json.loads((b / "glcm-svm" / "metrics.json").read_text())
+    (b / "glcm-svm" / "seed-0" / "per_case.json").write_text(json.dumps(cases))
+    metrics = json.loads((b / "glcm-svm" / "seed-0" / "metrics.json").read_text())
     y = [r["label"] for r in cases if "pred" in r]
     metrics["tasks"]["classify"]["metrics"]["f1"]["value"] = classification_metrics(
         y, y, n_boot=0)["metrics"]["f1"]["value"]
-    (b / "glcm-svm" / "metrics.json").write_text(json.dumps(metrics))
+    (b / "glcm-svm" / "seed-0" / "metrics.json").write_text(json.dumps(metrics))
     return a, b
 
 

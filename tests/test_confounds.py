@@ -96,8 +96,8 @@ def test_degenerate_parts_give_nan_not_errors() -> None:
 def test_split_record_and_report_show_the_audit(tmp_path: Path) -> None:
     from mribench.datasets.synthetic import Synthetic
     from mribench.report.build import build_report
-    from mribench.report.fake import make_fake_results
     from mribench.split.choose import choose_split
+    from mribench.testing import make_fake_results
 
     dataset = Synthetic(image_size=32, n=60)
     record = choose_split(dataset, dataset.load(), None).describe()

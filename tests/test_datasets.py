@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mribench.api.errors import DataError
+from mribench.api.errors import DataError, MribenchError
 from mribench.api.registry import datasets
 from mribench.data.load import find_data_dir, load_dataset, read_images
 from mribench.data.phantom import AREA_RANGE, generate
@@ -93,7 +93,7 @@ def test_load_dataset_spec_options_and_cache(monkeypatch):
         assert (x.id, x.group, x.label, x.source, x.original_size) == (
             y.id, y.group, y.label, y.source, y.original_size)
         assert np.array_equal(x.image, y.image) and np.array_equal(x.mask, y.mask)
-    with pytest.raises(DataError, match="image size"):
+    with pytest.raises(MribenchError, match="image_size must be an integer from 8 to 1024"):
         load_dataset("synthetic[image_size=3]")
 
 

@@ -191,7 +191,7 @@ def test_manifest_random_bytes_is_data_error(blob):
 
 @pytest.fixture(scope="module")
 def fake_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mribench.report.fake import make_fake_results
+    from mribench.testing import make_fake_results
 
     return make_fake_results(tmp_path_factory.mktemp("results") / "run", n_test=12, size=16)
 
@@ -264,13 +264,13 @@ def _suite_text(top: dict, params: dict | None) -> str:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(suites | st.text(max_size=80).map(lambda t: (t, None)))
 def test_suite_random_toml_raises_only_mribench_errors(suite):
-    from mribench.cli.run import load_suite
+    from mribench.run.config import RunConfig
 
     path = _TMP / "suite.toml"
     text = suite[0] if isinstance(suite[0], str) else _suite_text(*suite)
     path.write_text(text, encoding="utf-8", errors="surrogateescape")
     try:
-        load_suite(str(path))
+        RunConfig.from_sources({}, suite=str(path))  # read and every value checked
     except MribenchError as exc:
         _one_line(exc)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mribench.cli import main
-from mribench.report.fake import make_fake_results
+from mribench.testing import make_fake_results
 
 
 @pytest.fixture(scope="module")
@@ -84,17 +84,17 @@ def test_report_never_uses_run_id_as_a_path(run_dir, tmp_path, monkeypatch, run_
     cwd = tmp_path / "work"
     monkeypatch.chdir(cwd)
     index = build_report(copy)
-    assert index == Path("reports") / "my_run" / "index.html"
-    assert (cwd / index).is_file()
+    assert index == copy / "report" / "index.html"  # inside the results folder, by default
+    assert index.is_file() and not (cwd / "reports").exists()
     assert not Path("/tmp/mribench-escaped-report").exists()
     assert not (tmp_path / "escaped").exists() and not (tmp_path.parent / "escaped").exists()
 
 
-def test_report_dir_sanitises_the_folder_name():
+def test_report_dir_is_inside_the_results_folder():
     from mribench.report.build import report_dir
 
-    assert report_dir(Path("results/..hidden name")) == Path("reports/hidden_name")
-    assert report_dir(Path("results/ok-1.2_x")) == Path("reports/ok-1.2_x")
+    assert report_dir(Path("results/..hidden name")) == Path("results/..hidden name/report")
+    assert report_dir(Path("/elsewhere/run")) == Path("/elsewhere/run/report")
 
 
 @pytest.mark.parametrize("out", ["sub/..", ".", "..", "sub/../.."])

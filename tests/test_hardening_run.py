@@ -14,14 +14,14 @@ import textwrap
 import time
 
 import pytest
-from click.testing import CliRunner
 from test_runner import Bright, Oracle
 
 from mribench.api import registry
 from mribench.api.errors import MribenchError
-from mribench.cli import cli, main
+from mribench.cli import main
+from mribench.results.lock import RunLock
 from mribench.run.config import RunConfig, identity_diff, parse_seeds
-from mribench.run.runner import RunLock, run_benchmark
+from mribench.run.runner import run_benchmark
 
 SPEC = "synthetic[n=40]"
 
@@ -47,9 +47,10 @@ def _bench(args, capsys):
 
 
 @pytest.mark.parametrize("seed", ["-1", "99999999999999999999999", "1.5"])
-def test_seed_out_of_range_is_a_usage_error(seed):
-    res = CliRunner().invoke(cli, ["run", "--method", "glcm-knn", "--seed", seed])
-    assert res.exit_code == 2 and "--seed" in res.output and "Traceback" not in res.output
+def test_seed_out_of_range_is_a_usage_error(seed, capsys):
+    code, err = _bench(["run", "--method", "glcm-knn", "--seed", seed, "--no-report"], capsys)
+    assert code == 2 and err.startswith("error: --seed must be an integer from 0 to")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("text", ["-1", "0-99999999999", "a", "3-1", "", "1,1"])
@@ -97,21 +98,21 @@ def test_unrelated_non_empty_out_is_refused_and_left_alone(tmp_path, fake_regist
 
 
 def test_disk_full_marks_the_run_failed_and_it_resumes(tmp_path, fake_registry, monkeypatch):
-    import mribench.run.execute as execute
+    from mribench.results.write import RunWriter
 
-    real = execute.record_scores
+    real = RunWriter.write_scores
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(execute, "record_scores", full)
+    monkeypatch.setattr(RunWriter, "write_scores", full)
     with pytest.raises(MribenchError, match="No space left on device.*free some space, then "
                                             "rerun with --resume"):
         run_benchmark(_config(tmp_path))
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["status"] == "failed"
     assert not (tmp_path / "run" / ".lock").exists()
-    monkeypatch.setattr(execute, "record_scores", real)  # space freed
+    monkeypatch.setattr(RunWriter, "write_scores", real)  # space freed
     outcome = run_benchmark(_config(tmp_path, resume=True))
     assert [r.status for r in outcome.rows] == ["done"]
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "done"

@@ -36,7 +36,10 @@ foundation modules below every layer. On top of the order, the specific rules of
   ``mribench.paths`` and ``mribench`` (``__version__``);
 - only ``mribench.cli`` imports click;
 - nothing imports ``mribench.cli`` but ``mribench.cli`` itself (the console script enters
-  there).
+  there);
+- only ``mribench.results`` knows the results folder's layout: no other module of the engine
+  names one of its files or builds a ``seed-<s>`` folder (:func:`test_only_results_knows_the_layout`,
+  which reads every string constant outside docstrings).
 
 Each failure lists every violation as ``file:line: module imports target (rule)``.
 """
@@ -63,7 +66,7 @@ LAYERS: dict[str, int] = {
     "mribench.data": 2,
     "mribench.split": 3, "mribench.eval": 3, "mribench.model": 3,
     "mribench.results": 4,
-    "mribench.run": 5, "mribench.report": 5,
+    "mribench.run": 5, "mribench.report": 5, "mribench.testing": 5,
     "mribench.cli": 6,
 }
 #: Modules below every layer: anyone in the engine may import them.
@@ -278,3 +281,46 @@ def test_rules_catch_a_forbidden_import(module, source, rule) -> None:
     path = ROOT / "mribench" / "x.py"
     found = violations(list(imports_of(source, module, path)), rule)
     assert len(found) == 1 and found[0].startswith("mribench/x.py:")
+
+
+# --------------------------------------------------------------------------- the results folder
+#: Names that belong to the results folder's layout (mribench/results/layout.py).
+LAYOUT_NAMES = ("run.json", "split.json", "status.json", "metrics.json", "per_case.json",
+                "predictions.npz", "test_images.npz", "history.json", "traceback.txt",
+                "log.txt", "seed-", ".lock", ".submitit")
+
+
+def layout_literals(source: str, path: Path) -> Iterator[tuple[int, str]]:
+    """(line, text) of each string constant (f-string parts too) naming a layout file,
+    docstrings excepted."""
+    tree = ast.parse(source, filename=str(path))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef
+                                | ast.AsyncFunctionDef)
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and id(node) not in docstrings:
+            text = node.value.strip()
+            # a path part: the name itself, a glob of it, or a prefix an f-string completes
+            if any(text == name or text.startswith(name) and text[len(name):] in ("*", "")
+                   or text.endswith("/" + name) for name in LAYOUT_NAMES):
+                yield node.lineno, node.value
+
+
+def test_only_results_knows_the_layout() -> None:
+    """Every path of a results folder is built by mribench.results (layout, writer, reader):
+    no other engine module names a file of the layout or a ``seed-<s>`` folder."""
+    found = []
+    for path, module in MODULES.items():
+        if _within(module, "mribench.results"):
+            continue
+        for line, text in layout_literals(path.read_text(encoding="utf-8"), path):
+            found.append(f"{path.relative_to(ROOT)}:{line}: {text!r}")
+    assert not found, "results-folder paths built outside mribench.results:\n" + "\n".join(found)
+
+
+def test_layout_check_catches_a_path_built_elsewhere() -> None:
+    source = 'def f(run, row, s):\n    """Writes run.json."""\n    return run / row / f"seed-{s}"\n'
+    assert [t for _, t in layout_literals(source, Path("x.py"))] == ["seed-"]

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from mribench.api.errors import MribenchError
 from mribench.cli import cli
 from mribench.report import build_report
-from mribench.report.fake import make_fake_results
 from mribench.results.rank import format_table, ranked_table
 from mribench.results.read import load_results, metric_names
+from mribench.testing import make_fake_results
 
 ROWS = ["glcm-svm", "unet", "unet+crf"]
 
@@ -42,7 +42,7 @@ def test_loader_reads_every_row(run_dir: Path) -> None:
     assert len(done) == 7 + 2 * (7 + 8)  # glcm: classify; unet rows: classify + segment
     assert set(done.metric) == set(metric_names("classify")) | set(metric_names("segment"))
     # the frame carries metrics.json's numbers
-    f1 = json.loads((run_dir / "unet" / "metrics.json").read_text())["tasks"]["segment"]
+    f1 = json.loads((run_dir / "unet" / "seed-0" / "metrics.json").read_text())["tasks"]["segment"]
     got = done[(done.row == "unet") & (done.task == "segment") & (done.metric == "f1")]
     assert got.value.item() == pytest.approx(f1["metrics"]["f1"]["value"])
     masks = results.rows["unet"].predicted_masks()
@@ -105,7 +105,7 @@ def test_report_rejects_bad_input(run_dir: Path, tmp_path: Path) -> None:
 
 def _degrade(run_dir: Path, dest: Path) -> Path:
     copy = shutil.copytree(run_dir, dest)
-    path = copy / "unet" / "metrics.json"
+    path = copy / "unet" / "seed-0" / "metrics.json"
     data = json.loads(path.read_text())
     data["tasks"]["segment"]["metrics"]["iou"]["value"] -= 0.1
     path.write_text(json.dumps(data))

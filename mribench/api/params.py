@@ -148,6 +148,16 @@ class MethodParams:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def int_from_text(value: Any) -> Any:
+    """``value`` as an int when it is the text of one (``"-3"`` -> -3), else unchanged: the
+    CLI hands numbers over as it received them, and the library checks them once."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit() and text.count("-") <= 1 and not text.endswith("-"):
+            return int(text)
+    return value
+
+
 # --------------------------------------------------------------------------- name[k=v] syntax
 # The one parser and formatter of the variant syntax (benchopt's): ``name[k=v,k2=v2]`` selects
 # a plugin with overrides, on the command line, in config files and in result records.

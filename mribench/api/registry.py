@@ -12,13 +12,15 @@ import inspect
 import pkgutil
 from functools import cache
 from importlib.metadata import entry_points
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mribench.api.dataset import Dataset
 from mribench.api.errors import MribenchError
 from mribench.api.method import Method
-from mribench.api.params import format_spec, parse_spec, split_top_level
+from mribench.api.params import format_spec, parse_spec
+
+if TYPE_CHECKING:
+    from mribench.api.specs import DatasetSpec
 
 __all__ = ["datasets", "format_spec", "get_dataset", "get_method", "methods", "parse_spec",
            "resolve_methods"]
@@ -64,35 +66,22 @@ def get_method(name: str) -> type[Method]:
 
 
 def resolve_methods(spec: str) -> list[tuple[str, dict[str, Any]]]:
-    """Turn ``--method`` text (``all``, a name, or a comma list of ``name[k=v]``) into a list."""
-    if spec.strip() == "all":
-        return [(name, {}) for name in methods()]
-    resolved: list[tuple[str, dict[str, Any]]] = []
-    for item in filter(None, (s.strip() for s in split_top_level(spec))):  # "a,,b": no empties
-        name, overrides = parse_spec(item)
-        get_method(name)
-        if (name, overrides) in resolved:
-            raise MribenchError(f"--method names {item!r} twice; give each method (or variant) "
-                                "once")
-        resolved.append((name, overrides))
-    if not resolved:
-        raise MribenchError("no method given; use --method all or a name from `bench list`")
-    return resolved
+    """Turn ``--method`` text (``all``, a name, or a comma list of ``name[k=v]``) into a list
+    of (name, overrides); see :func:`mribench.api.specs.parse_methods`."""
+    from mribench.api.specs import parse_methods
+
+    return [(m.name, m.override_dict) for m in parse_methods(spec)]
 
 
-def get_dataset(spec: str) -> tuple[type[Dataset], dict[str, Any]]:
-    """Resolve ``--dataset``: a name, ``name[k=v]``, or ``folder:PATH``."""
-    table = datasets()
-    if ":" in spec and spec.split(":", 1)[0] in table:
-        name, path = spec.split(":", 1)
-        options: dict[str, Any] = {}
-        # folder:PATH[k=v]: options in brackets, unless the brackets belong to an existing path
-        if path.endswith("]") and "[" in path and not Path(path).exists():
-            path, options = parse_spec(path)
-        return table[name], {"data_dir": path, **options}
-    name, overrides = parse_spec(spec)
-    if name not in table:
-        raise MribenchError(
-            f"unknown data set {name!r}; known: {', '.join(table)}, or folder:PATH (see `bench list`)"
-        )
-    return table[name], overrides
+def get_dataset(spec: str | DatasetSpec) -> tuple[type[Dataset], dict[str, Any]]:
+    """The plugin class of a ``--dataset`` spec and its options (with ``data_dir`` for
+    ``name:PATH`` and ``image_size`` when the spec sets them)."""
+    from mribench.api.specs import DatasetSpec
+
+    parsed = DatasetSpec.parse(spec, tuple(datasets()))
+    options = parsed.option_dict
+    if parsed.data_dir is not None:
+        options["data_dir"] = parsed.data_dir
+    if parsed.image_size is not None:
+        options["image_size"] = parsed.image_size
+    return datasets()[parsed.name], options

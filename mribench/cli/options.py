@@ -13,9 +13,12 @@ data_dir_option = click.option(
 dataset_option = click.option(
     "--dataset", default="synthetic", show_default=True,
     help="Data set: a name from `bench list`, name[k=v] (e.g. synthetic[n=200]), or folder:PATH.")
+# Values pass through as typed and are checked by the library (one range, one message, the
+# same from a suite file): see mribench.api.specs.check_image_size and RunConfig.
 image_size_option = click.option(
-    "--image-size", type=click.IntRange(32, 1024), default=256, show_default=True,
-    help="Side of the square every slice and mask is resized to.")
+    "--image-size", default=None, metavar="N",
+    help="Side of the square every slice and mask is resized to: 8 to 1024 (default 256, or "
+         "the data set's image_size=).")
 seed_option = click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0,
                            show_default=True,
                            help="Seed of the split (when one is made), training and bootstrap.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -14,63 +13,8 @@ from mribench.cli.options import (
     data_dir_option,
     dataset_option,
     image_size_option,
-    seed_option,
     split_option,
 )
-
-SUITE_KEYS = {"methods", "dataset", "data_dir", "task", "profile", "device", "seed", "seeds",
-              "split", "image_size", "jobs", "n_boot", "test_on", "test_split", "executor"}
-SUITE_TABLES = {"description", "baseline", "params", "executor_options"}
-
-
-def suite_path(name: str) -> Path:
-    """A suite name (``quick-synthetic``) or a TOML path -> the file."""
-    candidate = Path(name)
-    if candidate.suffix == ".toml" and candidate.exists():
-        return candidate
-    from mribench.paths import benchmarks_dir
-
-    root = benchmarks_dir() / "suites"
-    path = root / f"{name}.toml"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in root.glob("*.toml"))) or "none"
-        raise MribenchError(f"no suite {name!r} (looked for {path}); known suites: {known}")
-    return path
-
-
-def load_suite(name: str) -> dict[str, Any]:
-    """A suite file's settings: the run options of ``SUITE_KEYS``, ``[params]`` per method
-    (merged into ``methods``) and ``[executor_options]``."""
-    path = suite_path(name)
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise MribenchError(f"{path}: not a readable TOML suite ({exc}); fix the file") from None
-    unknown = sorted(set(data) - SUITE_KEYS - SUITE_TABLES)
-    if unknown:
-        raise MribenchError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: "
-                            f"{', '.join(sorted(SUITE_KEYS | SUITE_TABLES))}")
-    params = data.get("params", {})
-    if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
-        raise MribenchError(f"{path}: [params] maps method names to 'k=v,...' strings")
-    if params:
-        from mribench.api import registry
-
-        chosen = registry.resolve_methods(str(data.get("methods", "all")))
-        from mribench.api.params import parse_overrides
-
-        data["methods"] = ",".join(
-            registry.format_spec(name, parse_overrides(params[name])
-                                 if name in params and not overrides else overrides)
-            for name, overrides in chosen)
-    for key in ("test_on",):
-        if isinstance(data.get(key), list):
-            data[key] = ",".join(str(v) for v in data[key])
-    if "seeds" in data and not isinstance(data["seeds"], str):
-        data["seeds"] = ",".join(str(s) for s in data["seeds"]) if isinstance(
-            data["seeds"], list) else str(data["seeds"])
-    return data
 
 
 def parse_executor_options(items: tuple[str, ...]) -> dict[str, Any]:
@@ -97,13 +41,15 @@ Examples:
               help="'all', a method name, or a comma list of name[k=v] (see `bench list`).")
 @dataset_option
 @data_dir_option
-@click.option("--task", type=click.Choice(["classify", "segment"]), default=None,
+@click.option("--task", default=None, metavar="classify|segment",
               help="Only this task (default: every task each method answers).")
-@click.option("--profile", type=click.Choice(["quick", "paper"]), default="quick",
-              show_default=True, help="quick: sized for 2 CPU cores; paper: published settings.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Where deep methods train.")
-@seed_option
+@click.option("--profile", default="quick", show_default=True, metavar="quick|paper",
+              help="quick: sized for 2 CPU cores; paper: published settings.")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda",
+              help="Where deep methods train.")
+@click.option("--seed", default="0", show_default=True, metavar="N",
+              help="Seed of the split (when one is made), training and bootstrap: 0 to "
+                   "2**32-1.")
 @click.option("--seeds", default=None,
               help="Train every method once per seed on the same split: 0-4 or 0,1,2 "
                    "(tables show mean ± sd over seeds). Overrides --seed.")
@@ -121,26 +67,25 @@ Examples:
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out with the same configuration, skipping "
                    "finished jobs.")
-@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Jobs run in parallel worker processes (one BLAS thread each).")
+@click.option("--jobs", default="1", show_default=True, metavar="N",
+              help="Jobs run in parallel worker processes (one BLAS thread each): 1 to 64.")
 @click.option("--executor", default="local", show_default=True,
               help="Where jobs run: local (this machine), dask (a dask.distributed cluster) or "
                    "slurm (submitit job arrays); see README 'Running on a cluster'.")
 @click.option("--executor-option", "executor_option", multiple=True,
               help="key=value for the executor (repeatable).")
-@click.option("--n-boot", type=click.IntRange(0, 100000), default=1000, show_default=True,
-              help="Bootstrap resamples for the 95% confidence intervals.")
+@click.option("--n-boot", default="1000", show_default=True, metavar="N",
+              help="Bootstrap resamples for the 95% confidence intervals: 0 to 100000.")
 @click.option("--suite", default=None,
               help="A suite of benchmarks/suites/ (e.g. quick-synthetic) filling the defaults.")
 @click.option("--no-report", is_flag=True, help="Skip writing the HTML/Markdown report.")
+@click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Where the report goes (default: report/ inside the results folder).")
 @click.option("--rank-by", default="f1", show_default=True, help="Metric the tables rank by.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
-def run(ctx: click.Context, methods: str, dataset: str, data_dir: Path | None, task: str | None,
-        profile: str, device: str, seed: int, seeds: str | None, split: str | None,
-        image_size: int, test_on: str | None, test_split: str | None, out: Path | None,
-        resume: bool, jobs: int, executor: str, executor_option: tuple[str, ...], n_boot: int,
-        suite: str | None, no_report: bool, rank_by: str, quiet: bool) -> None:
+def run(ctx: click.Context, executor_option: tuple[str, ...], suite: str | None,
+        no_report: bool, rank_by: str, quiet: bool, **options: Any) -> None:
     """Train and score methods on a data set under one common split.
 
     Prints a ranked table per task (classify, segment) with accuracy, F1, IoU, precision,
@@ -148,40 +93,21 @@ def run(ctx: click.Context, methods: str, dataset: str, data_dir: Path | None, t
     Exits 1 when a method failed (the others still ran), 2 on bad input.
     """
     from mribench.results.read import TASK_METRICS
-    from mribench.run.config import RunConfig, parse_seeds
+    from mribench.run.config import RunConfig
     from mribench.run.runner import run_benchmark
 
     known = sorted({m for names in TASK_METRICS.values() for m in names})
     if rank_by not in known:
         raise MribenchError(f"--rank-by {rank_by!r} is not a metric; choose one of "
                             f"{', '.join(known)}")
-    values: dict[str, Any] = dict(methods=methods, dataset=dataset, data_dir=data_dir,
-                                  task=task, profile=profile, device=device, seed=seed,
-                                  seeds=seeds, split=split, image_size=image_size,
-                                  test_on=test_on, test_split=test_split, jobs=jobs,
-                                  n_boot=n_boot, executor=executor)
-    executor_options = parse_executor_options(executor_option)
-    if suite:
-        data = load_suite(suite)
-        for key, value in data.items():
-            if key not in SUITE_KEYS:
-                continue
-            source = ctx.get_parameter_source(key)
-            if source in (None, click.core.ParameterSource.DEFAULT):
-                values[key] = Path(value) if key == "data_dir" else value
-        if not executor_option and isinstance(data.get("executor_options"), dict):
-            executor_options = dict(data["executor_options"])
-    if not methods.strip() and not suite:
-        raise MribenchError("--method is empty; use --method all or names from `bench list`")
-    seeds_text = values.pop("seeds")
-    values["seeds"] = parse_seeds(seeds_text) if seeds_text not in (None, "") else ()
-    from mribench.api.params import split_top_level
-
-    test_on = values.pop("test_on")
-    values["test_on"] = tuple(s.strip() for s in split_top_level(test_on or "") if s.strip())
-    show = not quiet and sys.stderr.isatty()
-    config = RunConfig(**values, executor_options=executor_options, out=out, resume=resume,
-                       show_progress=show)
+    explicit = {name for name in options
+                if ctx.get_parameter_source(name) not in (None,
+                                                          click.core.ParameterSource.DEFAULT)}
+    if executor_option:
+        options["executor_options"] = parse_executor_options(executor_option)
+        explicit.add("executor_options")
+    options["show_progress"] = not quiet and sys.stderr.isatty()
+    config = RunConfig.from_sources(options, suite=suite, explicit=explicit)
 
     def on_row(row) -> None:
         mark = {"done": "ok", "failed": "FAILED", "skipped": "skipped"}[row.status]
@@ -197,7 +123,7 @@ def run(ctx: click.Context, methods: str, dataset: str, data_dir: Path | None, t
     if not no_report:
         from mribench.report import build_report
 
-        page = build_report(outcome.results_dir, rank_by=rank_by)
+        page = build_report(outcome.results_dir, config.report_dir, rank_by=rank_by)
         click.echo(f"report: {page}")
     click.echo(f"results: {outcome.results_dir}")
     if outcome.failed:

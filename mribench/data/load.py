@@ -35,10 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from mribench.api.dataset import DEFAULT_IMAGE_SIZE, Dataset
+from mribench.api.dataset import Dataset
 from mribench.api.errors import DataError
 from mribench.api.params import Constraint
 from mribench.api.registry import get_dataset
+from mribench.api.specs import DatasetSpec, check_image_size, resolve_image_size
 from mribench.api.types import Sample
 from mribench.data.duplicates import assign_groups, group_names, thumbnail
 from mribench.data.imageio import THUMB_SIZE, LoadedImage, load_image
@@ -252,23 +253,26 @@ def _write_cache(folder: Path, samples: Iterable[Sample]) -> list[Sample]:
         raise
 
 
-def load_dataset(spec: str, data_dir: Path | str | None = None,
-                 image_size: int = DEFAULT_IMAGE_SIZE, show_progress: bool = False, *,
+def load_dataset(spec: str | DatasetSpec, data_dir: Path | str | None = None,
+                 image_size: int | None = None, show_progress: bool = False, *,
                  use_cache: bool = True) -> tuple[Dataset, list[Sample]]:
     """Build the data set named by ``spec`` and return it with all its labelled samples.
 
-    ``spec`` is ``name``, ``name[k=v,...]`` (options passed to the plugin, e.g.
-    ``synthetic[n=200]``; ``image_size=`` there overrides ``image_size``) or ``folder:PATH``
-    (optionally ``folder:PATH[positive=tumour,negative=healthy]``). Samples whose plugin left
-    ``group`` empty get near-duplicate groups from their images' thumbnails. Cached on disk
-    (see the module docstring) unless ``use_cache`` is False.
+    ``spec`` is a :class:`~mribench.api.specs.DatasetSpec` or its text: ``name``,
+    ``name[k=v,...]`` (options passed to the plugin, e.g. ``synthetic[n=200]``) or
+    ``folder:PATH`` (optionally ``folder:PATH[positive=tumour,negative=healthy]``). The image
+    size follows :func:`~mribench.api.specs.resolve_image_size` (the spec's ``image_size=``,
+    else ``image_size``, else 256). Samples whose plugin left ``group`` empty get
+    near-duplicate groups from their images' thumbnails. Cached on disk (see the module
+    docstring) unless ``use_cache`` is False.
     """
-    cls, overrides = get_dataset(spec)
-    options = dict(overrides)
+    parsed = DatasetSpec.parse(spec)
+    cls, options = get_dataset(parsed)
+    options.pop("image_size", None)
     spec_dir = options.pop("data_dir", None)
-    size = options.pop("image_size", image_size)
-    if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= 4096:
-        raise DataError(f"image size must be an integer in [8, 4096], got {size!r}")
+    if image_size is not None:
+        image_size = check_image_size(image_size)
+    size = resolve_image_size(parsed.image_size, image_size, parsed.text)
     ds = cls(spec_dir if spec_dir is not None else data_dir, image_size=size,
              show_progress=show_progress, **options)
     folder = _cache_folder(ds) if use_cache and getattr(cls, "cacheable", False) else None

@@ -1,6 +1,7 @@
 """Build the report of a results folder: one self-contained HTML page, Markdown, PNG figures.
 
-``build_report(results_dir)`` writes ``reports/<results folder's name>/``:
+``build_report(results_dir)`` writes ``report/`` inside the results folder (beside its rows;
+``out_dir`` says elsewhere):
 
 - ``index.html``: one page with inline CSS and the figures inlined as base64 PNGs; it needs
   no network and no other file, so it can be mailed or attached to a CI run;
@@ -21,7 +22,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from mribench.api.errors import MribenchError
 from mribench.atomic import atomic_write_bytes, atomic_write_text
 from mribench.report import figures as F
 from mribench.report.published import compare_published, load_published
+from mribench.results.layout import RunLayout
 from mribench.results.rank import format_table, ranked_table
 from mribench.results.read import (
     LABELS,
@@ -57,8 +58,8 @@ def build_report(results_dir: Path, out_dir: Path | None = None, rank_by: str = 
     results_dir : Path
         A folder written by ``bench run`` (``results/<run-id>``).
     out_dir : Path, optional
-        Where to write; default ``reports/<name of the results folder>`` under the current
-        directory (see :func:`report_dir`; the ``run_id`` in run.json is never a path).
+        Where to write; default the results folder's ``report/`` (see :func:`report_dir`;
+        the ``run_id`` in run.json is never a path).
     rank_by : str, default="f1"
         Metric the tables are ranked by. A task that lacks it (``auc`` for segmentation, say)
         is ranked by ``f1`` instead, and the page says so.
@@ -135,22 +136,17 @@ def _unwritable(out: Path, exc: OSError) -> MribenchError:
                          "pass --out a folder you can write to")
 
 
-def _safe_name(name: str) -> str:
-    """``name`` reduced to letters, digits, ``.``, ``_`` and ``-``, never hidden or ``..``."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "run"
-
-
 def report_dir(results_dir: Path, out_dir: Path | None = None) -> Path:
-    """Where the report of ``results_dir`` goes: ``out_dir``, else ``reports/<name>``.
+    """Where the report of ``results_dir`` goes: ``out_dir``, else ``report/`` inside the
+    results folder (:attr:`RunLayout.report_dir`), so it travels with the results.
 
-    ``<name>`` is the results folder's own name, sanitised: ids read from files (run.json's
-    ``run_id``) never become paths, so an absolute or ``../`` id cannot send the report
-    elsewhere. An ``out_dir`` that is the working folder or one of its parents (``DIR/..``,
+    Ids read from files (run.json's ``run_id``) never become paths, so an absolute or ``../``
+    id cannot send the report elsewhere. An ``out_dir`` that is the working folder or one of its parents (``DIR/..``,
     ``.``) is a MribenchError: a report writes index.html, report.md and figures/, and needs
     a folder of its own.
     """
     if out_dir is None:
-        return Path("reports") / _safe_name(Path(results_dir).resolve().name)
+        return RunLayout(Path(results_dir)).report_dir
     out = Path(out_dir)
     try:
         resolved, cwd = out.resolve(), Path.cwd().resolve()

@@ -19,6 +19,16 @@ import pandas as pd
 from mribench.api.errors import MribenchError
 from mribench.atomic import read_json
 from mribench.eval.metrics import CLASSIFY_METRICS, SEGMENT_METRICS
+from mribench.results.layout import (
+    METRICS_FILE,
+    PER_CASE_FILE,
+    PREDICTIONS_FILE,
+    STATUS_FILE,
+    JobKey,
+    RunLayout,
+    is_row_name,
+    seed_folders,
+)
 
 __all__ = ["RowResult", "RunResults", "job_status", "load_results", "metric_names",
            "rank_metric", "read_predictions", "seed_folders"]
@@ -65,29 +75,12 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def _seed_of(folder: Path) -> int | None:
-    try:
-        return int(folder.name.removeprefix("seed-"))
-    except ValueError:
-        return None
-
-
-def seed_folders(row_dir: Path) -> dict[int, Path]:
-    """``{seed: <row>/seed-<seed>}`` of a row folder, by seed."""
-    found = {}
-    if row_dir.is_dir():
-        for p in row_dir.iterdir():
-            if p.is_dir() and p.name.startswith("seed-") and _seed_of(p) is not None:
-                found[_seed_of(p)] = p
-    return dict(sorted(found.items()))
-
-
 def job_status(folder: Path) -> tuple[str, str | None]:
     """A job folder's ``(status, reason)``: status.json's ``done``/``failed``/``skipped``;
     ``started`` when the folder holds no status.json yet (running, or stopped mid-way);
     ``not started`` when there is no folder."""
     folder = Path(folder)
-    status = _read(folder / "status.json", None)
+    status = _read(folder / STATUS_FILE, None)
     if isinstance(status, dict) and status.get("status"):
         reason = status.get("reason")
         return str(status["status"]), None if reason is None else str(reason)
@@ -143,12 +136,14 @@ class RowResult:
     @classmethod
     def load(cls, path: Path, eval_set: str = "test") -> RowResult:
         path = Path(path)
-        seeds = seed_folders(path)
-        if not seeds:  # a row written without seed folders (one seed, older layout)
-            return cls._load_one(path, path, path.name, eval_set)
-        parts = {seed: cls._load_one(folder, folder if eval_set == "test" else
-                                     folder / "eval" / eval_set, path.name, eval_set)
-                 for seed, folder in seeds.items()}
+        layout = RunLayout(path.parent)
+        seeds = layout.seeds_of(path.name)
+        if not seeds:
+            return cls(name=path.name, path=path, status="incomplete",
+                       reason="no job folder: the run stopped before this row started",
+                       eval_set=eval_set)
+        parts = {seed: cls._load_one(layout, JobKey(path.name, seed), eval_set)
+                 for seed in seeds}
         first = next(iter(parts.values()))
         statuses = [p.status for p in parts.values()]
         status = ("done" if all(s == "done" for s in statuses) else
@@ -184,8 +179,9 @@ class RowResult:
             scores_path=first.scores_path)
 
     @classmethod
-    def _load_one(cls, folder: Path, scores: Path, name: str, eval_set: str) -> RowResult:
-        status = _read(folder / "status.json", None)
+    def _load_one(cls, layout: RunLayout, key: JobKey, eval_set: str) -> RowResult:
+        folder, scores, name = layout.job_dir(key), layout.scores_dir(key, eval_set), key.row
+        status = _read(layout.status_file(key), None)
         if not isinstance(status, dict):
             status = {"status": "incomplete",
                       "reason": "no status.json: the run stopped before this row finished"}
@@ -195,13 +191,13 @@ class RowResult:
             said = (status.get("eval_sets") or {}).get(eval_set)
             if said and said != "done":
                 state, reason = "skipped", str(said)
-            elif not (scores / "metrics.json").is_file():
+            elif not (scores / METRICS_FILE).is_file():
                 state, reason = "incomplete", f"no scores on {eval_set}"
-        metrics = _read(scores / "metrics.json", {})
+        metrics = _read(scores / METRICS_FILE, {})
         metrics = metrics if isinstance(metrics, dict) else {}
         tasks_block = metrics.get("tasks", {}) if isinstance(metrics.get("tasks"), dict) else {}
         seed = status.get("seed")
-        per_case = _read(scores / "per_case.json", [])
+        per_case = _read(scores / PER_CASE_FILE, [])
         return cls(
             name=name,
             path=folder,
@@ -216,7 +212,7 @@ class RowResult:
             timings=status.get("timings") or {},
             metrics=tasks_block,
             per_case=per_case if isinstance(per_case, list) else [],
-            history=_read(folder / "history.json", []),
+            history=_read(layout.history_file(key), []),
             per_seed={int(seed) if isinstance(seed, int) else 0: per_case}
             if state == "done" else {},
             seed_metrics={int(seed) if isinstance(seed, int) else 0: tasks_block}
@@ -252,7 +248,7 @@ class RowResult:
     @cached_property
     def predictions(self) -> dict[str, np.ndarray]:
         """The arrays of predictions.npz ({} when absent)."""
-        return _read_npz((self.scores_path or self.path) / "predictions.npz")
+        return _read_npz((self.scores_path or self.path) / PREDICTIONS_FILE)
 
     def predicted_masks(self) -> dict[str, np.ndarray]:
         """Predicted masks by sample id.
@@ -300,7 +296,8 @@ class RunResults:
         if eval_set != "test" and eval_set not in self.eval_sets:
             raise MribenchError(f"{self.path} has no evaluation set {eval_set!r}; it has "
                                 f"{', '.join(['test', *self.eval_sets])}")
-        rows = {name: RowResult.load(self.path / name, eval_set) for name in self.rows}
+        layout = RunLayout(self.path)
+        rows = {name: RowResult.load(layout.row_dir(name), eval_set) for name in self.rows}
         return RunResults(path=self.path, run=self.run, rows=rows, eval_set=eval_set)
 
     @property
@@ -324,7 +321,7 @@ class RunResults:
     @cached_property
     def test_images(self) -> dict[str, np.ndarray]:
         """``test_images.npz`` of the run root (ids, images, optionally masks); {} if absent."""
-        return _read_npz(self.path / "test_images.npz")
+        return _read_npz(RunLayout(self.path).test_images_file)
 
     def frame(self) -> pd.DataFrame:
         """One row per result row x task x metric, with value, CI, status and n.
@@ -360,35 +357,26 @@ def load_results(path: str | Path) -> RunResults:
     MribenchError
         When ``path`` is not a folder holding ``run.json``.
     """
-    path = Path(path)
-    run_file = path / "run.json"
+    layout = RunLayout(Path(path))
+    run_file = layout.run_file
     if not run_file.is_file():
-        raise MribenchError(f"{path} is not a results folder (no run.json); pass the folder "
-                            "that `bench run` wrote, e.g. results/<run-id>")
+        raise MribenchError(f"{layout.root} is not a results folder (no run.json); pass the "
+                            "folder that `bench run` wrote, e.g. results/<run-id>")
     run = _read(run_file, {})
     if not isinstance(run, dict):
         raise MribenchError(f"{run_file} is not a run record (a JSON object); pass a folder "
                             "that `bench run` wrote")
-    names = [str(n) for n in run.get("methods", []) if isinstance(n, str)]
-    names = [n for n in names if _is_row_dir(path, n)]
-    extra = sorted(p.name for p in path.iterdir()
-                   if p.is_dir() and p.name not in names and _is_row_dir(path, p.name)
-                   and ((p / "status.json").is_file() or seed_folders(p)))
-    rows = {}
-    for name in [*names, *extra]:
-        rows[name] = RowResult.load(path / name)
-    return RunResults(path=path, run=run, rows=rows)
+    names = [str(n) for n in run.get("methods", []) if isinstance(n, str) and is_row_name(n)]
+    extra = [n for n in layout.row_names() if n not in names]
+    rows = {name: RowResult.load(layout.row_dir(name)) for name in [*names, *extra]}
+    return RunResults(path=layout.root, run=run, rows=rows)
 
 
-def _is_row_dir(root: Path, name: str) -> bool:
-    """A row name is a plain folder name inside the run (never ``..`` or a path)."""
-    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") \
-        and not name.startswith(".")
-
-
-def read_predictions(path: Path) -> tuple[list[str], np.ndarray | None]:
-    """``predictions.npz`` back: ids and the unpacked boolean masks (or None)."""
-    arrays = _read_npz(Path(path))
+def read_predictions(folder: Path) -> tuple[list[str], np.ndarray | None]:
+    """A scores folder's ``predictions.npz`` back: ids and the unpacked boolean masks (or
+    None)."""
+    folder = Path(folder)
+    arrays = _read_npz(folder if folder.suffix == ".npz" else folder / PREDICTIONS_FILE)
     return [str(i) for i in arrays.get("ids", [])], _unpack_masks(arrays)
 
 

@@ -1,19 +1,8 @@
 """The one writer of the results folder (:mod:`mribench.results.read` is the one reader).
 
-Layout of ``results/<run-id>/``::
-
-    run.json                 command, versions, git revision, device, identity, seeds, status
-    split.json               the manifest every job used (always a copy, so jobs need no repo)
-    test_images.npz          a few test slices for the report's montage
-    <row>/seed-<s>/          one job: one method (or variant row) fitted under one seed
-        status.json          written last: a row whose status is "done" is complete
-        metrics.json         {"method", "tasks": {...}} on the run's own test part
-        per_case.json        one record per test image (label, pred, score, pixel counts)
-        predictions.npz      ids, labels, scores, bit-packed masks
-        history.json, log.txt, traceback.txt (on failure), checkpoints/, model/
-        eval/<set>/          the same three files for each external evaluation set
-
-Every file is written atomically (:mod:`mribench.atomic`).
+Where each file goes is :mod:`mribench.results.layout`'s business; this module writes them,
+every file atomically (:mod:`mribench.atomic`), and scores nothing: the run layer scores
+(:func:`mribench.eval.metrics.evaluate`) and hands the metrics here.
 """
 
 from __future__ import annotations
@@ -25,11 +14,18 @@ from typing import Any
 
 import numpy as np
 
-from mribench.api.types import Prediction, Sample
-from mribench.atomic import atomic_save_npz, atomic_write_json
-from mribench.eval.metrics import evaluate
+from mribench.api.types import Prediction
+from mribench.atomic import atomic_save_npz, atomic_write_json, atomic_write_text
+from mribench.results.layout import (
+    IN_DISTRIBUTION,
+    METRICS_FILE,
+    PER_CASE_FILE,
+    PREDICTIONS_FILE,
+    JobKey,
+    RunLayout,
+)
 
-__all__ = ["now", "record_scores", "write_prediction", "write_status"]
+__all__ = ["RunWriter", "now", "write_prediction"]
 
 
 def now() -> str:
@@ -45,25 +41,131 @@ def write_prediction(folder: Path, prediction: Prediction) -> None:
     if prediction.masks is not None:
         arrays["masks"] = np.packbits(prediction.masks, axis=-1)
         arrays["mask_shape"] = np.array(prediction.masks.shape)
-    atomic_save_npz(folder / "predictions.npz", **arrays)
+    atomic_save_npz(folder / PREDICTIONS_FILE, **arrays)
 
 
-def record_scores(folder: Path, row: str, prediction: Prediction, samples: Sequence[Sample],
-                  tasks: Sequence[str], *, n_boot: int, seed: int) -> dict[str, Any]:
-    """Score ``prediction`` on ``samples`` and write metrics, per-case records and predictions.
+class RunWriter:
+    """Writes one results folder (``layout``)."""
 
-    Returns the metrics (the ``"tasks"`` value of ``metrics.json``).
-    """
-    metrics, per_case = evaluate(prediction, samples, list(tasks), n_boot=n_boot, seed=seed)
-    write_prediction(folder, prediction)
-    atomic_write_json(folder / "per_case.json", per_case)
-    atomic_write_json(folder / "metrics.json", {"method": row, "tasks": metrics})
-    return metrics
+    def __init__(self, layout: RunLayout | Path | str) -> None:
+        self.layout = layout if isinstance(layout, RunLayout) else RunLayout(Path(layout))
+
+    # ---------------------------------------------------------------- the run
+    def write_run(self, info: dict[str, Any]) -> None:
+        """``run.json``."""
+        atomic_write_json(self.layout.run_file, info)
+
+    def write_run_failed(self, info: dict[str, Any]) -> None:
+        """Best effort: ``run.json`` marked failed; never raises (a full disk may refuse even
+        this: a tiny in-place write may still fit where a temp file did not)."""
+        try:
+            self.write_run(info)
+        except OSError:
+            try:
+                atomic_write_text(self.layout.run_file, '{"status": "failed"}\n')
+            except OSError:
+                pass
+
+    def write_split(self, manifest: Any) -> None:
+        """``split.json``: the manifest every job reads."""
+        from mribench.split.manifest import save_manifest
+
+        save_manifest(manifest, self.layout.split_file)
+
+    def write_test_images(self, ids: Sequence[str], images: np.ndarray, masks: np.ndarray,
+                          labels: Sequence[int], **extra: np.ndarray) -> None:
+        """``test_images.npz``: a few test slices for the report's montage."""
+        atomic_save_npz(self.layout.test_images_file, ids=np.array(list(ids)),
+                        images=images.astype(np.float16), masks=masks,
+                        labels=np.array(list(labels)), **extra)
+
+    # ---------------------------------------------------------------- one job
+    def job_dir(self, key: JobKey) -> Path:
+        """The job's folder, made if missing."""
+        folder = self.layout.job_dir(key)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def start_job(self, key: JobKey) -> Path:
+        """Make the job's folder and clear a traceback left by an earlier try."""
+        folder = self.job_dir(key)
+        self.layout.traceback_file(key).unlink(missing_ok=True)
+        return folder
+
+    def write_scores(self, key: JobKey, row: str, metrics: dict[str, Any],
+                     per_case: list[dict[str, Any]], prediction: Prediction,
+                     eval_set: str = IN_DISTRIBUTION) -> None:
+        """A job's scores on one evaluation set: predictions, per-case records, metrics."""
+        folder = self.layout.scores_dir(key, eval_set)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_prediction(folder, prediction)
+        atomic_write_json(folder / PER_CASE_FILE, per_case)
+        atomic_write_json(folder / METRICS_FILE, {"method": row, "tasks": metrics})
+
+    def write_history(self, key: JobKey, history: list[dict[str, Any]]) -> None:
+        atomic_write_json(self.layout.history_file(key), history)
+
+    def write_traceback(self, key: JobKey, text: str) -> None:
+        atomic_write_text(self.layout.traceback_file(key), text)
+
+    def write_log(self, key: JobKey, text: str) -> None:
+        atomic_write_text(self.layout.log_file(key), text)
+
+    def write_status(self, key: JobKey, status: str, **fields: Any) -> None:
+        """``status.json``: the job's status (done, failed, skipped) and what describes it.
+
+        Written last, so a folder whose status is ``done`` holds every file of the job.
+        """
+        self.job_dir(key)
+        atomic_write_json(self.layout.status_file(key),
+                          {"status": status, "finished": now(), **fields})
+
+    # ---------------------------------------------------------------- the folder itself
+    def prepare(self, resume: bool) -> dict[str, Any]:
+        """Check the folder before anything trains; returns the previous run.json or {}.
+
+        New or empty: fine (made, and probed for writing). Holding a run: needs ``resume``.
+        Anything else (an unrelated, non-empty folder): refused, so results are never mixed
+        into other files.
+        """
+        from mribench.api.errors import MribenchError
+        from mribench.atomic import read_json
+
+        root, run_file = self.layout.root, self.layout.run_file
+        if root.exists() and not root.is_dir():
+            raise MribenchError(f"--out {root} is a file; give a folder")
+        if run_file.is_file():
+            if not resume:
+                raise MribenchError(f"{root} already holds a run; pass --resume to continue "
+                                    f"it or --out NEW_FOLDER for a new one")
+            try:
+                previous = read_json(run_file)
+            except (OSError, ValueError) as exc:
+                raise MribenchError(f"{run_file} is damaged ({exc}); use --out NEW_FOLDER"
+                                    ) from exc
+            if not isinstance(previous, dict):
+                raise MribenchError(f"{run_file} is not a run record; use --out NEW_FOLDER")
+            return previous
+        if root.is_dir() and any(p.name != self.layout.lock_file.name for p in root.iterdir()):
+            raise MribenchError(f"--out {root} is not empty and holds no run; give a new or "
+                                "empty folder")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise writable_error(root, exc) from None
+        return {}
 
 
-def write_status(folder: Path, status: str, **fields: Any) -> None:
-    """``status.json``: the row's status (done, failed, skipped) and what describes it.
+def writable_error(path: Path, exc: OSError) -> Exception:
+    """The one-line error for a results folder that cannot be written."""
+    import errno
 
-    Written last, so a folder whose status is ``done`` holds every file of the row.
-    """
-    atomic_write_json(folder / "status.json", {"status": status, "finished": now(), **fields})
+    from mribench.api.errors import MribenchError
+
+    reason = exc.strerror or str(exc)
+    fix = ("free some space, then rerun with --resume" if exc.errno == errno.ENOSPC else
+           "choose a folder you can write with --out")
+    return MribenchError(f"cannot write {path} ({reason}); {fix}")

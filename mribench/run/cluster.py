@@ -32,7 +32,6 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from mribench.api.errors import MribenchError
@@ -263,7 +262,7 @@ class SlurmExecutor:
     def _submit(self, jobs: Sequence[Job]) -> list[tuple[Job, Any]]:
         import submitit
 
-        folder = Path(jobs[0].run_dir) / ".submitit"
+        folder = jobs[0].layout.submitit_dir
         submitted: list[tuple[Job, Any]] = []
         groups = [[j for j in jobs if _needs_gpu(j)], [j for j in jobs if not _needs_gpu(j)]]
         for group in groups:
@@ -291,7 +290,7 @@ class SlurmExecutor:
             return
         pending = self._submit(jobs)
         log.info("submitted %d job(s) to %s (files in %s)", len(pending), self.cluster,
-                 Path(jobs[0].run_dir) / ".submitit")
+                 jobs[0].layout.submitit_dir)
         try:
             while pending:
                 # the debug executor runs a job in this process when its result is asked for

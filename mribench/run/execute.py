@@ -22,9 +22,12 @@ from mribench.api.errors import MribenchError
 from mribench.api.feature_cache import FeatureCache
 from mribench.api.method import Method
 from mribench.api.seeding import seed_everything
+from mribench.api.specs import DatasetSpec
 from mribench.api.types import Prediction, Sample
-from mribench.atomic import atomic_write_json, atomic_write_text
-from mribench.results.write import now, record_scores, write_status
+from mribench.eval.metrics import evaluate
+from mribench.results.layout import IN_DISTRIBUTION
+from mribench.results.read import job_status
+from mribench.results.write import RunWriter, now
 from mribench.run.jobs import Job
 
 __all__ = ["RowOutcome", "job_finished", "load_parts", "run_job"]
@@ -43,12 +46,12 @@ class RowOutcome:
     seed: int | None = None
 
 
-def load_samples(spec: str, data_dir: str | None, image_size: int,
+def load_samples(spec: DatasetSpec, data_dir: str | None, image_size: int,
                  show_progress: bool = False) -> tuple[Any, list[Sample]]:
     """A data set's samples, loaded once per process (from the on-disk data cache)."""
     from mribench.data.load import load_dataset
 
-    key = (spec, data_dir, image_size)
+    key = (spec.text, data_dir, image_size)
     if key not in _LOADED:
         _LOADED.clear()  # keep one data set in memory (plus the one being loaded)
         _LOADED[key] = load_dataset(spec, data_dir=data_dir, image_size=image_size,
@@ -56,11 +59,11 @@ def load_samples(spec: str, data_dir: str | None, image_size: int,
     return _LOADED[key]
 
 
-def remember_samples(spec: str, data_dir: str | None, image_size: int, dataset: Any,
+def remember_samples(spec: DatasetSpec, data_dir: str | None, image_size: int, dataset: Any,
                      samples: list[Sample]) -> None:
     """Let jobs in this process reuse samples the driver has loaded already."""
     _LOADED.clear()
-    _LOADED[(spec, data_dir, image_size)] = (dataset, samples)
+    _LOADED[(spec.text, data_dir, image_size)] = (dataset, samples)
 
 
 def load_parts(job: Job) -> tuple[list[Sample], list[Sample], list[Sample]]:
@@ -68,24 +71,24 @@ def load_parts(job: Job) -> tuple[list[Sample], list[Sample], list[Sample]]:
     from mribench.split.manifest import apply, load_manifest
 
     _, samples = load_samples(job.dataset, job.data_dir, job.image_size, job.show_progress)
-    manifest = load_manifest(job.run_dir / "split.json")
-    return apply(manifest, samples, source=str(job.run_dir / "split.json"))
+    split_file = job.layout.split_file
+    return apply(load_manifest(split_file), samples, source=str(split_file))
 
 
 #: External evaluation sets already read in this process, by (spec, split, image size).
 _EVAL_SETS: dict[tuple[str, str | None, int], list[Sample]] = {}
 
 
-def load_eval_samples(spec: str, split: str | None, image_size: int) -> list[Sample]:
+def load_eval_samples(spec: DatasetSpec, split: str | None, image_size: int) -> list[Sample]:
     """An external evaluation set: its labelled samples, or the test part of ``split``;
     read once per process (every job of a run scores the same sets)."""
-    key = (spec, split, image_size)
+    key = (spec.text, split, image_size)
     if key not in _EVAL_SETS:
         _EVAL_SETS[key] = _read_eval_samples(spec, split, image_size)
     return _EVAL_SETS[key]
 
 
-def _read_eval_samples(spec: str, split: str | None, image_size: int) -> list[Sample]:
+def _read_eval_samples(spec: DatasetSpec, split: str | None, image_size: int) -> list[Sample]:
     from mribench.data.load import load_dataset
     from mribench.split.manifest import apply, split_for
 
@@ -98,19 +101,16 @@ def _read_eval_samples(spec: str, split: str | None, image_size: int) -> list[Sa
         labelled = [s for s in apply(manifest, samples, source=str(path))[2]
                     if s.label in (0, 1)]
     if not labelled:
-        raise MribenchError(f"--test-on {spec!r}: no labelled sample to score; give a data set "
+        raise MribenchError(f"--test-on {spec.text!r}: no labelled sample to score; give a data set "
                             "with labels (tumour / no tumour) or masks")
     return labelled
 
 
 def job_finished(job: Job) -> bool:
-    """Whether the job's folder holds a finished row (``status.json`` says done)."""
-    from mribench.atomic import read_json
-
-    status = job.folder / "status.json"
+    """Whether the job's folder holds a finished job (``status.json`` says done)."""
     try:
-        return status.is_file() and read_json(status).get("status") == "done"
-    except (OSError, ValueError):
+        return job_status(job.folder)[0] == "done"
+    except MribenchError:  # a damaged status.json: run the job again
         return False
 
 
@@ -136,30 +136,27 @@ def _describe(job: Job, method: Method, variant: str | None) -> dict[str, Any]:
     return {"method": method.name, "row": job.row if variant is None else
             f"{job.row}+{variant}", "variant": variant, "kind": method.kind,
             "reference": method.reference, "params": method.params.as_dict(),
-            "profile": method.profile, "seed": job.seed, "job": job.key,
+            "profile": method.profile, "seed": job.seed, "job": job.key.text,
             "time_capped": getattr(method.params, "max_minutes", None) is not None,
             "threads": _compute_threads(method.kind)}
 
 
-def _method_logger(name: str, folder: Path) -> tuple[logging.Logger, logging.Handler]:
+def _method_logger(name: str, log_file: Path) -> tuple[logging.Logger, logging.Handler]:
     logger = logging.getLogger(f"mribench.method.{name}")
     logger.setLevel(logging.INFO)
-    handler = logging.FileHandler(folder / "log.txt", encoding="utf-8")
+    handler = logging.FileHandler(log_file, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     logger.addHandler(handler)
     return logger, handler
 
 
-def _score_rows(job: Job, method: Method, prediction: Prediction, samples: Sequence[Sample],
-                tasks: list[str], subdir: str | None) -> None:
-    """Write the scores of the base row and of each variant on one evaluation set."""
+def _score_rows(job: Job, writer: RunWriter, prediction: Prediction,
+                samples: Sequence[Sample], tasks: list[str], eval_set: str) -> None:
+    """Score the base row and each variant on one evaluation set, and write the scores."""
     for variant, pred in [(None, prediction), *prediction.variants.items()]:
-        row = job.row if variant is None else f"{job.row}+{variant}"
-        folder = job.run_dir / row / f"seed-{job.seed}"
-        if subdir:
-            folder = folder / "eval" / subdir
-        folder.mkdir(parents=True, exist_ok=True)
-        record_scores(folder, row, pred, samples, tasks, n_boot=job.n_boot, seed=job.seed)
+        key = job.key if variant is None else job.key.variant(variant)
+        metrics, per_case = evaluate(pred, samples, tasks, n_boot=job.n_boot, seed=job.seed)
+        writer.write_scores(key, key.row, metrics, per_case, pred, eval_set)
 
 
 def _answerable(tasks: list[str], samples: Sequence[Sample]) -> list[str]:
@@ -172,100 +169,122 @@ def _answerable(tasks: list[str], samples: Sequence[Sample]) -> list[str]:
     return out
 
 
-def run_job(job: Job) -> list[RowOutcome]:
-    """Fit, predict, score and record one job (and its variants); never raises."""
-    folder = job.folder
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "traceback.txt").unlink(missing_ok=True)
-    logger, handler = _method_logger(f"{job.row}.{job.seed}", folder)
-    method: Method | None = None
+def _context(job: Job, logger: logging.Logger) -> Context:
     device = job.device
     if device not in ("cpu", "cuda") or (device == "cuda" and job.resolve_on_worker):
         from mribench.run.device import resolve_device
 
         device = resolve_device(device)
-    ctx = Context(device=device, seed=job.seed, profile=job.profile, workdir=folder,
-                  cache=FeatureCache(job.run_dir / ".cache" / "features"),
-                  show_progress=job.show_progress, method_name=job.row, logger=logger)
+    return Context(device=device, seed=job.seed, profile=job.profile, workdir=job.folder,
+                   cache=FeatureCache(job.layout.feature_cache_dir),
+                   show_progress=job.show_progress, method_name=job.row, logger=logger)
+
+
+def run_job(job: Job) -> list[RowOutcome]:
+    """Fit, predict, score and record one job (and its variants); never raises."""
+    writer = RunWriter(job.layout)
+    writer.start_job(job.key)
+    logger, handler = _method_logger(f"{job.row}.{job.seed}", job.layout.log_file(job.key))
+    ctx = _context(job, logger)
+    built: list[Method] = []
     try:
-        method = job.build()
-        tasks = _tasks_of(method, job.task)
-        reason = method.skip(ctx)
-        if reason:
-            write_status(folder, "skipped", **_describe(job, method, None), reason=reason,
-                         tasks=tasks)
-            return [RowOutcome(job.row, "skipped", reason, job.seed)]
-        train, val, test = load_parts(job)
-        seed_everything(job.seed)
-        ctx.log("fit", n_train=len(train), n_val=len(val), device=device, seed=job.seed)
-        start = time.perf_counter()
-        method.fit(train, val, ctx)
-        fit_s = time.perf_counter() - start
-        start = time.perf_counter()
-        prediction = method.predict(test, ctx)
-        predict_s = time.perf_counter() - start
-        timings = {"fit_s": fit_s, "predict_s": predict_s,
-                   "predict_ms_per_image": 1000 * predict_s / max(len(test), 1)}
-        ctx.log("done", **timings)
-        atomic_write_json(folder / "history.json", ctx.history)
-        try:
-            _save_model(job, method, folder)
-        except Exception as exc:  # a model that cannot be saved still has its scores
-            ctx.log("model not saved", reason=f"{type(exc).__name__}: {exc}")
-            logger.warning("model not saved: %s: %s", type(exc).__name__, exc)
-        _score_rows(job, method, prediction, test, tasks, None)
-        evaluated = {}
-        for eval_set in job.eval_sets:
-            samples = load_eval_samples(eval_set.spec, eval_set.split, job.image_size)
-            eval_tasks = _answerable(tasks, samples)
-            if not eval_tasks:
-                evaluated[eval_set.name] = "skipped: no task of this method can be scored"
-                continue
-            _score_rows(job, method, method.predict(samples, ctx), samples, eval_tasks,
-                        eval_set.name)
-            evaluated[eval_set.name] = "done"
-        outcomes = []
-        for variant in prediction.variants:
-            row = f"{job.row}+{variant}"
-            write_status(job.run_dir / row / f"seed-{job.seed}", "done",
-                         **_describe(job, method, variant), reason=None, timings=timings,
-                         tasks=tasks, eval_sets=evaluated)
-            outcomes.append(RowOutcome(row, "done", None, job.seed))
-        write_status(folder, "done", **_describe(job, method, None), reason=None,
-                     timings=timings, tasks=tasks, eval_sets=evaluated)
-        return [RowOutcome(job.row, "done", None, job.seed), *outcomes]
+        return _fit_and_score(job, ctx, writer, built)
     except Exception as exc:  # one job's failure must not stop the others
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        try:
-            atomic_write_text(folder / "traceback.txt", traceback.format_exc())
-            atomic_write_json(folder / "history.json", ctx.history)
-            logger.error("failed: %s", reason)
-            described = (_describe(job, method, None) if method is not None else
-                         {"method": job.method, "row": job.row, "seed": job.seed,
-                          "job": job.key})
-            write_status(folder, "failed", **described, reason=reason,
-                         tasks=_tasks_of(method, job.task) if method is not None else [])
-        except OSError as write_error:  # e.g. the disk is full: say so, still return
-            reason = f"{reason} (and the failure could not be recorded: {write_error})"
-        return [RowOutcome(job.row, "failed", reason, job.seed)]
+        return _record_failure(job, ctx, writer, built[0] if built else None, exc, logger)
     finally:
         logger.removeHandler(handler)
         handler.close()
 
 
-def _save_model(job: Job, method: Method, folder: Path) -> None:
-    """The fitted pipeline as ``model/`` (when the model layer is installed)."""
+def _fit_and_score(job: Job, ctx: Context, writer: RunWriter, built: list[Method]
+                   ) -> list[RowOutcome]:
+    """The recipe of a job: build, fit on train (+val), predict test, save, score, record."""
+    method = job.build()
+    built.append(method)
+    tasks = _tasks_of(method, job.task)
+    reason = method.skip(ctx)
+    if reason:
+        writer.write_status(job.key, "skipped", **_describe(job, method, None), reason=reason,
+                            tasks=tasks)
+        return [RowOutcome(job.row, "skipped", reason, job.seed)]
+    train, val, test = load_parts(job)
+    seed_everything(job.seed)
+    ctx.log("fit", n_train=len(train), n_val=len(val), device=ctx.device, seed=job.seed)
+    start = time.perf_counter()
+    method.fit(train, val, ctx)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    prediction = method.predict(test, ctx)
+    predict_s = time.perf_counter() - start
+    timings = {"fit_s": fit_s, "predict_s": predict_s,
+               "predict_ms_per_image": 1000 * predict_s / max(len(test), 1)}
+    ctx.log("done", **timings)
+    writer.write_history(job.key, ctx.history)
+    try:
+        _save_model(job, method)
+    except Exception as exc:  # a model that cannot be saved still has its scores
+        ctx.log("model not saved", reason=f"{type(exc).__name__}: {exc}")
+        ctx.logger.warning("model not saved: %s: %s", type(exc).__name__, exc)
+    _score_rows(job, writer, prediction, test, tasks, IN_DISTRIBUTION)
+    evaluated = _score_eval_sets(job, method, ctx, writer, tasks)
+    outcomes = []
+    for variant in prediction.variants:
+        key = job.key.variant(variant)
+        writer.write_status(key, "done", **_describe(job, method, variant), reason=None,
+                            timings=timings, tasks=tasks, eval_sets=evaluated)
+        outcomes.append(RowOutcome(key.row, "done", None, job.seed))
+    writer.write_status(job.key, "done", **_describe(job, method, None), reason=None,
+                        timings=timings, tasks=tasks, eval_sets=evaluated)
+    return [RowOutcome(job.row, "done", None, job.seed), *outcomes]
+
+
+def _score_eval_sets(job: Job, method: Method, ctx: Context, writer: RunWriter,
+                     tasks: list[str]) -> dict[str, str]:
+    """Predict and score every external evaluation set; what happened on each, by name."""
+    evaluated = {}
+    for eval_set in job.eval_sets:
+        samples = load_eval_samples(eval_set.spec, eval_set.split, job.image_size)
+        eval_tasks = _answerable(tasks, samples)
+        if not eval_tasks:
+            evaluated[eval_set.name] = "skipped: no task of this method can be scored"
+            continue
+        _score_rows(job, writer, method.predict(samples, ctx), samples, eval_tasks,
+                    eval_set.name)
+        evaluated[eval_set.name] = "done"
+    return evaluated
+
+
+def _record_failure(job: Job, ctx: Context, writer: RunWriter, method: Method | None,
+                    exc: Exception, logger: logging.Logger) -> list[RowOutcome]:
+    """Record a failed job (traceback, history, status) and say why; never raises."""
+    reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    try:
+        writer.write_traceback(job.key, traceback.format_exc())
+        writer.write_history(job.key, ctx.history)
+        logger.error("failed: %s", reason)
+        described = (_describe(job, method, None) if method is not None else
+                     {"method": job.method, "row": job.row, "seed": job.seed,
+                      "job": job.key.text})
+        writer.write_status(job.key, "failed", **described, reason=reason,
+                            tasks=_tasks_of(method, job.task) if method is not None else [])
+    except OSError as write_error:  # e.g. the disk is full: say so, still return
+        reason = f"{reason} (and the failure could not be recorded: {write_error})"
+    return [RowOutcome(job.row, "failed", reason, job.seed)]
+
+
+def _save_model(job: Job, method: Method) -> None:
+    """The fitted pipeline as the job's ``model/`` (when the model layer is installed)."""
     try:
         from mribench.model import save_model
     except ImportError:
         return
-    info = {"image_size": job.image_size, "dataset": job.dataset, "seed": job.seed,
+    info = {"image_size": job.image_size, "dataset": job.dataset.text, "seed": job.seed,
             "row": job.row, "profile": job.profile, "saved": now()}
-    run_file = job.run_dir / "run.json"
+    run_file = job.layout.run_file
     if run_file.is_file():
         from mribench.atomic import read_json
 
         identity = read_json(run_file).get("identity", {})
         info["split_sha256"] = identity.get("split_sha256")
         info["data_fingerprint"] = identity.get("data_fingerprint")
-    save_model(method, folder / "model", info=info)
+    save_model(method, job.layout.model_dir(job.key), info=info)

@@ -5,11 +5,11 @@ SLURM array task): the method and its params, the seed, the training data set an
 (read from the run folder's ``split.json``), the evaluation sets and where to write. It holds
 no images: a worker loads the data from the shared data cache.
 
-Folders are keyed by the job: ``<run>/<row>/seed-<seed>/``, where ``row`` is the method's name,
-or ``name[k=v,...]`` when the run holds the same method with several parameter sets (so
-``glcm-knn[levels=8]`` and ``glcm-knn[levels=64]`` are two rows, not one overwriting the
-other). A method's variants (``two-pathway-cnn+crf``) are rows of their own, written by the
-same job.
+Folders are keyed by the job's :class:`~mribench.results.layout.JobKey` (where they live is
+:mod:`mribench.results.layout`'s business): ``row`` is the method's name, or ``name[k=v,...]``
+when the run holds the same method with several parameter sets (so ``glcm-knn[levels=8]`` and
+``glcm-knn[levels=64]`` are two rows, not one overwriting the other). A method's variants
+(``two-pathway-cnn+crf``) are rows of their own, written by the same job.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from typing import Any
 from mribench.api import registry
 from mribench.api.errors import MribenchError
 from mribench.api.method import Method
+from mribench.api.specs import DatasetSpec
+from mribench.results.layout import IN_DISTRIBUTION, JobKey, RunLayout
 from mribench.run.config import RunConfig
-
-#: The evaluation set that is the run's own test part.
-IN_DISTRIBUTION = "test"
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class EvalSet:
     test part of the manifest ``split``."""
 
     name: str
-    spec: str
+    spec: DatasetSpec
     split: str | None = None
 
 
@@ -47,7 +46,7 @@ class Job:
     overrides: tuple[tuple[str, Any], ...]
     seed: int
     run_dir: Path
-    dataset: str
+    dataset: DatasetSpec
     data_dir: str | None
     image_size: int
     profile: str
@@ -61,25 +60,29 @@ class Job:
     #: The plugin class; None means "look it up in the registry by ``method``".
     method_cls: type[Method] | None = field(default=None, compare=False)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dataset", DatasetSpec.parse(self.dataset))
+
     @property
-    def key(self) -> str:
-        return f"{self.row}/seed-{self.seed}"
+    def key(self) -> JobKey:
+        return JobKey(self.row, self.seed)
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
 
     @property
     def folder(self) -> Path:
-        return self.run_dir / self.row / f"seed-{self.seed}"
+        return self.layout.job_dir(self.key)
 
     def build(self) -> Method:
         cls = self.method_cls or registry.get_method(self.method)
         return cls(profile=self.profile, **dict(self.overrides))
 
 
-def eval_set_name(spec: str, taken: set[str]) -> str:
+def eval_set_name(spec: DatasetSpec, taken: set[str]) -> str:
     """A short, unique, path-safe name for an evaluation set (``lgg``, ``brats``, ``lgg-2``)."""
-    name, _ = registry.parse_spec(spec.split(":", 1)[0] if ":" in spec.split("[", 1)[0]
-                                  else spec)
-    base = name.strip().lower() or "external"
-    base = "".join(c if c.isalnum() or c in "-_" else "-" for c in base)
+    base = spec.label
     if base == IN_DISTRIBUTION:
         base = "test-set"
     name, k = base, 2
@@ -92,12 +95,12 @@ def eval_set_name(spec: str, taken: set[str]) -> str:
 def plan_methods(config: RunConfig) -> list[tuple[str, Method]]:
     """(row name, method) for every method asked for, each constructed (params validated)
     before any training; rows of the same method with other params get ``name[k=v]``."""
-    chosen = registry.resolve_methods(config.methods)
     plan: list[tuple[str, dict[str, Any], Method]] = []
-    for name, overrides in chosen:
+    for spec in config.methods:
+        name, overrides = spec.name, spec.override_dict
         cls = registry.get_method(name)
         if config.task and config.task not in cls.tasks:
-            if config.methods.strip() == "all":
+            if config.all_methods:
                 continue
             raise MribenchError(f"method {name!r} does not answer task {config.task!r} "
                                 f"(it answers {', '.join(cls.tasks)})")

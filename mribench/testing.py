@@ -1,11 +1,12 @@
-"""A small fabricated results folder, laid out as the runner writes it.
+"""Test helpers: a small fabricated results folder, written by the real writer.
 
 For tests and for previewing the report without running a benchmark:
-``make_fake_results(tmp_path / "run")`` writes ``run.json``, three finished rows (a
-classifier, a segmenter with training curves and its ``+crf`` variant), a failed and a skipped
-row, and ``test_images.npz``. The numbers are produced by :func:`mribench.eval.metrics.evaluate` on
-fabricated predictions, so they are consistent with the per-case records. Nothing here claims
-to be a real result: ``run.json`` says ``"dataset": {"name": "fake"}``.
+``make_fake_results(tmp_path / "run")`` writes, through :class:`~mribench.results.write.RunWriter`
+(so in the runner's layout), ``run.json``, three finished rows (a classifier, a segmenter with
+training curves and its ``+crf`` variant), a failed and a skipped row, and the montage slices.
+The numbers are produced by :func:`mribench.eval.metrics.evaluate` on fabricated predictions,
+so they are consistent with the per-case records. Nothing here claims to be a real result:
+``run.json`` says ``"dataset": {"name": "fake"}``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from mribench.api.types import Prediction, Sample
-from mribench.atomic import atomic_save_npz, atomic_write_json, atomic_write_text
 from mribench.eval.metrics import evaluate
+from mribench.results.layout import JobKey
+from mribench.results.write import RunWriter
 
 __all__ = ["make_fake_results"]
 
@@ -85,27 +87,27 @@ def make_fake_results(path: str | Path, *, n_test: int = 40, size: int = 64,
     rows["unet"] = _segmenter(samples, rng, 0.85, ids)
     rows["unet+crf"] = _segmenter(samples, rng, 0.9, ids)
 
-    atomic_write_text(path / "split.json", "fake split\n")
+    writer = RunWriter(path)
+    path.mkdir(parents=True, exist_ok=True)
+    writer.layout.split_file.write_text("fake split\n")
     manifest_hash = hashlib.sha256(b"fake split\n").hexdigest()
-    atomic_write_json(path / "run.json", {
+    writer.write_run({
         "run_id": path.name, "command": "bench run --method all --dataset fake",
         "argv": ["bench", "run", "--method", "all", "--dataset", "fake"],
         "versions": {"python": "3.11", "mribench": "0.1.0", "numpy": np.__version__},
-        "git_revision": "0" * 40, "device": "cpu", "seed": seed, "profile": "quick",
-        "image_size": size,
+        "git_revision": "0" * 40, "device": "cpu", "seed": seed, "seeds": [seed],
+        "profile": "quick", "image_size": size,
         "dataset": {"name": "fake", "spec": "fake", "data_dir": None, "n_samples": n_test * 5},
-        "split": {"name": "fake-unified", "path": str(path / "split.json"),
+        "split": {"name": "fake-unified", "path": str(writer.layout.split_file),
                   "sha256": manifest_hash, "strategy": "unified", "seed": seed,
                   "threshold": 4, "counts": {"train": n_test * 3, "val": n_test, "test": n_test},
                   "audit": {"groups_across_train_test": 0, "near_duplicates_train_test": 0}},
         "methods": ["glcm-svm", "unet", "unet+crf", "two-pathway-cnn", "fcm-cluster"],
         "started": "2024-01-01T00:00:00Z", "ended": "2024-01-01T00:05:00Z", "status": "done",
     })
-    atomic_save_npz(path / "test_images.npz", ids=np.array(ids),
-                    images=np.stack([s.image for s in samples]).astype(np.float16),
-                    labels=labels,
-                    masks=np.stack([s.mask_or_empty() for s in samples]),
-                    has_mask=np.array([s.mask is not None for s in samples]))
+    writer.write_test_images(ids, np.stack([s.image for s in samples]),
+                             np.stack([s.mask_or_empty() for s in samples]), labels,
+                             has_mask=np.array([s.mask is not None for s in samples]))
 
     specs = {
         "glcm-svm": dict(kind="classical", tasks=["classify"], fit_s=1.2,
@@ -117,32 +119,29 @@ def make_fake_results(path: str | Path, *, n_test: int = 40, size: int = 64,
     }
     for row, pred in rows.items():
         spec = specs[row]
+        key = JobKey(row, seed)
         tasks, per_case = evaluate(pred, samples, spec["tasks"], n_boot=200, seed=seed)
-        folder = path / row
-        atomic_write_json(folder / "status.json", _status(row, "done", None, **spec))
-        atomic_write_json(folder / "metrics.json", {"method": row, "tasks": tasks})
-        atomic_write_json(folder / "per_case.json", per_case)
-        arrays: dict[str, np.ndarray] = {"ids": np.array(ids), "labels": pred.labels,
-                                         "scores": pred.scores}
-        if pred.masks is not None:  # bit-packed, as the runner writes them
-            arrays["masks"] = np.packbits(pred.masks, axis=-1)
-            arrays["mask_shape"] = np.array(pred.masks.shape)
-        atomic_save_npz(folder / "predictions.npz", **arrays)
-        atomic_write_text(folder / "log.txt", f"{row}: fabricated\n")
+        writer.write_scores(key, row, tasks, per_case, pred)
+        writer.write_log(key, f"{row}: fabricated\n")
         if spec["kind"] == "deep":
             epochs = np.arange(1, 13)
-            atomic_write_json(folder / "history.json", [
+            writer.write_history(key, [
                 {"epoch": int(e), "train_loss": float(0.9 * np.exp(-e / 4) + 0.1),
                  "val_loss": float(0.85 * np.exp(-e / 5) + 0.18 + 0.004 * e),
                  "val_metric": float(0.8 - 0.6 * np.exp(-e / 3))} for e in epochs])
+        fields = _status(row, "done", None, **spec)
+        writer.write_status(key, fields.pop("status"), seed=seed, **fields)
 
-    failed = path / "two-pathway-cnn"
-    atomic_write_json(failed / "status.json", _status(
-        "two-pathway-cnn", "failed", "RuntimeError: CUDA out of memory", kind="deep",
-        tasks=["segment", "classify"], reference="Havaei et al., Medical Image Analysis, 2017"))
-    atomic_write_text(failed / "traceback.txt", "Traceback (most recent call last):\n  ...\n"
-                      "RuntimeError: CUDA out of memory\n")
-    atomic_write_json(path / "fcm-cluster" / "status.json", _status(
-        "fcm-cluster", "skipped", "needs the Python package 'skfuzzy': pip install scikit-fuzzy",
-        kind="classical", tasks=["segment", "classify"], reference="Fake, FCM, 2019"))
+    failed = JobKey("two-pathway-cnn", seed)
+    writer.write_traceback(failed, "Traceback (most recent call last):\n  ...\n"
+                           "RuntimeError: CUDA out of memory\n")
+    fields = _status("two-pathway-cnn", "failed", "RuntimeError: CUDA out of memory",
+                     kind="deep", tasks=["segment", "classify"],
+                     reference="Havaei et al., Medical Image Analysis, 2017")
+    writer.write_status(failed, fields.pop("status"), seed=seed, **fields)
+    fields = _status("fcm-cluster", "skipped",
+                     "needs the Python package 'skfuzzy': pip install scikit-fuzzy",
+                     kind="classical", tasks=["segment", "classify"],
+                     reference="Fake, FCM, 2019")
+    writer.write_status(JobKey("fcm-cluster", seed), fields.pop("status"), seed=seed, **fields)
     return path

@@ -1,0 +1,172 @@
+"""Typed specs: what ``--dataset`` / ``--test-on`` and ``--method`` text means, parsed once.
+
+A spec is parsed where it enters (the CLI, a suite file, a Python call) into a frozen value
+that carries its options; nothing downstream splits the text again.
+
+- :class:`DatasetSpec`: ``name``, ``name[k=v,...]`` or ``name:PATH`` (optionally
+  ``name:PATH[k=v,...]``). ``image_size=`` among the options is lifted into
+  :attr:`DatasetSpec.image_size`; the path into :attr:`DatasetSpec.data_dir`.
+- :class:`MethodSpec`: ``name`` or ``name[k=v,...]``; :func:`parse_methods` turns ``all`` or a
+  comma list into method specs.
+
+The image size has one default (:data:`DEFAULT_IMAGE_SIZE`), one range
+(:data:`IMAGE_SIZE_RANGE`) and one rule for which wins (:func:`resolve_image_size`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mribench.api.dataset import DEFAULT_IMAGE_SIZE
+from mribench.api.errors import MribenchError
+from mribench.api.params import format_spec, int_from_text, parse_spec, split_top_level
+
+__all__ = ["DEFAULT_IMAGE_SIZE", "IMAGE_SIZE_RANGE", "DatasetSpec", "MethodSpec",
+           "check_image_size", "parse_methods", "resolve_image_size"]
+
+#: Smallest and largest side (pixels) of the square slices a run works at.
+IMAGE_SIZE_RANGE: tuple[int, int] = (8, 1024)
+
+#: ``name:`` prefix of a data set read from a path (``folder:``, ``lgg:``, ``brats:``).
+_PREFIX = re.compile(r"^([a-z][a-z0-9_-]*):(.+)$", re.IGNORECASE)
+
+
+def check_image_size(value: Any, option: str = "--image-size") -> int:
+    """``value`` as an image size in :data:`IMAGE_SIZE_RANGE`, or a one-line error naming
+    ``option``."""
+    lo, hi = IMAGE_SIZE_RANGE
+    value = int_from_text(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise MribenchError(f"{option} must be an integer from {lo} to {hi}, got {value!r}")
+    return value
+
+
+def resolve_image_size(spec_size: int | None, option_size: int | None,
+                       spec_text: str = "") -> int:
+    """The one rule for the image size: the data-set spec's ``image_size=`` when it gives one,
+    else ``--image-size``, else :data:`DEFAULT_IMAGE_SIZE`; both given and different is an
+    error (never a silent choice)."""
+    if spec_size is not None and option_size is not None and spec_size != option_size:
+        raise MribenchError(f"{spec_text or 'the data set'} sets image_size={spec_size} but "
+                            f"--image-size is {option_size}; give the size once")
+    if spec_size is not None:
+        return spec_size
+    return DEFAULT_IMAGE_SIZE if option_size is None else option_size
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A parsed data-set spec.
+
+    Attributes
+    ----------
+    text : str
+        What the user wrote (kept for messages and records).
+    name : str
+        The plugin's name (``br35h``, ``folder``, ``lgg``, ...).
+    options : tuple of (key, value)
+        The plugin's options, sorted, without ``image_size`` and the path.
+    data_dir : str or None
+        The path of ``name:PATH``.
+    image_size : int or None
+        ``image_size=`` when the spec sets it.
+    """
+
+    text: str
+    name: str
+    options: tuple[tuple[str, Any], ...] = ()
+    data_dir: str | None = None
+    image_size: int | None = None
+
+    @classmethod
+    def parse(cls, text: str | DatasetSpec, known: tuple[str, ...] | None = None
+              ) -> DatasetSpec:
+        """Parse ``text``; ``known`` (default: the registry's data sets) decides whether a
+        ``name:`` prefix names a plugin."""
+        if isinstance(text, DatasetSpec):
+            return text
+        raw = str(text).strip()
+        if not raw:
+            raise MribenchError("--dataset is empty; give a name from `bench list` or "
+                                "folder:PATH")
+        if known is None:
+            from mribench.api.registry import datasets
+
+            known = tuple(datasets())
+        options: dict[str, Any] = {}
+        data_dir: str | None = None
+        match = _PREFIX.match(raw)
+        if match and "[" not in match.group(1) and match.group(1) in known:
+            name, path = match.group(1), match.group(2)
+            # name:PATH[k=v]: options in brackets, unless they belong to an existing path
+            if path.endswith("]") and "[" in path and not Path(path).exists():
+                path, options = parse_spec(path)
+            data_dir = path
+        else:
+            name, options = parse_spec(raw)
+            if name not in known:
+                raise MribenchError(f"unknown data set {name!r}; known: {', '.join(known)}, "
+                                    "or folder:PATH (see `bench list`)")
+        size = options.pop("image_size", None)
+        if size is not None:
+            size = check_image_size(size, f"{raw}: image_size")
+        return cls(text=raw, name=name, options=tuple(sorted(options.items())),
+                   data_dir=data_dir, image_size=size)
+
+    @property
+    def option_dict(self) -> dict[str, Any]:
+        return dict(self.options)
+
+    @property
+    def label(self) -> str:
+        """A short, path-safe name for tables and folders: the ``name=`` option when given,
+        else the plugin's name."""
+        base = str(self.option_dict.get("name") or self.name).strip().lower() or "external"
+        return "".join(c if c.isalnum() or c in "-_" else "-" for c in base)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method with the parameters the user set: ``name`` or ``name[k=v,...]``."""
+
+    name: str
+    overrides: tuple[tuple[str, Any], ...] = field(default=())
+
+    @property
+    def override_dict(self) -> dict[str, Any]:
+        return dict(self.overrides)
+
+    def with_overrides(self, extra: dict[str, Any]) -> MethodSpec:
+        """These overrides updated by ``extra`` (a suite's ``[params]``)."""
+        merged = {**self.override_dict, **extra}
+        return MethodSpec(self.name, tuple(merged.items()))
+
+    def __str__(self) -> str:
+        return format_spec(self.name, self.override_dict)
+
+
+def parse_methods(text: str) -> tuple[MethodSpec, ...]:
+    """``--method`` text (``all``, a name, or a comma list of ``name[k=v]``) -> method specs,
+    each checked against the registry; naming one twice is an error."""
+    from mribench.api.registry import get_method, methods
+
+    if str(text).strip() == "all":
+        return tuple(MethodSpec(name) for name in methods())
+    specs: list[MethodSpec] = []
+    for item in filter(None, (s.strip() for s in split_top_level(str(text)))):
+        name, overrides = parse_spec(item)
+        get_method(name)
+        spec = MethodSpec(name, tuple(overrides.items()))
+        if spec in specs:
+            raise MribenchError(f"--method names {item!r} twice; give each method (or variant) "
+                                "once")
+        specs.append(spec)
+    if not specs:
+        raise MribenchError("no method given; use --method all or a name from `bench list`")
+    return tuple(specs)

@@ -1,0 +1,186 @@
+"""The layout of a results folder: the one module that knows where each file of a run lives.
+
+``results/<run-id>/``::
+
+    run.json                 command, versions, git revision, device, identity, seeds, status
+    split.json               the manifest every job used (always a copy, so jobs need no repo)
+    test_images.npz          a few test slices for the report's montage
+    .lock                    the pid of the driver writing the run
+    .cache/features/         features shared by the run's jobs
+    .submitit/               submitit's scripts and logs (``--executor slurm``)
+    report/                  the report (``index.html``, ``report.md``, ``figures/``) by default
+    <row>/seed-<s>/          one job (:class:`JobKey`): one row fitted under one seed
+        status.json          written last: a job whose status is "done" is complete
+        metrics.json         {"method", "tasks": {...}} on the run's own test part
+        per_case.json        one record per test image (label, pred, score, pixel counts)
+        predictions.npz      ids, labels, scores, bit-packed masks
+        history.json, log.txt, traceback.txt (on failure), checkpoints/, model/
+        eval/<set>/          metrics, per-case records and predictions on each external set
+
+A new axis of a run (a data set, a fold) is a field of :class:`JobKey` and a level of
+:meth:`JobKey.parts`: nothing else builds these paths. :mod:`mribench.results.write` is the one
+writer and :mod:`mribench.results.read` the one reader; both ask this module for paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["IN_DISTRIBUTION", "JobKey", "RunLayout"]
+
+#: The evaluation set that is the run's own test part.
+IN_DISTRIBUTION = "test"
+
+RUN_FILE = "run.json"
+SPLIT_FILE = "split.json"
+TEST_IMAGES_FILE = "test_images.npz"
+LOCK_FILE = ".lock"
+STATUS_FILE = "status.json"
+METRICS_FILE = "metrics.json"
+PER_CASE_FILE = "per_case.json"
+PREDICTIONS_FILE = "predictions.npz"
+HISTORY_FILE = "history.json"
+LOG_FILE = "log.txt"
+TRACEBACK_FILE = "traceback.txt"
+MODEL_DIR = "model"
+EVAL_DIR = "eval"
+REPORT_DIR = "report"
+_SEED_PREFIX = "seed-"
+
+
+@dataclass(frozen=True, order=True)
+class JobKey:
+    """Which job: a row (a method with its params, or a variant row such as ``unet+crf``)
+    under one seed."""
+
+    row: str
+    seed: int
+
+    def parts(self) -> tuple[str, ...]:
+        """The folder levels of the job below the run folder."""
+        return (self.row, f"{_SEED_PREFIX}{self.seed}")
+
+    @property
+    def text(self) -> str:
+        """``<row>/seed-<s>``: how the job is named in records and messages."""
+        return "/".join(self.parts())
+
+    def variant(self, name: str) -> JobKey:
+        """The key of this job's variant row ``<row>+<name>`` (written by the same job)."""
+        return JobKey(f"{self.row}+{name}", self.seed)
+
+
+def seed_of(folder: Path) -> int | None:
+    """The seed of a ``seed-<s>`` folder, or None when the name is not one."""
+    name = Path(folder).name
+    if not name.startswith(_SEED_PREFIX):
+        return None
+    try:
+        return int(name.removeprefix(_SEED_PREFIX))
+    except ValueError:
+        return None
+
+
+def is_row_name(name: str) -> bool:
+    """A row name is a plain folder name inside the run (never ``..``, a path or hidden)."""
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") \
+        and not name.startswith(".")
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Paths of one results folder."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    # ---------------------------------------------------------------- the run's own files
+    @property
+    def run_file(self) -> Path:
+        return self.root / RUN_FILE
+
+    @property
+    def split_file(self) -> Path:
+        return self.root / SPLIT_FILE
+
+    @property
+    def test_images_file(self) -> Path:
+        return self.root / TEST_IMAGES_FILE
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / LOCK_FILE
+
+    @property
+    def feature_cache_dir(self) -> Path:
+        return self.root / ".cache" / "features"
+
+    @property
+    def submitit_dir(self) -> Path:
+        return self.root / ".submitit"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.root / REPORT_DIR
+
+    # ---------------------------------------------------------------- rows and jobs
+    def row_dir(self, row: str) -> Path:
+        return self.root / row
+
+    def job_dir(self, key: JobKey) -> Path:
+        return self.root.joinpath(*key.parts())
+
+    def scores_dir(self, key: JobKey, eval_set: str = IN_DISTRIBUTION) -> Path:
+        """Where a job's scores on ``eval_set`` live (the job folder for its own test part)."""
+        folder = self.job_dir(key)
+        return folder if eval_set == IN_DISTRIBUTION else folder / EVAL_DIR / eval_set
+
+    def status_file(self, key: JobKey) -> Path:
+        return self.job_dir(key) / STATUS_FILE
+
+    def history_file(self, key: JobKey) -> Path:
+        return self.job_dir(key) / HISTORY_FILE
+
+    def log_file(self, key: JobKey) -> Path:
+        return self.job_dir(key) / LOG_FILE
+
+    def traceback_file(self, key: JobKey) -> Path:
+        return self.job_dir(key) / TRACEBACK_FILE
+
+    def model_dir(self, key: JobKey) -> Path:
+        return self.job_dir(key) / MODEL_DIR
+
+    def seeds_of(self, row: str) -> dict[int, Path]:
+        """``{seed: job folder}`` of a row, by seed (only folders that exist)."""
+        return seed_folders(self.row_dir(row))
+
+    def row_names(self) -> list[str]:
+        """Folders of the run that hold a row (a job folder inside), sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and is_row_name(p.name) and seed_folders(p))
+
+
+def seed_folders(row_dir: Path) -> dict[int, Path]:
+    """``{seed: <row>/seed-<seed>}`` of a row folder, by seed."""
+    found = {}
+    row_dir = Path(row_dir)
+    if row_dir.is_dir():
+        for p in row_dir.iterdir():
+            seed = seed_of(p)
+            if p.is_dir() and seed is not None:
+                found[seed] = p
+    return dict(sorted(found.items()))
+
+
+def job_of(folder: Path) -> tuple[RunLayout, JobKey] | None:
+    """The run and job of a job folder ``<run>/<row>/seed-<s>``, or None when it is not one."""
+    folder = Path(folder)
+    seed = seed_of(folder)
+    if seed is None:
+        return None
+    return RunLayout(folder.parent.parent), JobKey(folder.parent.name, seed)
