@@ -144,3 +144,21 @@ def test_explain_cli_scores_maps_against_masks(tmp_path, tiny_samples) -> None:
     assert (out / "montage-occlusion.png").is_file()
     with np.load(out / "maps.npz") as maps:
         assert maps["occlusion"].shape == (4, 48, 48)
+
+
+def test_no_skill_maps_are_scored_beside_the_method():
+    """The image itself and a centre prior are scored like a method's map: here the tumour is
+    the brightest region (intensity points at it) and sits off-centre (the prior misses)."""
+    from mribench.model.explain import baseline_maps, centre_prior
+
+    images = np.full((2, 20, 20), 0.2)
+    masks = np.zeros((2, 20, 20), bool)
+    masks[:, 2:6, 2:6] = True
+    images[masks] = 0.9
+    flat = np.zeros((2, 20, 20))
+    s = attribution_summary(flat, masks, n_boot=50, images=images)
+    assert s["baselines"]["intensity"]["pointing"]["mean"] == 1.0
+    assert s["baselines"]["centre"]["pointing"]["mean"] == 0.0
+    assert s["baselines"]["random"]["pointing"]["mean"] == pytest.approx(16 / 400)
+    prior = centre_prior((21, 21))
+    assert prior.argmax() == 10 * 21 + 10 and baseline_maps(images)["centre"].shape == images.shape

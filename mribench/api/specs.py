@@ -24,11 +24,14 @@ from mribench.api.dataset import DEFAULT_IMAGE_SIZE
 from mribench.api.errors import MribenchError
 from mribench.api.params import format_spec, int_from_text, parse_spec, split_top_level
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "IMAGE_SIZE_RANGE", "DatasetSpec", "MethodSpec",
+__all__ = ["DEFAULT_IMAGE_SIZE", "IMAGE_SIZE_RANGE", "NO_SKILL", "DatasetSpec", "MethodSpec",
            "check_image_size", "parse_methods", "resolve_image_size"]
 
 #: Smallest and largest side (pixels) of the square slices a run works at.
 IMAGE_SIZE_RANGE: tuple[int, int] = (8, 1024)
+
+#: The ``kind`` of the reference rows every run carries (never part of ``all``, never ranked).
+NO_SKILL = "no-skill"
 
 #: ``name:`` prefix of a data set read from a path (``folder:``, ``lgg:``, ``brats:``).
 _PREFIX = re.compile(r"^([a-z][a-z0-9_-]*):(.+)$", re.IGNORECASE)
@@ -120,6 +123,16 @@ class DatasetSpec:
     def option_dict(self) -> dict[str, Any]:
         return dict(self.options)
 
+    def with_options(self, **changes: Any) -> DatasetSpec:
+        """This spec with options added or replaced (its text rewritten to match)."""
+        from dataclasses import replace
+
+        options = {**self.option_dict, **changes}
+        inner = format_spec(self.name, options)
+        text = inner if self.data_dir is None else (
+            f"{self.name}:{self.data_dir}" + inner[len(self.name):])
+        return replace(self, text=text, options=tuple(sorted(options.items())))
+
     @property
     def label(self) -> str:
         """A short, path-safe name for tables and folders: the ``name=`` option when given,
@@ -156,8 +169,9 @@ def parse_methods(text: str) -> tuple[MethodSpec, ...]:
     each checked against the registry; naming one twice is an error."""
     from mribench.api.registry import get_method, methods
 
-    if str(text).strip() == "all":
-        return tuple(MethodSpec(name) for name in methods())
+    if str(text).strip() == "all":  # every pipeline; the no-skill rows are added by the runner
+        return tuple(MethodSpec(name) for name, cls in methods().items()
+                     if cls.kind != NO_SKILL)
     specs: list[MethodSpec] = []
     for item in filter(None, (s.strip() for s in split_top_level(str(text)))):
         name, overrides = parse_spec(item)

@@ -63,6 +63,10 @@ def explain(model_dir: Path, images: Path, masks: Path | None, out_dir: Path, ki
                      f"{s['mean']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}], pointing "
                      f"{p['mean']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}], random map "
                      f"{r['mean']:.3f}")
+            for name, base in (scores.get("baselines") or {}).items():
+                if name != "random":
+                    line += (f"; {name} map: share {base['positive_share']['mean']:.3f}, "
+                             f"pointing {base['pointing']['mean']:.3f}")
         click.echo(line)
     click.echo(f"written: {out_dir}/attribution.json, maps.npz, montage-*.png")
     if skipped:

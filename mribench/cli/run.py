@@ -79,6 +79,9 @@ Examples:
 @click.option("--suite", default=None,
               help="A suite of benchmarks/suites/ (e.g. quick-synthetic) filling the defaults.")
 @click.option("--no-report", is_flag=True, help="Skip writing the HTML/Markdown report.")
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="Add the no-skill reference rows (always tumour, majority class, size-only "
+                   "forest; predict nothing, whole brain, mean mask) to every table.")
 @click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where the report goes (default: report/ inside the results folder).")
 @click.option("--rank-by", default="f1", show_default=True, help="Metric the tables rank by.")

@@ -33,11 +33,14 @@ Examples:
 def make(dataset: str, data_dir: Path | None, image_size: int, strategy: str | None, seed: int,
          threshold: float | None, out: Path | None) -> None:
     """Make and save the split manifest of DATASET."""
+    from mribench.api.specs import DatasetSpec
     from mribench.data.load import load_dataset
     from mribench.split import manifest as splits
     from mribench.split.choose import check_groups
 
-    spec = dataset if threshold is None else _with_option(dataset, "threshold", threshold)
+    spec = DatasetSpec.parse(dataset)
+    if threshold is not None:
+        spec = spec.with_options(threshold=threshold)
     ds, samples = load_dataset(spec, data_dir=data_dir, image_size=image_size)
     check_groups(ds, samples)
     official = ds.official_parts()
@@ -52,11 +55,3 @@ def make(dataset: str, data_dir: Path | None, image_size: int, strategy: str | N
                f"{counts['test']}, dropped {len(manifest.dropped)}; test images with a "
                f"near-duplicate in train/val: {leaks['test_in_train_or_val']}; "
                f"sha256 {manifest.sha256[:12]}")
-
-
-def _with_option(spec: str, key: str, value: object) -> str:
-    """``spec`` (``name[k=v]``) with ``key=value`` added, or replaced."""
-    from mribench.api.params import format_spec, parse_spec
-
-    name, options = parse_spec(spec)
-    return format_spec(name, {**options, key: value})

@@ -409,7 +409,9 @@ def evaluate(prediction: Prediction, samples: Sequence[Sample], tasks: Sequence[
         ``segment["tumour_only"]`` (same keys, without a further sub-block). A task or view
         with no sample to score has ``n == 0`` and NaN metrics.
     per_case : list of dict
-        One record per sample, in the samples' order: ``id, label, pred, score`` and, for the
+        One record per sample, in the samples' order: ``id, group`` (the sample's cluster: its
+        patient, case or near-duplicate group, the unit that statistics resample), ``label,
+        pred, score`` and, for the
         samples scored in ``segment``, ``truth, dice, iou, tp, fp, tn, fn, gt_area,
         pred_area`` (``score`` is None without scores; ``dice``/``iou`` None where the policy
         excludes; ``truth`` is ``"annotated"`` or ``"empty-by-label"``).
@@ -436,7 +438,7 @@ def evaluate(prediction: Prediction, samples: Sequence[Sample], tasks: Sequence[
     scores = prediction.scores[order] if prediction.scores is not None else None
 
     records: list[dict[str, Any]] = [
-        {"id": s.id, "label": int(s.label), "pred": int(pred[i]),
+        {"id": s.id, "group": s.group or s.id, "label": int(s.label), "pred": int(pred[i]),
          "score": None if scores is None else _clean(scores[i])}
         for i, s in enumerate(samples)
     ]

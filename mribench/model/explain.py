@@ -31,6 +31,11 @@ Scoring a map against a tumour mask (pure functions, tested against hand-compute
   mask, so a flat map is not credited with a hit;
 - the **random-map baseline** of both is the mask's area fraction (a map of i.i.d. values puts
   that share of its mass, and its argmax with that probability, inside the mask);
+- two **no-skill maps** that know nothing of the method, scored the same way
+  (:func:`baseline_maps`): the *image intensity* itself (tumours are often the brightest
+  tissue on FLAIR and T2, so a method's map must beat the image to show it looked at more than
+  brightness) and a *centre prior* (a Gaussian at the image centre, sigma a quarter of the
+  side: tumours of a data set may sit near the centre);
 - :func:`bootstrap_ci`: 95 % percentile bootstrap intervals over slices (seeded).
 """
 
@@ -50,7 +55,8 @@ from mribench.api.feature_cache import FeatureCache
 from mribench.api.method import Method
 from mribench.api.types import Sample
 
-__all__ = ["GRADCAM_METHODS", "ExplainResult", "attribution_summary", "bootstrap_ci",
+__all__ = ["GRADCAM_METHODS", "ExplainResult", "attribution_summary", "baseline_maps",
+           "bootstrap_ci", "centre_prior",
            "explain_folder", "explain_samples", "grad_cam", "method_scorer", "occlusion_map",
            "occlusion_maps", "placements", "pointing_score", "positive_share",
            "write_montage"]
@@ -304,11 +310,27 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0,
     return float(x.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
+def centre_prior(shape: tuple[int, int], sigma: float = 0.25) -> np.ndarray:
+    """A Gaussian bump at the image centre, ``sigma`` x the side: the centre-prior map."""
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+    cy, cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2
+    return np.exp(-(((yy - cy) / (sigma * shape[0])) ** 2
+                    + ((xx - cx) / (sigma * shape[1])) ** 2) / 2)
+
+
+def baseline_maps(images: np.ndarray) -> dict[str, np.ndarray]:
+    """The no-skill maps of ``images`` (n, H, W): ``intensity`` (the image) and ``centre``."""
+    images = np.asarray(images, dtype=np.float64)
+    centre = centre_prior(images.shape[1:]) if images.ndim == 3 else np.zeros((0, 0))
+    return {"intensity": images, "centre": np.broadcast_to(centre, images.shape)}
+
+
 def attribution_summary(maps: np.ndarray, masks: np.ndarray, *, n_boot: int = 1000,
-                        seed: int = 0) -> dict[str, Any]:
+                        seed: int = 0, images: np.ndarray | None = None) -> dict[str, Any]:
     """Per-slice and summary scores of ``maps`` against tumour ``masks`` (both ``(n, H, W)``),
-    beside the random-map baseline (the masks' area fraction). Slices with an empty mask are
-    left out (there is no tumour to point at)."""
+    beside the random-map baseline (the masks' area fraction) and, given ``images``, the
+    no-skill maps of :func:`baseline_maps` (``baselines``: their share inside and pointing).
+    Slices with an empty mask are left out (there is no tumour to point at)."""
     masks = np.asarray(masks, bool)
     keep = [i for i in range(len(masks)) if masks[i].any()]
     share = [positive_share(maps[i], masks[i]) for i in keep]
@@ -319,11 +341,19 @@ def attribution_summary(maps: np.ndarray, masks: np.ndarray, *, n_boot: int = 10
         mean, low, high = bootstrap_ci(values, n_boot=n_boot, seed=seed)
         return {"mean": mean, "ci_low": low, "ci_high": high}
 
+    baselines: dict[str, dict[str, Any]] = {
+        "random": {"positive_share": entry(area), "pointing": entry(area)}}
+    if images is not None:
+        for name, base in baseline_maps(images).items():
+            baselines[name] = {
+                "positive_share": entry([positive_share(base[i], masks[i]) for i in keep]),
+                "pointing": entry([pointing_score(base[i], masks[i]) for i in keep])}
     return {
         "n_slices": len(keep),
         "positive_share": entry(share),
         "pointing": entry(pointing),
         "random_baseline": entry(area),
+        "baselines": baselines,
         "per_slice": [{"index": i, "positive_share": s, "pointing": p, "mask_fraction": a}
                       for i, s, p, a in zip(keep, share, pointing, area, strict=True)],
     }
@@ -366,7 +396,9 @@ def explain_samples(method: Method, samples: Sequence[Sample], ctx: Context, *,
         if with_mask:
             summary = attribution_summary(maps[with_mask],
                                           np.stack([samples[i].mask for i in with_mask]),
-                                          n_boot=n_boot, seed=ctx.seed)
+                                          n_boot=n_boot, seed=ctx.seed,
+                                          images=np.stack([samples[i].image
+                                                           for i in with_mask]))
             for row in summary["per_slice"]:
                 row["id"] = samples[with_mask[row.pop("index")]].id
             result.scores[kind] = summary

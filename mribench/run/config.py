@@ -90,7 +90,8 @@ class RunConfig:
     this field, else 256). ``test_on`` lists external evaluation sets; ``test_split`` names a
     split strategy or manifest whose test part is used on them (default: all their labelled
     samples). ``jobs`` is the executor's number of workers. ``report_dir`` is where the
-    report goes (default: ``report/`` inside the results folder).
+    report goes (default: ``report/`` inside the results folder). ``baselines`` adds the
+    no-skill rows of every task the run's methods answer.
     """
 
     methods: tuple[MethodSpec, ...] | str = "all"
@@ -114,6 +115,8 @@ class RunConfig:
     show_progress: bool = False
     results_root: Path = field(default_factory=lambda: Path("results"))
     report_dir: Path | None = None
+    #: Whether the no-skill reference rows (``methods/no_skill.py``) join the run.
+    baselines: bool = True
     #: Whether ``methods`` was ``all`` (methods that do not answer ``task`` are then dropped).
     all_methods: bool = field(default=False, init=False)
 
@@ -223,6 +226,7 @@ _TEXT_FIELDS: dict[str, tuple[str, bool, tuple[type, ...]]] = {
     "executor_options": ("--executor-option", False, (dict,)),
     "resume": ("--resume", False, (bool,)),
     "show_progress": ("show_progress", False, (bool,)),
+    "baselines": ("--baselines", False, (bool,)),
 }
 
 

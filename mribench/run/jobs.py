@@ -22,7 +22,7 @@ from typing import Any
 from mribench.api import registry
 from mribench.api.errors import MribenchError
 from mribench.api.method import Method
-from mribench.api.specs import DatasetSpec
+from mribench.api.specs import NO_SKILL, DatasetSpec
 from mribench.results.layout import IN_DISTRIBUTION, JobKey, RunLayout
 from mribench.run.config import RunConfig
 
@@ -107,6 +107,9 @@ def plan_methods(config: RunConfig) -> list[tuple[str, Method]]:
         plan.append((name, overrides, cls(profile=config.profile, **overrides)))
     if not plan:
         raise MribenchError(f"no method answers task {config.task!r}; see `bench list`")
+    if config.baselines:
+        plan += _no_skill_rows(config, {name for name, _, _ in plan},
+                               {t for _, _, m in plan for t in m.tasks})
     counts = Counter(name for name, _, _ in plan)
     rows: list[tuple[str, Method]] = []
     for name, overrides, method in plan:
@@ -116,6 +119,17 @@ def plan_methods(config: RunConfig) -> list[tuple[str, Method]]:
     if duplicated:
         raise MribenchError(f"--method names {duplicated[0]!r} twice; list each method "
                             "(with its params) once")
+    return rows
+
+
+def _no_skill_rows(config: RunConfig, chosen: set[str], tasks: set[str]
+                   ) -> list[tuple[str, dict[str, Any], Method]]:
+    """The no-skill reference rows of the tasks the run answers (not asked for already)."""
+    rows = []
+    for name, cls in registry.methods().items():
+        answers = [t for t in cls.tasks if t in tasks and config.task in (None, t)]
+        if cls.kind == NO_SKILL and name not in chosen and answers:
+            rows.append((name, {}, cls(profile=config.profile)))
     return rows
 
 

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from mribench.api.types import Sample
+from mribench.blocks.features.size import size_features
 
 __all__ = ["ACQUISITION_FEATURES", "CONTENT_FEATURES", "N_TREES", "PROBE_DESCRIPTIONS", "PROBE_SIDE",
            "SHORTCUT_ALPHA", "SHORTCUT_MARGIN", "SIZE_FEATURES", "acquisition_features",
@@ -86,14 +87,6 @@ NOTE = ("Random forests fitted on the training part using only metadata, never t
         "fraction of exact-zero pixels, the head's share of the image and of its bounding box. "
         "Accuracy well above the majority baseline means the classes "
         "differ in how the images were made, so a method can score high without looking at the tumour.")
-
-
-def size_features(samples: Sequence[Sample]) -> np.ndarray:
-    """(n, 3) float: original height, width and log(height / width) of each sample."""
-    hw = np.array([s.original_size for s in samples], dtype=np.float64).reshape(-1, 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        aspect = np.where((hw > 0).all(axis=1), np.log(hw[:, 0] / hw[:, 1]), 0.0)
-    return np.column_stack([hw, aspect])
 
 
 def acquisition_features(samples: Sequence[Sample], *, chunk: int = 512) -> np.ndarray:
