@@ -235,7 +235,8 @@ def test_two_param_sets_of_one_method_are_two_rows(tmp_path, fake_registry):
 
 
 def test_several_seeds_give_per_seed_rows_and_mean_and_sd(tmp_path, fake_registry):
-    from mribench.results.rank import format_table, ranked_table
+    from mribench.report.tables import format_table
+    from mribench.results.rank import ranked_table
     from mribench.results.read import load_results
 
     run_benchmark(_config(tmp_path, methods="bright,oracle", seeds=(0, 1, 2)))

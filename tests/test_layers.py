@@ -36,7 +36,9 @@ foundation modules below every layer. On top of the order, the specific rules of
   ``mribench.paths`` and ``mribench`` (``__version__``);
 - only ``mribench.cli`` imports click;
 - nothing imports ``mribench.cli`` but ``mribench.cli`` itself (the console script enters
-  there).
+  there);
+- ``mribench.results`` returns data and never formats text: it does not import tabulate (the
+  terminal, Markdown and HTML tables are ``mribench.report.tables``').
 
 Each failure lists every violation as ``file:line: module imports target (rule)``.
 """
@@ -208,6 +210,12 @@ def rule_cli(imp: Import) -> str | None:
     return None
 
 
+def rule_results_data(imp: Import) -> str | None:
+    if _within(imp.importer, "mribench.results") and _within(imp.target, "tabulate"):
+        return "mribench.results returns data; text tables are mribench.report.tables'"
+    return None
+
+
 def rule_layers(imp: Import) -> str | None:
     source, target = _package(imp.importer), _package(imp.target)
     if source not in LAYERS or not _is_mribench(imp.target) or imp.target in FOUNDATION:
@@ -223,7 +231,7 @@ def rule_layers(imp: Import) -> str | None:
 
 
 RULES = [rule_methods, rule_datasets, rule_blocks, rule_eval, rule_api, rule_click, rule_cli,
-         rule_layers]
+         rule_results_data, rule_layers]
 
 
 def violations(imports: list[Import], rule) -> list[str]:
@@ -272,6 +280,8 @@ def test_import_rule(imports, rule) -> None:
     ("mribench.report.build", "from mribench.cli import main", rule_cli),
     ("mribench.data.load", "from ..split import manifest", rule_layers),
     ("mribench.split.manifest", "from mribench.eval import metrics", rule_layers),
+    ("mribench.results.rank", "def f():\n    from tabulate import tabulate",
+     rule_results_data),
 ])
 def test_rules_catch_a_forbidden_import(module, source, rule) -> None:
     """The checker itself: each rule flags a typical forbidden import, with file:line."""

@@ -15,7 +15,8 @@ from mribench.api.errors import MribenchError
 from mribench.cli import cli
 from mribench.report import build_report
 from mribench.report.fake import make_fake_results
-from mribench.results.rank import format_table, ranked_table
+from mribench.report.tables import format_table
+from mribench.results.rank import ranked_table
 from mribench.results.read import load_results, metric_names
 
 ROWS = ["glcm-svm", "unet", "unet+crf"]
