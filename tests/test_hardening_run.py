@@ -192,7 +192,7 @@ def test_workers_die_with_their_parent(tmp_path):
     script.write_text(textwrap.dedent("""
         import multiprocessing as mp, os, sys, time
         from concurrent.futures import ProcessPoolExecutor
-        from mribench.run.executors import _worker_init
+        from mribench.run.local import _worker_init
 
         if __name__ == "__main__":
             pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"),
