@@ -193,7 +193,7 @@ def test_workers_die_with_their_parent(tmp_path):
     script.write_text(textwrap.dedent("""
         import multiprocessing as mp, os, sys, time
         from concurrent.futures import ProcessPoolExecutor
-        from mribench.run.executors import _worker_init
+        from mribench.run.local import _worker_init
 
         if __name__ == "__main__":
             pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"),
@@ -236,7 +236,8 @@ def test_two_param_sets_of_one_method_are_two_rows(tmp_path, fake_registry):
 
 
 def test_several_seeds_give_per_seed_rows_and_mean_and_sd(tmp_path, fake_registry):
-    from mribench.results.rank import format_table, ranked_table
+    from mribench.report.tables import format_table
+    from mribench.results.rank import ranked_table
     from mribench.results.read import load_results
 
     run_benchmark(_config(tmp_path, methods="bright,oracle", seeds=(0, 1, 2)))

@@ -39,7 +39,12 @@ foundation modules below every layer. On top of the order, the specific rules of
   there);
 - only ``mribench.results`` knows the results folder's layout: no other module of the engine
   names one of its files or builds a ``seed-<s>`` folder (:func:`test_only_results_knows_the_layout`,
-  which reads every string constant outside docstrings).
+  which reads every string constant outside docstrings);
+- ``mribench.results`` returns data and never formats text: it does not import tabulate (the
+  terminal, Markdown and HTML tables are ``mribench.report.tables``');
+- no module of the engine reaches itself again through its imports (no import cycle, lazy
+  imports included): extension points such as the executors are found through entry points,
+  not by importing the module that registers them.
 
 Each failure lists every violation as ``file:line: module imports target (rule)``.
 """
@@ -211,6 +216,12 @@ def rule_cli(imp: Import) -> str | None:
     return None
 
 
+def rule_results_data(imp: Import) -> str | None:
+    if _within(imp.importer, "mribench.results") and _within(imp.target, "tabulate"):
+        return "mribench.results returns data; text tables are mribench.report.tables'"
+    return None
+
+
 def rule_layers(imp: Import) -> str | None:
     source, target = _package(imp.importer), _package(imp.target)
     if source not in LAYERS or not _is_mribench(imp.target) or imp.target in FOUNDATION:
@@ -226,7 +237,44 @@ def rule_layers(imp: Import) -> str | None:
 
 
 RULES = [rule_methods, rule_datasets, rule_blocks, rule_eval, rule_api, rule_click, rule_cli,
-         rule_layers]
+         rule_results_data, rule_layers]
+
+
+def import_cycles(imports: list[Import]) -> list[list[str]]:
+    """The groups of modules that import each other, directly or around a loop (strongly
+    connected components of more than one module, Tarjan's algorithm), each sorted."""
+    graph: dict[str, set[str]] = {}
+    for imp in imports:
+        if imp.target in KNOWN and imp.target != imp.importer:
+            graph.setdefault(imp.importer, set()).add(imp.target)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(cycles)
 
 
 def violations(imports: list[Import], rule) -> list[str]:
@@ -262,6 +310,23 @@ def test_import_rule(imports, rule) -> None:
                     pytrace=False)
 
 
+def test_no_import_cycle(imports) -> None:
+    cycles = import_cycles(imports)
+    assert not cycles, "modules that import each other: " + "; ".join(
+        " <-> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    """The checker itself, on the cycle the executors had (cluster registered itself into
+    executors, which imported cluster to get it registered)."""
+    path = ROOT / "mribench" / "x.py"
+    found = [*imports_of("from mribench.run.executors import pin_threads",
+                         "mribench.run.cluster", path),
+             *imports_of("def f():\n    import mribench.run.cluster", "mribench.run.executors",
+                         path)]
+    assert import_cycles(found) == [["mribench.run.cluster", "mribench.run.executors"]]
+
+
 @pytest.mark.parametrize(("module", "source", "rule"), [
     ("mribench.eval.metrics", "import click", rule_click),
     ("mribench.eval.metrics", "def f():\n    import pandas", rule_eval),
@@ -275,6 +340,8 @@ def test_import_rule(imports, rule) -> None:
     ("mribench.report.build", "from mribench.cli import main", rule_cli),
     ("mribench.data.load", "from ..split import manifest", rule_layers),
     ("mribench.split.manifest", "from mribench.eval import metrics", rule_layers),
+    ("mribench.results.rank", "def f():\n    from tabulate import tabulate",
+     rule_results_data),
 ])
 def test_rules_catch_a_forbidden_import(module, source, rule) -> None:
     """The checker itself: each rule flags a typical forbidden import, with file:line."""

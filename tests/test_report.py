@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from mribench.api.errors import MribenchError
 from mribench.cli import cli
 from mribench.report import build_report
-from mribench.results.rank import format_table, ranked_table
+from mribench.report.tables import format_table
+from mribench.results.rank import ranked_table
 from mribench.results.read import load_results, metric_names
 from mribench.testing import make_fake_results
 

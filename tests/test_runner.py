@@ -168,7 +168,8 @@ def test_parallel_jobs_give_the_same_metrics(tmp_path, fake_registry):
 def test_test_on_scores_every_row_on_the_external_set(tmp_path, fake_registry):
     """--test-on: fitted once, scored on the run's test part and on the external set, which
     gets its own tables and a transfer table."""
-    from mribench.results.rank import ranked_table, transfer_table
+    from mribench.report.tables import transfer_table
+    from mribench.results.rank import ranked_table
     from mribench.results.read import load_results
 
     external = "synthetic[n=30,seed=9]"

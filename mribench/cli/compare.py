@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mribench.cli.report import RANK_CHOICES
+from mribench.cli.options import metric_option
 
 
 @click.command("compare", epilog="""\b
@@ -18,7 +18,7 @@ Examples:
 @click.argument("run_b", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--task", type=click.Choice(["classify", "segment"]), default="classify",
               show_default=True)
-@click.option("--metric", type=click.Choice(RANK_CHOICES), default="f1", show_default=True)
+@metric_option("--metric", help="The metric compared (a metric of --task).")
 @click.option("--view", type=click.Choice(["all", "tumour_only"]), default="all",
               show_default=True, help="Segmentation: all slices with a known mask, or the "
                                       "annotated tumour slices only.")
@@ -30,7 +30,7 @@ def compare(run_a: Path, run_b: Path, task: str, metric: str, view: str, eval_se
             fmt: str) -> None:
     """Compare RUN_A and RUN_B: each row both finished, its METRIC in each, B - A, and a paired
     test of the difference over the test images both scored (Holm over the rows)."""
-    from mribench.results.compare import compare_table
+    from mribench.report.tables import compare_table
     from mribench.results.read import load_results
 
     click.echo(compare_table(load_results(run_a), load_results(run_b), task, metric, view,

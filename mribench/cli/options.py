@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -26,3 +28,28 @@ split_option = click.option(
     "--split", default=None,
     help="Split strategy (br35h: leak-free [default] or official; others: stratified) or a "
          "manifest JSON path.")
+
+
+class MetricChoice(click.Choice):
+    """``click.Choice`` of the metrics in the registry (:mod:`mribench.eval.registry`), read
+    when the command line is parsed or its help shown, so a metric registered after this
+    module was imported is a valid choice too."""
+
+    def __init__(self) -> None:
+        super().__init__((), case_sensitive=True)
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        from mribench.eval.registry import metric_names
+
+        return metric_names()
+
+    @choices.setter
+    def choices(self, value: Iterable[Any]) -> None:
+        """Ignored: the registry is the list of choices."""
+
+
+def metric_option(*names: str, help: str) -> Any:
+    """A ``--rank-by``-style option choosing a registered metric, default ``f1``."""
+    return click.option(*names, type=MetricChoice(), default="f1", show_default=True,
+                        help=help)

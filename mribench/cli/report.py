@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-RANK_CHOICES = ["accuracy", "f1", "iou", "precision", "recall", "specificity", "auc",
-                "mean_dice", "mean_iou"]
+from mribench.cli.options import metric_option
 
 
 @click.command("report", epilog="""\b
@@ -17,8 +16,8 @@ Examples:
 @click.argument("results_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write (default: reports/<name of RESULTS_DIR>).")
-@click.option("--rank-by", type=click.Choice(RANK_CHOICES), default="f1", show_default=True,
-              help="Metric the tables are ranked by (tasks without it rank by f1).")
+@metric_option("--rank-by", help="Metric the tables are ranked by (tasks without it rank by "
+                                 "f1).")
 @click.option("--published", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="Published-figures TOML (default: benchmarks/published.toml).")
 def report(results_dir: Path, out_dir: Path | None, rank_by: str,

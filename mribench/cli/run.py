@@ -95,11 +95,11 @@ def run(ctx: click.Context, executor_option: tuple[str, ...], suite: str | None,
     recall and specificity with 95% bootstrap intervals, writes a results folder and a report.
     Exits 1 when a method failed (the others still ran), 2 on bad input.
     """
-    from mribench.results.read import TASK_METRICS
+    from mribench.eval.registry import metric_names
     from mribench.run.config import RunConfig
     from mribench.run.runner import run_benchmark
 
-    known = sorted({m for names in TASK_METRICS.values() for m in names})
+    known = sorted(metric_names())
     if rank_by not in known:
         raise MribenchError(f"--rank-by {rank_by!r} is not a metric; choose one of "
                             f"{', '.join(known)}")
@@ -139,8 +139,10 @@ def run(ctx: click.Context, executor_option: tuple[str, ...], suite: str | None,
 
 def print_tables(results_dir: Path, rank_by: str = "f1") -> None:
     """Print each task's ranked table per evaluation set, then the transfer table."""
-    from mribench.results.rank import format_table, ranked_table, transfer_table
-    from mribench.results.read import load_results, rank_metric
+    from mribench.eval.registry import rank_metric
+    from mribench.report.tables import format_table, transfer_table
+    from mribench.results.rank import ranked_table
+    from mribench.results.read import load_results
 
     results = load_results(results_dir)
     for eval_set in ["test", *results.eval_sets]:

@@ -1,7 +1,11 @@
 """Metrics from confusion counts, per image and pooled, with seeded bootstrap confidence intervals.
 
 Everything is computed from the four confusion counts ``tp, fp, tn, fn`` of the positive
-(tumour) class, so classification and segmentation share one set of formulas:
+(tumour) class, so classification and segmentation share one set of formulas. The metrics
+are the entries of the registry :mod:`mribench.eval.registry` (the built-ins below, plus any
+registered there): this module computes every ``pooled`` metric of a task from its
+``from_counts``, every ``per_image`` one as a mean over images, every ``scores`` one (AUC)
+from the scores:
 
 =============  ===============================  =====================================
 name           formula                          also known as
@@ -81,15 +85,15 @@ from typing import Any, Literal
 import numpy as np
 
 from mribench.api.errors import DataError, MribenchError
-from mribench.api.overlap import dice_from_counts, iou_from_counts, mask_counts, safe_ratio
+from mribench.api.overlap import mask_counts
 from mribench.api.types import Prediction, Sample
+from mribench.eval import registry
+from mribench.eval.auc import weighted_auc
+from mribench.eval.registry import TASKS
 
 __all__ = [
-    "CLASSIFY_METRICS",
     "EMPTY_POLICIES",
-    "METRICS",
     "DEFAULT_EMPTY_POLICY",
-    "SEGMENT_METRICS",
     "SEGMENT_VIEWS",
     "bootstrap_weights",
     "classification_metrics",
@@ -99,15 +103,25 @@ __all__ = [
     "mask_counts",
     "metrics_from_counts",
     "per_image_scores",
+    "per_image_values",
     "percentile_ci",
     "segmentation_metrics",
     "weighted_auc",
 ]
 
-#: Metrics computed from confusion counts, in display order.
-METRICS: tuple[str, ...] = ("accuracy", "f1", "iou", "precision", "recall", "specificity")
-CLASSIFY_METRICS: tuple[str, ...] = (*METRICS, "auc")
-SEGMENT_METRICS: tuple[str, ...] = METRICS
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``METRICS`` (the pooled metrics), ``CLASSIFY_METRICS`` and ``SEGMENT_METRICS`` (those
+    of the ``metrics`` section of a task's block), read from the registry when asked."""
+    if name == "METRICS":
+        return tuple(m.name for m in registry.metrics(aggregate="pooled"))
+    if name == "CLASSIFY_METRICS":
+        return tuple(m.name for m in registry.metrics("classify") if m.aggregate != "per_image")
+    if name == "SEGMENT_METRICS":
+        return tuple(m.name for m in registry.metrics("segment") if m.aggregate != "per_image")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 EmptyPolicy = Literal["exclude", "one-if-both-empty", "nan-if-both-empty"]
 EMPTY_POLICIES: tuple[str, ...] = ("exclude", "one-if-both-empty", "nan-if-both-empty")
 CONFIDENCE = 0.95
@@ -123,11 +137,13 @@ SEGMENT_VIEWS: dict[str, str] = {
 # --------------------------------------------------------------------------- counts -> metrics
 
 
-def metrics_from_counts(tp: Any, fp: Any, tn: Any, fn: Any) -> dict[str, Any]:
-    """The six count-based metrics of :data:`METRICS`; zero denominators give 0.0.
+def metrics_from_counts(tp: Any, fp: Any, tn: Any, fn: Any,
+                        names: Sequence[str] | None = None) -> dict[str, Any]:
+    """The ``pooled`` metrics of the registry (or those of ``names``) from confusion counts.
 
     Counts may be scalars or arrays of the same shape (one set of counts per bootstrap
-    resample, say); the result has their shape, and plain floats for scalars.
+    resample, say); the result has their shape, and plain floats for scalars. Zero
+    denominators give 0.0.
 
     Examples
     --------
@@ -136,14 +152,10 @@ def metrics_from_counts(tp: Any, fp: Any, tn: Any, fn: Any) -> dict[str, Any]:
     (0.6957, 0.8, True)
     """
     tp, fp, tn, fn = (np.asarray(c, dtype=np.float64) for c in (tp, fp, tn, fn))
-    out = {
-        "accuracy": safe_ratio(tp + tn, tp + fp + tn + fn),
-        "f1": dice_from_counts(tp, fp, fn, empty=0.0),
-        "iou": iou_from_counts(tp, fp, fn, empty=0.0),
-        "precision": safe_ratio(tp, tp + fp),
-        "recall": safe_ratio(tp, tp + fn),
-        "specificity": safe_ratio(tn, tn + fp),
-    }
+    pooled = registry.metrics(aggregate="pooled")
+    if names is not None:
+        pooled = tuple(m for m in pooled if m.name in names)
+    out = {m.name: np.asarray(m.from_counts(tp, fp, tn, fn), dtype=np.float64) for m in pooled}
     if np.ndim(tp) == 0:
         return {k: float(v) for k, v in out.items()}
     return out
@@ -161,31 +173,47 @@ def confusion_counts(y_true: Any, y_pred: Any) -> dict[str, int]:
     return {"tp": tp, "fp": fp, "tn": int(t.size - tp - fp - fn), "fn": fn}
 
 
+def per_image_values(counts: np.ndarray, empty_policy: str = "exclude"
+                     ) -> dict[str, np.ndarray]:
+    """Each ``per_image`` metric's value per image, by its key, from (n, 4) counts
+    ``tp, fp, tn, fn`` under ``empty_policy`` (module docstring; NaN marks an image the policy
+    excludes)."""
+    counts = np.asarray(counts, dtype=np.float64).reshape(-1, 4)
+    undefined = _undefined(counts, empty_policy)
+    tp, fp, tn, fn = counts.T
+    # one-if-both-empty: 0/0 is a perfect answer, empty truth with a prediction scores 0
+    both = ((tp + fn) == 0) & ((tp + fp) == 0)
+    out = {}
+    for metric in registry.metrics(aggregate="per_image"):
+        values = np.asarray(metric.from_counts(tp, fp, tn, fn), dtype=np.float64)
+        values = np.broadcast_to(values, tp.shape).copy()  # writable, one value per image
+        if empty_policy == "one-if-both-empty":
+            values[both] = 1.0
+        values[undefined] = np.nan
+        out[metric.key] = values
+    return out
+
+
+def _undefined(counts: np.ndarray, empty_policy: str) -> np.ndarray:
+    """Which images of (n, 4) counts ``empty_policy`` leaves out of the per-image means."""
+    _check_policy(empty_policy)
+    tp, fp, _, fn = np.asarray(counts, dtype=np.float64).reshape(-1, 4).T
+    gt_empty = (tp + fn) == 0
+    if empty_policy == "exclude":
+        return gt_empty
+    if empty_policy == "nan-if-both-empty":
+        return gt_empty & ((tp + fp) == 0)
+    return np.zeros_like(gt_empty)
+
+
 def per_image_scores(counts: np.ndarray, empty_policy: str = "exclude"
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Per-image Dice and IoU from (n, 4) counts ``tp, fp, tn, fn`` under ``empty_policy``.
 
     See the module docstring for the policies. NaN marks an image the policy excludes.
     """
-    _check_policy(empty_policy)
-    counts = np.asarray(counts, dtype=np.float64).reshape(-1, 4)
-    tp, fp, _, fn = counts.T
-    dice = dice_from_counts(tp, fp, fn, empty=0.0)
-    iou = iou_from_counts(tp, fp, fn, empty=0.0)
-    gt_empty = (tp + fn) == 0
-    pred_empty = (tp + fp) == 0
-    if empty_policy == "exclude":
-        undefined = gt_empty
-    elif empty_policy == "nan-if-both-empty":
-        undefined = gt_empty & pred_empty
-    else:  # one-if-both-empty: 0/0 is a perfect answer, empty truth with a prediction scores 0
-        both = gt_empty & pred_empty
-        dice[both] = 1.0
-        iou[both] = 1.0
-        undefined = np.zeros_like(gt_empty)
-    dice[undefined] = np.nan
-    iou[undefined] = np.nan
-    return dice, iou
+    values = per_image_values(counts, empty_policy)
+    return values["dice"], values["iou"]
 
 
 def _check_policy(empty_policy: str) -> None:
@@ -228,34 +256,6 @@ def _entry(value: float, boot: np.ndarray | None) -> dict[str, float]:
     return {"value": float(value), "ci_low": low, "ci_high": high}
 
 
-def weighted_auc(y_true: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """ROC AUC for each row of integer ``weights`` (n_boot, n), ties counted one half.
-
-    The weighted Mann-Whitney statistic: the probability that a positive outranks a negative,
-    each case counted as many times as its weight. Equals
-    ``roc_auc_score(y_true, scores, sample_weight=w)`` row by row; NaN where a row has no
-    positive or no negative weight.
-    """
-    y = np.asarray(y_true).astype(bool)
-    s = np.asarray(scores, dtype=np.float64)
-    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    order = np.argsort(s, kind="stable")
-    s_sorted = s[order]
-    # cumulative negative weight in score order, with a leading 0: (b, n + 1)
-    neg = np.zeros((w.shape[0], s.size + 1))
-    np.cumsum(w[:, order] * ~y[order], axis=1, out=neg[:, 1:])
-    lo = np.searchsorted(s_sorted, s[y], side="left")    # negatives strictly below
-    hi = np.searchsorted(s_sorted, s[y], side="right")   # ... and tied with each positive
-    beaten = neg[:, lo] + 0.5 * (neg[:, hi] - neg[:, lo])  # (b, n_pos)
-    pos_credit = (w[:, y] * beaten).sum(axis=1)
-    w_pos = w[:, y].sum(axis=1)
-    w_neg = w[:, ~y].sum(axis=1)
-    den = w_pos * w_neg
-    out = np.full(w.shape[0], np.nan)
-    np.divide(pos_credit, den, out=out, where=den > 0)
-    return out
-
-
 # --------------------------------------------------------------------------- task summaries
 
 
@@ -267,7 +267,8 @@ def classification_metrics(y_true: Any, y_pred: Any, scores: Any | None = None, 
     ----------
     y_true, y_pred : array-like of 0/1, shape (n,)
     scores : array-like of float, shape (n,), optional
-        Higher means more likely tumour; gives ``auc`` (NaN without scores or with one class).
+        Higher means more likely tumour; gives the ``scores`` metrics such as ``auc`` (NaN
+        without scores, with a non-finite score or with one class).
     n_boot : int, default=1000
         Bootstrap resamples over images; 0 gives NaN intervals.
     seed : int, default=0
@@ -276,37 +277,63 @@ def classification_metrics(y_true: Any, y_pred: Any, scores: Any | None = None, 
     -------
     dict
         ``{"n", "metrics": {name: {"value", "ci_low", "ci_high"}}, "confusion": {tp, fp, tn, fn}}``
-        with the names of :data:`CLASSIFY_METRICS`.
+        with every ``pooled`` and ``scores`` metric of ``classify`` in the registry.
     """
     t = np.asarray(y_true).astype(bool).ravel()
     p = np.asarray(y_pred).astype(bool).ravel()
     confusion = confusion_counts(t, p)
     n = t.size
-    point = metrics_from_counts(**confusion) if n else dict.fromkeys(METRICS, float("nan"))
+    names = [m.name for m in registry.metrics("classify", "pooled")]
+    point = metrics_from_counts(**confusion, names=names) if n else dict.fromkeys(
+        names, float("nan"))
     w = bootstrap_weights(n, n_boot, seed) if n else None
-    boot: dict[str, np.ndarray | None] = dict.fromkeys(METRICS)
+    boot: dict[str, np.ndarray | None] = dict.fromkeys(names)
     if w is not None and w.size:
         indicators = np.stack([t & p, ~t & p, ~t & ~p, t & ~p], axis=1).astype(np.float64)
         b = w @ indicators
-        boot = metrics_from_counts(b[:, 0], b[:, 1], b[:, 2], b[:, 3])
-    metrics = {name: _entry(point[name], boot[name]) for name in METRICS}
-    auc, auc_boot = float("nan"), None
-    if scores is not None and n and t.any() and (~t).any():
-        from sklearn.metrics import roc_auc_score
+        boot = metrics_from_counts(b[:, 0], b[:, 1], b[:, 2], b[:, 3], names=names)
+    out = {name: _entry(point[name], boot[name]) for name in names}
+    out.update(_score_metrics(t, scores, w))
+    return {"n": int(n), "metrics": out, "confusion": confusion}
 
+
+def _score_metrics(t: np.ndarray, scores: Any | None, w: np.ndarray | None
+                   ) -> dict[str, dict[str, float]]:
+    """The ``scores`` metrics of ``classify`` (AUC) with their bootstrap intervals over the
+    resamples ``w``: NaN without scores, with a non-finite score or with one class."""
+    s = None
+    if scores is not None and t.size and t.any() and (~t).any():
         s = np.asarray(scores, dtype=np.float64).ravel()
-        if np.isfinite(s).all():
-            auc = float(roc_auc_score(t, s))
+        s = s if np.isfinite(s).all() else None
+    out = {}
+    for metric in registry.metrics("classify", "scores"):
+        value, boot = float("nan"), None
+        if s is not None:
+            value = metric.point(t, s)
             if w is not None and w.size:
-                auc_boot = weighted_auc(t, s, w)
-    metrics["auc"] = _entry(auc, auc_boot)
-    return {"n": int(n), "metrics": metrics, "confusion": confusion}
+                boot = np.asarray(metric.from_scores(t, s, w), dtype=np.float64)
+        out[metric.name] = _entry(value, boot)
+    return out
+
+
+def _boot_mean(w: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The mean of the finite ``values`` in each resample (row of ``w``); NaN where a
+    resample holds none."""
+    valid = np.isfinite(values)
+    wv = w @ valid.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (w @ np.where(valid, values, 0.0)) / wv
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    valid = np.isfinite(values)
+    return float(np.mean(values[valid])) if valid.any() else float("nan")
 
 
 def segmentation_metrics(true_masks: np.ndarray, pred_masks: np.ndarray, *,
                          empty_policy: str = "exclude", n_boot: int = 1000, seed: int = 0,
                          counts: np.ndarray | None = None) -> dict[str, Any]:
-    """Pooled (micro) pixel metrics and per-image mean Dice/IoU, with 95% bootstrap CIs.
+    """Pooled (micro) pixel metrics and per-image means (Dice, IoU), with 95% bootstrap CIs.
 
     Parameters
     ----------
@@ -320,7 +347,8 @@ def segmentation_metrics(true_masks: np.ndarray, pred_masks: np.ndarray, *,
     Returns
     -------
     dict
-        ``{"n", "empty_policy", "n_excluded", "metrics" (pooled), "per_image": {"dice", "iou"},
+        ``{"n", "empty_policy", "n_excluded", "metrics" (the registry's pooled metrics of
+        segment), "per_image": {key: ...} (its per-image metrics by key: "dice", "iou"),
         "confusion" (pooled pixel counts)}``.
     """
     _check_policy(empty_policy)
@@ -329,28 +357,25 @@ def segmentation_metrics(true_masks: np.ndarray, pred_masks: np.ndarray, *,
     counts = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
     n = counts.shape[0]
     total = counts.sum(axis=0)
-    point = metrics_from_counts(*total) if n else dict.fromkeys(METRICS, float("nan"))
-    dice, iou = per_image_scores(counts, empty_policy)
-    valid = np.isfinite(dice)
+    names = [m.name for m in registry.metrics("segment", "pooled")]
+    point = metrics_from_counts(*total, names=names) if n else dict.fromkeys(
+        names, float("nan"))
+    per_image = per_image_values(counts, empty_policy)
     w = bootstrap_weights(n, n_boot, seed) if n else None
-    boot: dict[str, np.ndarray | None] = dict.fromkeys(METRICS)
-    boot_dice = boot_iou = None
+    boot: dict[str, np.ndarray | None] = dict.fromkeys(names)
+    per_boot: dict[str, np.ndarray | None] = dict.fromkeys(per_image)
     if w is not None and w.size:
         b = w @ counts.astype(np.float64)
-        boot = metrics_from_counts(b[:, 0], b[:, 1], b[:, 2], b[:, 3])
-        wv = w @ valid.astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            boot_dice = (w @ np.where(valid, dice, 0.0)) / wv
-            boot_iou = (w @ np.where(valid, iou, 0.0)) / wv
-    mean_dice = float(np.mean(dice[valid])) if valid.any() else float("nan")
-    mean_iou = float(np.mean(iou[valid])) if valid.any() else float("nan")
+        boot = metrics_from_counts(b[:, 0], b[:, 1], b[:, 2], b[:, 3], names=names)
+        per_boot = {key: _boot_mean(w, values) for key, values in per_image.items()}
     pooled = dict(zip(("tp", "fp", "tn", "fn"), (int(c) for c in total), strict=True))
     return {
         "n": int(n),
         "empty_policy": empty_policy,
-        "n_excluded": int(n - valid.sum()),
-        "metrics": {name: _entry(point[name], boot[name]) for name in METRICS},
-        "per_image": {"dice": _entry(mean_dice, boot_dice), "iou": _entry(mean_iou, boot_iou)},
+        "n_excluded": int(_undefined(counts, empty_policy).sum()),
+        "metrics": {name: _entry(point[name], boot[name]) for name in names},
+        "per_image": {key: _entry(_finite_mean(values), per_boot[key])
+                      for key, values in per_image.items()},
         "confusion": pooled,
     }
 
@@ -422,7 +447,7 @@ def evaluate(prediction: Prediction, samples: Sequence[Sample], tasks: Sequence[
         An unknown task, a sample missing from the prediction, missing masks for ``segment``,
         or a predicted mask whose shape differs from the sample's mask.
     """
-    unknown = [t for t in tasks if t not in ("classify", "segment")]
+    unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise MribenchError(f"unknown task {unknown[0]!r}; tasks are classify and segment")
     _check_policy(empty_policy)
@@ -449,37 +474,52 @@ def evaluate(prediction: Prediction, samples: Sequence[Sample], tasks: Sequence[
             labels[keep], pred[keep], None if scores is None else scores[keep],
             n_boot=n_boot, seed=seed)
     if "segment" in tasks:
-        truths = {i: s.mask_or_empty() for i, s in enumerate(samples)}
-        idx = [i for i, t in truths.items() if t is not None]
-        if idx and prediction.masks is None:
-            raise MribenchError("task 'segment' needs masks, but the prediction has none; "
-                                "a segmenting method must return Prediction(masks=...)")
-        truth = [np.asarray(truths[i], dtype=bool) for i in idx]
-        guess = [prediction.masks[order[i]] for i in idx] if idx else []
-        for i, t, g in zip(idx, truth, guess, strict=True):
-            if t.shape != g.shape:
-                raise DataError(
-                    f"predicted mask of {samples[i].id!r} has shape {g.shape} but its true mask "
-                    f"{t.shape}; predict masks at the run's image size")
-        if idx:
-            counts = mask_counts(np.stack(truth), np.stack(guess))
-        else:
-            counts = np.zeros((0, 4), dtype=np.int64)
-        dice, iou = per_image_scores(counts, empty_policy)
-        for j, i in enumerate(idx):
-            tp, fp, tn, fn = (int(c) for c in counts[j])
-            records[i].update(
-                truth="annotated" if samples[i].mask is not None else "empty-by-label",
-                dice=_clean(dice[j]), iou=_clean(iou[j]), tp=tp, fp=fp, tn=tn, fn=fn,
-                gt_area=tp + fn, pred_area=tp + fp)
-        views = {}
-        for view in SEGMENT_VIEWS:
-            rows = [j for j, i in enumerate(idx) if in_segment_view(records[i], view)]
-            block = segmentation_metrics(None, None, counts=counts[rows],
-                                         empty_policy=empty_policy, n_boot=n_boot, seed=seed)
-            views[view] = {"view": view, "population": SEGMENT_VIEWS[view], **block}
-        seg = views["all"]
-        seg["n_empty_by_label"] = sum(samples[i].mask is None for i in idx)
-        seg["tumour_only"] = views["tumour_only"]
-        out["segment"] = seg
+        out["segment"] = _score_segment(prediction, samples, order, records, n_boot=n_boot,
+                                        seed=seed, empty_policy=empty_policy)
     return out, records
+
+
+def _segment_counts(prediction: Prediction, samples: Sequence[Sample], order: np.ndarray
+                    ) -> tuple[list[int], np.ndarray]:
+    """The positions of the samples scored in ``segment`` (known truth) and their (n, 4)
+    pixel counts; the checks of :func:`evaluate` on masks and their shapes."""
+    truths = {i: s.mask_or_empty() for i, s in enumerate(samples)}
+    idx = [i for i, t in truths.items() if t is not None]
+    if idx and prediction.masks is None:
+        raise MribenchError("task 'segment' needs masks, but the prediction has none; "
+                            "a segmenting method must return Prediction(masks=...)")
+    truth = [np.asarray(truths[i], dtype=bool) for i in idx]
+    guess = [prediction.masks[order[i]] for i in idx] if idx else []
+    for i, t, g in zip(idx, truth, guess, strict=True):
+        if t.shape != g.shape:
+            raise DataError(
+                f"predicted mask of {samples[i].id!r} has shape {g.shape} but its true mask "
+                f"{t.shape}; predict masks at the run's image size")
+    if not idx:
+        return idx, np.zeros((0, 4), dtype=np.int64)
+    return idx, mask_counts(np.stack(truth), np.stack(guess))
+
+
+def _score_segment(prediction: Prediction, samples: Sequence[Sample], order: np.ndarray,
+                   records: list[dict[str, Any]], *, n_boot: int, seed: int,
+                   empty_policy: str) -> dict[str, Any]:
+    """The ``segment`` block of :func:`evaluate` (both views); adds the pixel counts and
+    per-image values to the scored samples' ``records``."""
+    idx, counts = _segment_counts(prediction, samples, order)
+    per_image = per_image_values(counts, empty_policy)
+    for j, i in enumerate(idx):
+        tp, fp, tn, fn = (int(c) for c in counts[j])
+        records[i].update(
+            truth="annotated" if samples[i].mask is not None else "empty-by-label",
+            **{key: _clean(values[j]) for key, values in per_image.items()},
+            tp=tp, fp=fp, tn=tn, fn=fn, gt_area=tp + fn, pred_area=tp + fp)
+    views = {}
+    for view in SEGMENT_VIEWS:
+        rows = [j for j, i in enumerate(idx) if in_segment_view(records[i], view)]
+        block = segmentation_metrics(None, None, counts=counts[rows],
+                                     empty_policy=empty_policy, n_boot=n_boot, seed=seed)
+        views[view] = {"view": view, "population": SEGMENT_VIEWS[view], **block}
+    seg = views["all"]
+    seg["n_empty_by_label"] = sum(samples[i].mask is None for i in idx)
+    seg["tumour_only"] = views["tumour_only"]
+    return seg

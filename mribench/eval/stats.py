@@ -73,23 +73,20 @@ import numpy as np
 from scipy import stats as sps
 
 from mribench.api.errors import MribenchError
+from mribench.eval import registry
+from mribench.eval.auc import weighted_auc
 from mribench.eval.metrics import (
-    CLASSIFY_METRICS,
     CONFIDENCE,
-    METRICS,
-    SEGMENT_METRICS,
     SEGMENT_VIEWS,
     bootstrap_weights,
     in_segment_view,
-    metrics_from_counts,
     percentile_ci,
-    weighted_auc,
 )
+from mribench.eval.registry import Metric
 
 __all__ = [
     "EXACT_BELOW",
     "N_RESAMPLES",
-    "TESTED_METRICS",
     "TEST_LABELS",
     "PairedTest",
     "SeedInterval",
@@ -107,11 +104,6 @@ __all__ = [
 EXACT_BELOW = 25
 #: Default number of resamples of :func:`paired_metric_test`.
 N_RESAMPLES = 2000
-#: The set-level metrics :func:`paired_metric_test` and :func:`seed_pooled_interval` handle.
-TESTED_METRICS: dict[str, tuple[str, ...]] = {
-    "classify": CLASSIFY_METRICS,
-    "segment": (*SEGMENT_METRICS, "mean_dice", "mean_iou"),
-}
 #: What each test's ``PairedTest.test`` name tests, for column headers and captions.
 TEST_LABELS: dict[str, str] = {
     "paired-permutation": "paired permutation test of the ranked metric",
@@ -275,15 +267,18 @@ def _seeds(cases: Cases) -> list[tuple[Any, list[Mapping[str, Any]]]]:
     return [(i, list(c)) for i, c in enumerate(items)]
 
 
-def _check(task: str, metric: str, view: str = "all") -> None:
-    if task not in TESTED_METRICS:
+def _check(task: str, metric: str, view: str = "all") -> Metric:
+    """The registry's entry of ``metric`` after checking that it is one of ``task``'s."""
+    if task not in registry.TASKS:
         raise MribenchError(f"task must be classify or segment; got {task!r}")
-    if metric not in TESTED_METRICS[task]:
+    names = registry.metric_names(task)
+    if metric not in names:
         raise MribenchError(f"cannot test {task} by {metric!r}; choose one of "
-                            f"{', '.join(TESTED_METRICS[task])}")
+                            f"{', '.join(names)}")
     if view not in SEGMENT_VIEWS:
         raise MribenchError(f"segment view must be one of {', '.join(SEGMENT_VIEWS)}; "
                             f"got {view!r}")
+    return registry.get_metric(metric)
 
 
 def _member(record: Mapping[str, Any], task: str, view: str) -> bool:
@@ -326,19 +321,20 @@ def _value(record: Mapping[str, Any], key: str) -> float:
     return np.nan if v is None else float(v)
 
 
-def _design(seeds: list[list[Mapping[str, Any]]], task: str, metric: str) -> np.ndarray:
+def _design(seeds: list[list[Mapping[str, Any]]], task: str, metric: Metric) -> np.ndarray:
     """(S, n, k) per-image contributions whose sum over images gives the set-level metric.
 
-    Counts metrics: ``k = 4`` columns ``tp, fp, tn, fn`` (image indicators for ``classify``,
-    pixels for ``segment``). ``mean_dice``/``mean_iou``: ``k = 2``, the per-image value (0
-    where NaN) and whether it is finite. ``auc``: ``k = 1``, the score (NaN where None).
+    ``pooled`` metrics: ``k = 4`` columns ``tp, fp, tn, fn`` (image indicators for
+    ``classify``, pixels for ``segment``). ``per_image`` ones (``mean_dice``): ``k = 2``, the
+    per-image value (0 where NaN) and whether it is finite. ``scores`` ones (``auc``):
+    ``k = 1``, the score (NaN where None).
     """
     out = []
     for recs in seeds:
-        if metric == "auc":
+        if metric.aggregate == "scores":
             x = np.array([[_value(r, "score")] for r in recs], dtype=np.float64)
-        elif metric in ("mean_dice", "mean_iou"):
-            v = np.array([_value(r, metric[5:]) for r in recs], dtype=np.float64)
+        elif metric.aggregate == "per_image":
+            v = np.array([_value(r, metric.key) for r in recs], dtype=np.float64)
             ok = np.isfinite(v)
             x = np.stack([np.where(ok, v, 0.0), ok.astype(np.float64)], axis=1)
         elif task == "classify":
@@ -351,21 +347,44 @@ def _design(seeds: list[list[Mapping[str, Any]]], task: str, metric: str) -> np.
     return np.stack(out)
 
 
-def _from_sums(sums: np.ndarray, metric: str) -> np.ndarray:
+def _from_sums(sums: np.ndarray, metric: Metric) -> np.ndarray:
     """The set-level metric from summed contributions (..., k) of :func:`_design`."""
-    if metric in METRICS:
-        m = metrics_from_counts(sums[..., 0], sums[..., 1], sums[..., 2], sums[..., 3])
-        return np.asarray(m[metric], dtype=np.float64)
+    if metric.aggregate == "pooled":
+        tp, fp, tn, fn = (np.asarray(sums[..., k], dtype=np.float64) for k in range(4))
+        return np.asarray(metric.from_counts(tp, fp, tn, fn), dtype=np.float64)
     out = np.full(sums.shape[:-1], np.nan)
     np.divide(sums[..., 0], sums[..., 1], out=out, where=sums[..., 1] > 0)
     return out
 
 
-def _rank_auc(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """ROC AUC of each row of ``scores`` (S, n) (ties one half; ``roc_auc_score``); NaN for
-    a row with a missing score or with one class."""
+def _score_values(metric: Metric, y: np.ndarray, scores: np.ndarray, weights: np.ndarray
+                  ) -> np.ndarray:
+    """A ``scores`` metric for each row of ``weights`` (b, n); NaN for every row when a score
+    is missing."""
+    if not np.isfinite(scores).all():
+        return np.full(weights.shape[0], np.nan)
+    return np.asarray(metric.from_scores(y, scores, weights), dtype=np.float64)
+
+
+def _rank_scores(metric: Metric, y: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """A ``scores`` metric (AUC: ties one half, ``roc_auc_score``) of each row of ``scores``
+    (S, n); NaN for a row with a missing score or with one class."""
     ones = np.ones((1, scores.shape[-1]))
-    return np.array([_finite_auc(y, row, ones)[0] for row in scores], dtype=np.float64)
+    return np.array([_score_values(metric, y, row, ones)[0] for row in scores],
+                    dtype=np.float64)
+
+
+def _swap_scores(metric: Metric, y: np.ndarray, a: np.ndarray, b: np.ndarray, z: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """A ``scores`` metric of A and B after each permutation resample swaps the scores of
+    images ``z`` (R, n): in closed form for the AUC (:func:`_swap_auc`), otherwise by
+    recomputing the metric on each resample's swapped scores."""
+    if metric.from_scores is weighted_auc:
+        return _swap_auc(y, a, b, z)
+    ones = np.ones((1, a.size))
+    u_a = np.array([_score_values(metric, y, np.where(row, b, a), ones)[0] for row in z])
+    u_b = np.array([_score_values(metric, y, np.where(row, a, b), ones)[0] for row in z])
+    return u_a.astype(np.float64), u_b.astype(np.float64)
 
 
 def _swap_auc(y: np.ndarray, a: np.ndarray, b: np.ndarray, z: np.ndarray
@@ -437,8 +456,9 @@ def paired_metric_test(cases_a: Cases, cases_b: Cases, metric: str, task: str = 
         records, or a list of record lists). Seeds of A and B are paired by sorted key
         (mapping) or position (list) in the permutation test.
     metric : str
-        A metric of ``task`` (:data:`TESTED_METRICS`): accuracy, f1, iou, precision, recall,
-        specificity (pooled counts), auc (classify), mean_dice, mean_iou (segment; per-image
+        A metric of ``task`` in the registry (:mod:`mribench.eval.registry`): a ``pooled``
+        one (accuracy, f1, iou, precision, recall, specificity: pooled counts), a ``scores``
+        one (auc, classify) or a ``per_image`` one (mean_dice, mean_iou, segment: per-image
         values of the records, under the policy the records were scored with).
     task : {"classify", "segment"}, default="classify"
     view : {"all", "tumour_only"}, default="all"
@@ -455,7 +475,7 @@ def paired_metric_test(cases_a: Cases, cases_b: Cases, metric: str, task: str = 
         difference A - B, ``p_value`` (NaN with no common image or an undefined metric), ``n``
         the number of common images, ``detail`` both values, seeds and resamples.
     """
-    _check(task, metric, view)
+    entry = _check(task, metric, view)
     if method not in ("permutation", "bootstrap"):
         raise MribenchError(f"method must be permutation or bootstrap; got {method!r}")
     ids, (seeds_a, seeds_b) = align_cases([cases_a, cases_b], task, view)
@@ -467,32 +487,8 @@ def paired_metric_test(cases_a: Cases, cases_b: Cases, metric: str, task: str = 
     if n == 0 or r <= 0:
         return PairedTest(name, float("nan"), float("nan"), n,
                           f"{metric} ({where}): no common image" if n == 0 else "no resample")
-    if metric == "auc":
-        y = _labels(seeds_a)
-        xa, xb = _design(seeds_a, task, metric)[..., 0], _design(seeds_b, task, metric)[..., 0]
-        a_obs, b_obs = _seed_mean(_rank_auc(y, xa)), _seed_mean(_rank_auc(y, xb))
-        if method == "permutation":
-            z = swap_matrix(n, r, seed)
-            swapped = [_swap_auc(y, xa[k], xb[k], z) for k in range(s_a)]
-            a_star = _seed_mean(np.stack([u for u, _ in swapped]))
-            b_star = _seed_mean(np.stack([v for _, v in swapped]))
-        else:
-            w = bootstrap_weights(n, r, seed)
-            a_star = _seed_mean(np.stack([_finite_auc(y, s, w) for s in xa]))
-            b_star = _seed_mean(np.stack([_finite_auc(y, s, w) for s in xb]))
-    else:
-        xa, xb = _design(seeds_a, task, metric), _design(seeds_b, task, metric)
-        sum_a, sum_b = xa.sum(axis=1), xb.sum(axis=1)
-        a_obs, b_obs = _seed_mean(_from_sums(sum_a, metric)), _seed_mean(_from_sums(sum_b, metric))
-        if method == "permutation":
-            z = swap_matrix(n, r, seed).astype(np.float64)
-            shift = np.matmul(z[None], xb - xa)                      # (S, R, k)
-            a_star = _seed_mean(_from_sums(sum_a[:, None] + shift, metric))
-            b_star = _seed_mean(_from_sums(sum_b[:, None] - shift, metric))
-        else:
-            w = bootstrap_weights(n, r, seed).astype(np.float64)
-            a_star = _seed_mean(_from_sums(np.matmul(w[None], xa), metric))
-            b_star = _seed_mean(_from_sums(np.matmul(w[None], xb), metric))
+    a_obs, b_obs, a_star, b_star = _observed_and_resampled(
+        entry, task, seeds_a, seeds_b, method, n, r, seed)
     a_obs, b_obs = float(a_obs), float(b_obs)
     delta = a_obs - b_obs
     d_star = a_star - b_star
@@ -508,10 +504,40 @@ def paired_metric_test(cases_a: Cases, cases_b: Cases, metric: str, task: str = 
     return PairedTest(name, float(delta), p, n, detail)
 
 
-def _finite_auc(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    if not np.isfinite(scores).all():
-        return np.full(weights.shape[0], np.nan)
-    return weighted_auc(y, scores, weights)
+def _observed_and_resampled(metric: Metric, task: str, seeds_a: list, seeds_b: list,
+                            method: str, n: int, r: int, seed: int
+                            ) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Seed-mean metric of A and B on the common images and on each of the ``r`` resamples
+    (swaps for ``"permutation"``, paired bootstrap weights for ``"bootstrap"``)."""
+    s_a = len(seeds_a)
+    if metric.aggregate == "scores":
+        y = _labels(seeds_a)
+        xa, xb = _design(seeds_a, task, metric)[..., 0], _design(seeds_b, task, metric)[..., 0]
+        a_obs = _seed_mean(_rank_scores(metric, y, xa))
+        b_obs = _seed_mean(_rank_scores(metric, y, xb))
+        if method == "permutation":
+            z = swap_matrix(n, r, seed)
+            swapped = [_swap_scores(metric, y, xa[k], xb[k], z) for k in range(s_a)]
+            a_star = _seed_mean(np.stack([u for u, _ in swapped]))
+            b_star = _seed_mean(np.stack([v for _, v in swapped]))
+        else:
+            w = bootstrap_weights(n, r, seed)
+            a_star = _seed_mean(np.stack([_score_values(metric, y, s, w) for s in xa]))
+            b_star = _seed_mean(np.stack([_score_values(metric, y, s, w) for s in xb]))
+        return a_obs, b_obs, a_star, b_star
+    xa, xb = _design(seeds_a, task, metric), _design(seeds_b, task, metric)
+    sum_a, sum_b = xa.sum(axis=1), xb.sum(axis=1)
+    a_obs, b_obs = _seed_mean(_from_sums(sum_a, metric)), _seed_mean(_from_sums(sum_b, metric))
+    if method == "permutation":
+        z = swap_matrix(n, r, seed).astype(np.float64)
+        shift = np.matmul(z[None], xb - xa)                      # (S, R, k)
+        a_star = _seed_mean(_from_sums(sum_a[:, None] + shift, metric))
+        b_star = _seed_mean(_from_sums(sum_b[:, None] - shift, metric))
+    else:
+        w = bootstrap_weights(n, r, seed).astype(np.float64)
+        a_star = _seed_mean(_from_sums(np.matmul(w[None], xa), metric))
+        b_star = _seed_mean(_from_sums(np.matmul(w[None], xb), metric))
+    return a_obs, b_obs, a_star, b_star
 
 
 class SeedInterval(NamedTuple):
@@ -549,20 +575,21 @@ def seed_pooled_interval(per_seed_per_case: Cases, metric: str, task: str = "cla
         ``(mean, sd, low, high)``; ``sd`` is NaN with fewer than two seeds with a value;
         everything is NaN with no image.
     """
-    _check(task, metric, view)
+    entry = _check(task, metric, view)
     ids, (seeds,) = align_cases([per_seed_per_case], task, view)
     n, nan = len(ids), float("nan")
     if n == 0:
         return SeedInterval(nan, nan, nan, nan)
-    x = _design(seeds, task, metric)
+    x = _design(seeds, task, entry)
     w = bootstrap_weights(n, max(int(n_boot), 0), seed)
-    if metric == "auc":
+    if entry.aggregate == "scores":
         y = _labels(seeds)
-        point = _rank_auc(y, x[..., 0])
-        boot = np.stack([_finite_auc(y, s, w) for s in x[..., 0]]) if w.size else None
+        point = _rank_scores(entry, y, x[..., 0])
+        boot = (np.stack([_score_values(entry, y, s, w) for s in x[..., 0]]) if w.size
+                else None)
     else:
-        point = _from_sums(x.sum(axis=1), metric)
-        boot = _from_sums(np.matmul(w[None].astype(np.float64), x), metric) if w.size else None
+        point = _from_sums(x.sum(axis=1), entry)
+        boot = _from_sums(np.matmul(w[None].astype(np.float64), x), entry) if w.size else None
     ok = point[np.isfinite(point)]
     mean = float(ok.mean()) if ok.size else nan
     sd = float(ok.std(ddof=1)) if ok.size > 1 else nan

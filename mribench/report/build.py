@@ -30,18 +30,13 @@ import pandas as pd
 
 from mribench.api.errors import MribenchError
 from mribench.atomic import atomic_write_bytes, atomic_write_text
+from mribench.eval.registry import get_metric, metric_label, metric_names, rank_metric
 from mribench.report import figures as F
 from mribench.report.published import compare_published, load_published
+from mribench.report.tables import format_table, transfer_table
 from mribench.results.layout import RunLayout
-from mribench.results.rank import format_table, ranked_table
-from mribench.results.read import (
-    LABELS,
-    SEGMENT_LABELS,
-    RunResults,
-    load_results,
-    metric_names,
-    rank_metric,
-)
+from mribench.results.rank import ranked_table
+from mribench.results.read import RunResults, load_results
 from mribench.split.shortcuts import PROBE_DESCRIPTIONS
 
 __all__ = ["build_report"]
@@ -73,7 +68,7 @@ def build_report(results_dir: Path, out_dir: Path | None = None, rank_by: str = 
         ``out_dir`` is the working folder (or above it), or the report cannot be written.
     """
     results = load_results(results_dir)
-    known = {m for t in ("classify", "segment") for m in metric_names(t)}
+    known = set(metric_names())
     if rank_by not in known:
         raise MribenchError(f"--rank-by {rank_by!r} is not a metric; choose one of "
                             f"{', '.join(sorted(known))}")
@@ -209,7 +204,7 @@ def _task_intro(results: RunResults, task: str, table: pd.DataFrame, rank_by: st
 
 
 def _label(task: str, metric: str) -> str:
-    return (SEGMENT_LABELS if task == "segment" else LABELS).get(metric, metric)
+    return metric_label(metric, task)
 
 
 # --------------------------------------------------------------------------- HTML
@@ -306,7 +301,8 @@ def _html_table(table: pd.DataFrame, colour: dict[str, str], results: RunResults
     out += [f"<th class='{c}'>{_e(h)}{' ▼' if c else ''}</th>" for h, c in zip(head, cls,
                                                                                strict=True)]
     out.append("</tr></thead><tbody>")
-    best = {m: table[m].max() for m in names}
+    best = {m: table[m].max() if get_metric(m).higher_is_better else table[m].min()
+            for m in names}
     for _, r in table.iterrows():
         group = int(r["group"])
         row = results.rows[r["method"]]
@@ -461,8 +457,6 @@ def _published_html(rows: list[dict[str, Any]]) -> str:
 def _extra_sections(results: RunResults, rank_by: str) -> list[tuple[str, str, str, str]]:
     """(id, title, html, markdown) of the sections beyond the main tables: segmentation on
     annotated tumour slices only, each external evaluation set, and "Does it generalise?"."""
-    from mribench.results.rank import transfer_table
-
     out = []
     if "segment" in results.tasks():
         table = ranked_table(results, "segment", rank_metric("segment", rank_by),

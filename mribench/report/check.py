@@ -14,8 +14,9 @@ A baseline is a JSON file, usually ``benchmarks/baselines/<suite>.json``, writte
       }
     }
 
-A metric regresses when its value in the results is below ``baseline - tolerance``, or is
-missing or NaN. A method of the baseline that is missing from the results, or did not finish
+A metric regresses when its value in the results is below ``baseline - tolerance`` (above
+``baseline + tolerance`` for a metric where lower is better, see
+:mod:`mribench.eval.registry`), or is missing or NaN; the metrics are those of the registry. A method of the baseline that is missing from the results, or did not finish
 (failed, skipped, interrupted), is a regression too, and so is a task it no longer reports.
 Methods in the results but not in the baseline are ignored (add them by remaking the baseline).
 A baseline made on another data set or profile than the run is reported as a regression too,
@@ -35,7 +36,8 @@ import numpy as np
 
 from mribench.api.errors import MribenchError
 from mribench.atomic import atomic_write_json, read_json
-from mribench.results.read import load_results, metric_names
+from mribench.eval.registry import get_metric, metric_names
+from mribench.results.read import load_results
 
 __all__ = ["DEFAULT_TOLERANCE", "check", "make_baseline"]
 
@@ -201,10 +203,15 @@ def _check(results_dir: str | Path, baseline_path: str | Path,
                 if not np.isfinite(value):
                     problems.append(f"{method} {task} {name}: no value in the results "
                                     f"(baseline {expected:.4f})")
-                elif value < expected - tol - 1e-12:
+                elif get_metric(name).higher_is_better and value < expected - tol - 1e-12:
                     problems.append(
                         f"{method} {task} {name}: {value:.4f} is below the baseline "
                         f"{expected:.4f} by {expected - value:.4f} (tolerance {tol:.4f})")
+                elif not get_metric(name).higher_is_better and value > expected + tol + 1e-12:
+                    problems.append(
+                        f"{method} {task} {name}: {value:.4f} is above the baseline "
+                        f"{expected:.4f} by {value - expected:.4f} (tolerance {tol:.4f}; "
+                        "lower is better)")
     return problems
 
 

@@ -17,7 +17,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from mribench.results.read import LABELS, SEGMENT_LABELS, RowResult, RunResults
+from mribench.eval.registry import metric_label
+from mribench.results.read import RowResult, RunResults
 
 __all__ = ["colours", "fig_confusion", "fig_metric_bars", "fig_montage", "fig_roc",
            "fig_training", "png"]
@@ -75,7 +76,6 @@ def fig_metric_bars(table: pd.DataFrame, colour: dict[str, str],
     if table.empty:
         return None
     task = table.attrs.get("task", "classify")
-    labels = SEGMENT_LABELS if task == "segment" else LABELS
     metrics = [m for m in (metrics or _metric_cols(table))
                if table[m].notna().any()]
     n_methods = len(table)
@@ -94,7 +94,7 @@ def fig_metric_bars(table: pd.DataFrame, colour: dict[str, str],
                    yerr=err, capsize=2, color=colour.get(row["method"], "#888"),
                    error_kw={"elinewidth": 0.8, "ecolor": "#333"},
                    label=f"{int(row['rank'])}. {row['method']}")
-        ax.set_xticks(x, [labels.get(m, m).replace(" (", "\n(") for m in metrics])
+        ax.set_xticks(x, [metric_label(m, task).replace(" (", "\n(") for m in metrics])
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("score (95% CI)")
         ax.grid(axis="x", visible=False)

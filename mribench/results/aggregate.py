@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from mribench.eval.registry import metric_names, per_image_metric
+
 __all__ = ["aggregate_seeds"]
 
-
-#: Names of the per-image means in the ``per_image`` section, as ranked metrics.
-PER_IMAGE_METRICS = {"dice": "mean_dice", "iou": "mean_iou"}
 
 
 def aggregate_seeds(seed_metrics: dict[int, dict[str, Any]],
@@ -62,13 +61,18 @@ def _aggregate_block(task: str, blocks: list[dict[str, Any]],
             entry: dict[str, Any] = {
                 "seeds": values, "value": _nanmean(values),
                 "sd": float(np.nanstd(values, ddof=1)) if finite.sum() > 1 else float("nan")}
-            metric = PER_IMAGE_METRICS.get(name, name) if section == "per_image" else name
-            try:
-                interval = seed_pooled_interval(per_seed, metric, task, n_boot=n_boot,
-                                                seed=seed, view=view)
-                entry.update(ci_low=interval.low, ci_high=interval.high)
-            except (KeyError, ValueError, TypeError):
-                entry.update(ci_low=float("nan"), ci_high=float("nan"))
+            metric = name
+            if section == "per_image":  # "dice" -> the per-image metric "mean_dice"
+                per_image = per_image_metric(name)
+                metric = per_image.name if per_image is not None else name
+            entry.update(ci_low=float("nan"), ci_high=float("nan"))
+            if metric in metric_names(task):  # a metric this process does not know: no interval
+                try:
+                    interval = seed_pooled_interval(per_seed, metric, task, n_boot=n_boot,
+                                                    seed=seed, view=view)
+                    entry.update(ci_low=interval.low, ci_high=interval.high)
+                except (KeyError, ValueError, TypeError):
+                    pass
             agg[section][name] = entry
     return agg
 

@@ -1,17 +1,24 @@
-"""Rank the rows of a results folder per task, with rank groups from paired tests.
+"""Rank the rows of a results folder per task, with rank groups from paired tests: data,
+not text.
 
-:func:`ranked_table` ranks the rows that finished (``status == "done"``) by one metric and
-adds rank groups (:mod:`mribench.eval.stats`).
+:func:`ranked_table` ranks the rows that finished (``status == "done"``) by one metric, in the
+metric's direction (:mod:`mribench.eval.registry`), and adds rank groups
+(:mod:`mribench.eval.stats`); :func:`transfer_data` sets each row's in-distribution score
+beside its scores on the external evaluation sets. Both return data frames; the terminal,
+Markdown and HTML text of them is :mod:`mribench.report.tables`'.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from mribench.api.errors import MribenchError
+from mribench.eval.registry import get_metric, metric_names
 from mribench.eval.stats import (
     PairedTest,
     align_cases,
@@ -20,19 +27,22 @@ from mribench.eval.stats import (
     rank_groups,
     wilcoxon_signed_rank,
 )
-from mribench.results.read import LABELS, SEGMENT_LABELS, RunResults, metric_names
+from mribench.results.read import RunResults
 
-__all__ = ["format_table", "ranked_table"]
+__all__ = ["KendallTau", "Transfer", "ranked_table", "transfer_data"]
 
 
-def _comparison(results: RunResults, task: str, rank_by: str, view: str):
-    """The paired test of the ranked metric itself, over the same images and seeds."""
+def _comparison(results: RunResults, task: str, rank_by: str, view: str
+                ) -> tuple[Callable[[str, str], PairedTest], str]:
+    """The paired test of the ranked metric itself (the metric's own ``test``), over the same
+    images and seeds, and its description."""
     rows = results.rows
+    method = get_metric(rank_by).test
 
     def compare(x: str, y: str) -> PairedTest:
         return paired_metric_test(rows[x].per_seed, rows[y].per_seed, rank_by, task,
-                                  view=view)
-    return compare, (f"paired permutation test of the {rank_by} difference over the same "
+                                  view=view, method=method)
+    return compare, (f"paired {method} test of the {rank_by} difference over the same "
                      "images and seeds")
 
 
@@ -62,8 +72,9 @@ def ranked_table(results: RunResults, task: str, rank_by: str = "f1", *,
     results : RunResults
     task : {"classify", "segment"}
     rank_by : str, default="f1"
-        A metric of the task (:func:`metric_names`); higher is better. Ties share the lower
-        rank; rows whose metric is NaN come last.
+        A metric of the task (:func:`mribench.eval.registry.metric_names`), ranked in its
+        direction (best first). Ties share the lower rank; rows whose metric is NaN come
+        last.
     alpha : float, default=0.05
         Significance level of the rank groups: a paired permutation test of the ranked
         metric's difference (over the same images and seeds) against the leader,
@@ -79,7 +90,8 @@ def ranked_table(results: RunResults, task: str, rank_by: str = "f1", *,
         each metric ``m`` of the task ``m``, ``m_low``, ``m_high``, ``m_sd``, then
         ``fit_s``, ``predict_ms`` and ``p_secondary`` (McNemar on accuracy for classify,
         Wilcoxon on per-image Dice for segment, first seed, vs the leader, unadjusted).
-        ``df.attrs`` holds ``task``, ``rank_by``, ``test``, ``alpha``, ``view`` and ``note``.
+        ``df.attrs`` holds ``task``, ``rank_by``, ``higher_is_better`` (of ``rank_by``),
+        ``test``, ``alpha``, ``view``, ``secondary`` and ``note``.
     """
     names = metric_names(task)
     if rank_by not in names:
@@ -105,10 +117,11 @@ def ranked_table(results: RunResults, task: str, rank_by: str = "f1", *,
     df = pd.DataFrame.from_records(records, columns=[c for c in columns
                                                      if c not in ("rank", "group",
                                                                   "p_vs_leader")])
+    ascending = not get_metric(rank_by).higher_is_better
     if not df.empty:
-        df = df.sort_values(rank_by, ascending=False, na_position="last", kind="stable")
+        df = df.sort_values(rank_by, ascending=ascending, na_position="last", kind="stable")
         df = df.reset_index(drop=True)
-        ranks = df[rank_by].rank(method="min", ascending=False)
+        ranks = df[rank_by].rank(method="min", ascending=ascending)
         df.insert(0, "rank", ranks.fillna(len(df)).astype(int))
         groups, p_values = rank_groups(list(df["method"]), compare, alpha=alpha)
         df.insert(1, "group", df["method"].map(groups).astype(int))
@@ -124,8 +137,8 @@ def ranked_table(results: RunResults, task: str, rank_by: str = "f1", *,
     population = ("" if task != "segment" else
                   "all slices with a known mask (healthy slices count); " if view == "all" else
                   "annotated tumour slices only; ")
-    df.attrs.update(task=task, rank_by=rank_by, test=test, alpha=alpha, view=view,
-                    secondary=secondary,
+    df.attrs.update(task=task, rank_by=rank_by, higher_is_better=not ascending, test=test,
+                    alpha=alpha, view=view, secondary=secondary,
                     note=f"{population}methods sharing the leader's group differ from it by "
                          f"no significant margin ({test}, Holm)")
     return df
@@ -138,110 +151,90 @@ def _number(value: Any) -> float:
         return float("nan")
 
 
-def _fmt(value: float, low: float, high: float, digits: int = 3, sd: float = np.nan) -> str:
-    if value is None or not np.isfinite(value):
-        return "–"
-    text = f"{value:.{digits}f}"
-    if sd is not None and np.isfinite(sd):
-        text += f" ± {sd:.{digits}f}"
-    if np.isfinite(low) and np.isfinite(high):
-        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
-    return text
+class KendallTau(NamedTuple):
+    """Agreement of the in-distribution and an external ranking: Kendall's tau over the
+    ``rows`` scored on both (``tau`` NaN with fewer than three)."""
+
+    tau: float
+    rows: int
 
 
-def format_table(df: pd.DataFrame, fmt: str = "github", *, metrics: tuple[str, ...] | None = None,
-                 ci: bool = True) -> str:
-    """A ranked table as text: ``0.912 [0.880, 0.940]`` per metric (value [95% CI]).
+@dataclass(frozen=True)
+class Transfer:
+    """In-distribution scores beside external ones (:func:`transfer_data`).
 
-    Parameters
-    ----------
-    df : pandas.DataFrame
-        From :func:`ranked_table`.
-    fmt : str, default="github"
-        A tabulate format: "github" (Markdown), "simple" (terminal), "html", ...
-    metrics : tuple of str, optional
-        Metric columns to show (default: all of the task's).
-    ci : bool, default=True
-        Whether to print the confidence intervals beside the values.
+    ``frame`` has one row per method and evaluation set, the methods in their in-distribution
+    rank order, each first on ``"test"`` (the run's own test part) then on every set of
+    ``eval_sets``: columns ``method, eval_set, scored`` (False where the method has no score
+    on the set: failed or skipped there), ``value, ci_low, ci_high`` and, on external sets,
+    ``drop, drop_low, drop_high`` (external minus test, with its 95 % interval; NaN on
+    ``"test"``). ``taus`` holds a :class:`KendallTau` per external set.
     """
-    from tabulate import tabulate
 
-    task = df.attrs.get("task", "classify")
-    names = metrics or metric_names(task)
-    labels = SEGMENT_LABELS if task == "segment" else LABELS
-    rank_by = df.attrs.get("rank_by")
-    multi_seed = "seeds" in df and len(df) and int(df["seeds"].max()) > 1
-    headers = ["Rank", "Group", "p vs leader", "Method", "n"] + (["seeds"] if multi_seed else [])
-    headers += [labels.get(n, n) + (" ▼" if n == rank_by else "") for n in names]
-    headers += ["Fit (s)", "ms/image"]
-    rows = []
-    for _, r in df.iterrows():
-        p = r["p_vs_leader"]
-        name = r["method"] + (" (time-capped)" if r.get("time_capped") else "")
-        cells = [int(r["rank"]), int(r["group"]),
-                 "–" if int(r["rank"]) == 1 and (not np.isfinite(p) or p >= 1) else
-                 ("–" if not np.isfinite(p) else f"{p:.3g}"), name, int(r["n"])]
-        if multi_seed:
-            cells.append(int(r["seeds"]))
-        for n in names:
-            low, high = (r[f"{n}_low"], r[f"{n}_high"]) if ci else (np.nan, np.nan)
-            cells.append(_fmt(r[n], low, high, sd=r.get(f"{n}_sd", np.nan)))
-        cells.append("–" if not np.isfinite(r["fit_s"]) else f"{r['fit_s']:.1f}")
-        cells.append("–" if not np.isfinite(r["predict_ms"]) else f"{r['predict_ms']:.1f}")
-        rows.append(cells)
-    return tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
+    task: str
+    metric: str
+    eval_sets: tuple[str, ...]
+    frame: pd.DataFrame
+    taus: dict[str, KendallTau]
+
+    @property
+    def methods(self) -> list[str]:
+        """The methods, in their in-distribution rank order."""
+        return list(self.frame.loc[self.frame["eval_set"] == "test", "method"])
 
 
-def transfer_table(results: RunResults, task: str, metric: str, fmt: str = "simple"
-                   ) -> str | None:
-    """In-distribution score beside each external set's score, the drop with its 95 %
-    interval, and Kendall's tau between the in-distribution and the external rankings.
+TRANSFER_COLUMNS = ["method", "eval_set", "scored", "value", "ci_low", "ci_high", "drop",
+                    "drop_low", "drop_high"]
+
+
+def transfer_data(results: RunResults, task: str, metric: str) -> Transfer | None:
+    """Each method's in-distribution score beside its score on every external set, the drop
+    with its 95 % interval, and Kendall's tau between the in-distribution and each external
+    ranking (None without external sets or scores).
 
     The drop's interval treats the two test sets as independent samples: its half-width is
     the root sum of squares of the two scores' interval half-widths (normal approximation of
-    each bootstrap interval). Tau is over the rows scored on both sets.
+    each bootstrap interval). Tau is over the rows scored (finite) on both sets; with fewer
+    than three it is NaN. Only the external sets where some row finished ``task`` appear.
     """
     from scipy.stats import kendalltau
-    from tabulate import tabulate
 
     if not results.eval_sets:
         return None
     base = ranked_table(results, task, metric).set_index("method")
     if base.empty:
         return None
-    headers = ["Method", "test"]
-    columns = {}
-    taus = []
+    tables: dict[str, pd.DataFrame] = {}
+    taus: dict[str, KendallTau] = {}
     for name in results.eval_sets:
         other = results.on(name)
         if not other.done(task):
             continue
         ext = ranked_table(other, task, metric).set_index("method")
-        columns[name] = ext
-        headers += [name, f"drop ({name})"]
+        tables[name] = ext
         common = [m for m in base.index if m in ext.index
                   and np.isfinite(base.loc[m, metric]) and np.isfinite(ext.loc[m, metric])]
+        tau = float("nan")
         if len(common) >= 3:
             tau = kendalltau([base.loc[m, metric] for m in common],
                              [ext.loc[m, metric] for m in common]).statistic
-            taus.append(f"{name}: Kendall tau {tau:.2f} over {len(common)} rows")
-        else:
-            taus.append(f"{name}: too few rows for a rank correlation")
-    if not columns:
+        taus[name] = KendallTau(tau, len(common))
+    if not tables:
         return None
-    rows = []
+    nan = float("nan")
+    records = []
     for method, rec in base.iterrows():
-        cells = [method, _fmt(rec[metric], rec[f"{metric}_low"], rec[f"{metric}_high"])]
-        for ext in columns.values():
+        value, low, high = rec[metric], rec[f"{metric}_low"], rec[f"{metric}_high"]
+        records.append([method, "test", True, value, low, high, nan, nan, nan])
+        for name, ext in tables.items():
             if method not in ext.index:
-                cells += ["skipped", "–"]
+                records.append([method, name, False, nan, nan, nan, nan, nan, nan])
                 continue
             e = ext.loc[method]
-            cells.append(_fmt(e[metric], e[f"{metric}_low"], e[f"{metric}_high"]))
-            drop = e[metric] - rec[metric]
-            half = np.sqrt(((rec[f"{metric}_high"] - rec[f"{metric}_low"]) / 2) ** 2
+            drop = e[metric] - value
+            half = np.sqrt(((high - low) / 2) ** 2
                            + ((e[f"{metric}_high"] - e[f"{metric}_low"]) / 2) ** 2)
-            cells.append(_fmt(drop, drop - half, drop + half))
-        rows.append(cells)
-    return tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True) + \
-        "\n" + "\n".join(taus)
+            records.append([method, name, True, e[metric], e[f"{metric}_low"],
+                            e[f"{metric}_high"], drop, drop - half, drop + half])
+    frame = pd.DataFrame.from_records(records, columns=TRANSFER_COLUMNS)
+    return Transfer(task, metric, tuple(tables), frame, taus)

@@ -18,7 +18,8 @@ import pandas as pd
 
 from mribench.api.errors import MribenchError
 from mribench.atomic import read_json
-from mribench.eval.metrics import CLASSIFY_METRICS, SEGMENT_METRICS
+from mribench.eval import registry
+from mribench.eval.registry import TASKS, metric_names, rank_metric
 from mribench.results.layout import (
     METRICS_FILE,
     PER_CASE_FILE,
@@ -32,31 +33,8 @@ from mribench.results.layout import (
 
 __all__ = ["RowResult", "RunResults", "job_status", "load_results", "metric_names",
            "rank_metric", "read_predictions", "seed_folders"]
-
-#: Per-image means of the segment task, named in tables as these metrics.
-PER_IMAGE = {"mean_dice": "dice", "mean_iou": "iou"}
-#: Metric names shown per task, in display order.
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "classify": CLASSIFY_METRICS,
-    "segment": (*SEGMENT_METRICS, *PER_IMAGE),
-}
-LABELS = {"accuracy": "Accuracy", "f1": "F1", "iou": "IoU", "precision": "Precision",
-          "recall": "Recall", "specificity": "Specificity", "auc": "AUC",
-          "mean_dice": "Dice (per image)", "mean_iou": "IoU (per image)"}
-SEGMENT_LABELS = {**LABELS, "f1": "Dice (pooled)", "iou": "IoU (pooled)"}
-
-
-def rank_metric(task: str, rank_by: str, fallback: str = "f1") -> str:
-    """``rank_by`` when it is a metric of ``task``, else ``fallback`` (e.g. auc -> f1 for
-    segmentation, mean_dice -> f1 for classification)."""
-    return rank_by if rank_by in metric_names(task) else fallback
-
-
-def metric_names(task: str) -> tuple[str, ...]:
-    """The metric names of a task's tables, in display order."""
-    if task not in TASK_METRICS:
-        raise MribenchError(f"unknown task {task!r}; tasks are {', '.join(TASK_METRICS)}")
-    return TASK_METRICS[task]
+# metric_names and rank_metric are the registry's (mribench.eval.registry), kept importable
+# from here for the readers of results.
 
 
 def _read(path: Path, default: Any) -> Any:
@@ -230,8 +208,9 @@ class RowResult:
         block = self.block(task, view)
         if not block:
             return nan
-        if name in PER_IMAGE:
-            entry = block.get("per_image", {}).get(PER_IMAGE[name])
+        metric = registry.get_metric(name) if name in registry.metric_names() else None
+        if metric is not None and metric.aggregate == "per_image":
+            entry = block.get("per_image", {}).get(metric.key)
         else:
             entry = block.get("metrics", {}).get(name)
         if not entry:
@@ -316,7 +295,7 @@ class RunResults:
     def tasks(self) -> list[str]:
         """Tasks with at least one finished row, in canonical order."""
         present = {t for r in self.done() for t in r.metrics}
-        return [t for t in TASK_METRICS if t in present]
+        return [t for t in TASKS if t in present]
 
     @cached_property
     def test_images(self) -> dict[str, np.ndarray]:
@@ -337,11 +316,11 @@ class RunResults:
                 records.append({**base, "task": None, "metric": None, "value": np.nan,
                                 "ci_low": np.nan, "ci_high": np.nan, "n": 0})
                 continue
-            for task in TASK_METRICS:
+            for task in TASKS:
                 if task not in r.metrics:
                     continue
                 n = int(r.metrics[task].get("n", 0))
-                for name in TASK_METRICS[task]:
+                for name in metric_names(task):
                     records.append({**base, "task": task, "metric": name,
                                     **r.metric(task, name), "n": n})
         return pd.DataFrame.from_records(

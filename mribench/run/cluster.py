@@ -36,11 +36,11 @@ from typing import Any
 
 from mribench.api.errors import MribenchError
 from mribench.run.execute import RowOutcome, run_job
-from mribench.run.executors import _THREAD_VARS, EXECUTORS, pin_threads
+from mribench.run.executor_base import THREAD_VARS, pin_threads
 from mribench.run.jobs import Job
 
-__all__ = ["DASK_OPTIONS", "SLURM_OPTIONS", "DaskExecutor", "SlurmExecutor", "run_pinned",
-           "slurm_parameters"]
+__all__ = ["DASK_OPTIONS", "SLURM_OPTIONS", "DaskExecutor", "SlurmExecutor", "make_dask",
+           "make_slurm", "run_pinned", "slurm_parameters"]
 
 log = logging.getLogger("mribench")
 
@@ -120,7 +120,7 @@ class DaskExecutor:
         # Thread limits reach the workers through their environment, set before they start
         # (and again whenever the nanny restarts one), before numpy loads its BLAS.
         env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
-        env.update({k: "1" for k in _THREAD_VARS})
+        env.update({k: "1" for k in THREAD_VARS})
         with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
             cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
                                    processes=True, dashboard_address=self.dashboard,
@@ -137,7 +137,7 @@ class DaskExecutor:
             return
         from distributed import as_completed
 
-        saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+        saved = {k: os.environ.get(k) for k in THREAD_VARS}
         client, cluster = self._connect()
         futures: dict[Any, Job] = {}
         try:
@@ -171,6 +171,7 @@ class DaskExecutor:
 
 
 def make_dask(jobs: int, **options: Any) -> DaskExecutor:
+    """``--executor dask`` (entry point): its options checked, dask.distributed present."""
     _unknown("dask", options, DASK_OPTIONS)
     try:
         import distributed  # noqa: F401
@@ -314,6 +315,8 @@ class SlurmExecutor:
 
 
 def make_slurm(jobs: int, **options: Any) -> SlurmExecutor:
+    """``--executor slurm`` (entry point): its options checked, submitit (and, on a real
+    cluster, sbatch) present."""
     slurm_parameters(options, (), jobs)  # checks every option
     try:
         import submitit  # noqa: F401
@@ -325,6 +328,3 @@ def make_slurm(jobs: int, **options: Any) -> SlurmExecutor:
                             "node, or try it here with --executor-option cluster=local)")
     return SlurmExecutor(options, parallel=jobs)
 
-
-EXECUTORS["dask"] = make_dask
-EXECUTORS["slurm"] = make_slurm

@@ -1,130 +1,75 @@
-"""Executors: where jobs run. One interface, ``map_jobs(jobs) -> outcomes as they finish``.
+"""The executor registry: where jobs run, found by name like methods and data sets.
 
-- :class:`SerialExecutor`: in this process, one job after another (``--jobs 1``).
-- :class:`LocalExecutor`: ``--jobs N`` worker processes started with ``spawn`` (never
-  ``fork``, so a parent that has initialised CUDA or OpenMP can still have workers). Each
-  worker pins BLAS/OpenMP to one thread (threadpoolctl) and torch to one thread, and dies with
-  its parent (a watcher thread exits the worker when the parent's pid changes).
+An executor runs jobs and yields each with its outcomes as it finishes
+(:class:`~mribench.run.executor_base.Executor`, one method ``map_jobs``). Executors are
+registered under the entry-point group ``mribench.executors``: the name is ``--executor``'s
+value and the entry point loads a factory ``factory(jobs, **options)`` (an executor class, or
+a function that checks the options first). mribench declares its own in ``pyproject.toml``::
 
-Jobs carry no images: a worker loads the data from the shared data cache, so the same job runs
-unchanged on a dask worker or a SLURM node (the scale-out executors plug in here).
+    [project.entry-points."mribench.executors"]
+    local = "mribench.run.local:make_local"      # this machine (serial, or --jobs processes)
+    dask = "mribench.run.cluster:make_dask"      # a dask.distributed cluster
+    slurm = "mribench.run.cluster:make_slurm"    # SLURM job arrays through submitit
+
+Adding an executor is one class and one entry point in the package that holds it. Entry
+points are loaded only when their executor is asked for, so an executor's dependencies (dask,
+submitit) are imported only when it is used, and this module imports no executor module.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 from mribench.api.errors import MribenchError
-from mribench.run.execute import RowOutcome, run_job
-from mribench.run.jobs import Job
+from mribench.run.executor_base import Executor, pin_threads
+from mribench.run.local import LocalExecutor, SerialExecutor
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "SerialExecutor", "make_executor",
-           "pin_threads"]
+__all__ = ["ENTRY_POINT_GROUP", "Executor", "LocalExecutor", "SerialExecutor", "executors",
+           "make_executor", "pin_threads"]
 
-
-class Executor(Protocol):
-    """Runs jobs; yields each job with its outcomes as it finishes."""
-
-    def map_jobs(self, jobs: Sequence[Job]) -> Iterator[tuple[Job, list[RowOutcome]]]: ...
-
-
-class SerialExecutor:
-    """Every job in this process, in order."""
-
-    def map_jobs(self, jobs: Sequence[Job]) -> Iterator[tuple[Job, list[RowOutcome]]]:
-        for job in jobs:
-            yield job, run_job(job)
+#: Entry-point group of the executors.
+ENTRY_POINT_GROUP = "mribench.executors"
+#: The built-in executors as pyproject.toml declares them; used where the installed metadata
+#: predates them (a source checkout not re-installed since), never over an entry point.
+_BUILTIN = {"local": "mribench.run.local:make_local", "dask": "mribench.run.cluster:make_dask",
+            "slurm": "mribench.run.cluster:make_slurm"}
 
 
-def _watch_parent(parent: int) -> None:
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent:
-            os._exit(1)  # the driver died: stop, leaving the job resumable
+def _entry_points() -> list[EntryPoint]:
+    """The installed entry points of :data:`ENTRY_POINT_GROUP` (a function, so tests can
+    replace it)."""
+    return list(entry_points(group=ENTRY_POINT_GROUP))
 
 
-def pin_threads(threads: int = 1) -> None:
-    """Limit BLAS/OpenMP (threadpoolctl) and torch to ``threads`` threads in this process
-    (OpenMP's limit holds for the calling thread: call it in the thread that runs the job)."""
-    from threadpoolctl import threadpool_limits
-
-    global _LIMITS
-    _LIMITS = threadpool_limits(threads)
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-
-
-def _worker_init(parent: int) -> None:
-    """One BLAS/OpenMP thread and one torch thread per worker; die with the parent."""
-    pin_threads(1)
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-
-
-_LIMITS = None
-
-
-class LocalExecutor:
-    """``workers`` spawned processes on this machine."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-
-    def map_jobs(self, jobs: Sequence[Job]) -> Iterator[tuple[Job, list[RowOutcome]]]:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        # Thread limits pass to spawned children through the environment, before they import
-        # numpy: OpenBLAS / MKL / OpenMP read these once, at start-up.
-        saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-        os.environ.update({k: "1" for k in _THREAD_VARS})
-        try:
-            with ProcessPoolExecutor(max_workers=self.workers,
-                                     mp_context=mp.get_context("spawn"),
-                                     initializer=_worker_init,
-                                     initargs=(os.getpid(),)) as pool:
-                futures = {pool.submit(run_job, job): job for job in jobs}
-                for future in as_completed(futures):
-                    job = futures[future]
-                    try:
-                        yield job, future.result()
-                    except Exception as exc:  # the worker itself died (killed, out of memory)
-                        reason = f"worker died: {type(exc).__name__}: {exc}".splitlines()[0]
-                        yield job, [RowOutcome(job.row, "failed", reason, job.seed)]
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-
-
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-#: Executor names accepted by ``--executor``, with their factories.
-EXECUTORS: dict[str, Callable[..., Executor]] = {}
+def executors() -> dict[str, EntryPoint]:
+    """Every registered executor by name (``local`` first, then by name), not yet loaded."""
+    found: dict[str, EntryPoint] = {}
+    for ep in _entry_points():
+        found.setdefault(ep.name, ep)
+    for name, value in _BUILTIN.items():
+        found.setdefault(name, EntryPoint(name, value, ENTRY_POINT_GROUP))
+    return {name: found[name] for name in sorted(found, key=lambda n: (n != "local", n))}
 
 
 def make_executor(name: str, jobs: int, options: dict | None = None) -> Executor:
-    """The executor called ``name`` (``local``: serial for one job at a time, else spawned
-    processes; ``dask`` and ``slurm``: :mod:`mribench.run.cluster`)."""
-    options = dict(options or {})
-    if name == "local":
-        if options:
-            raise MribenchError(f"--executor local takes no --executor-option, got "
-                                f"{', '.join(sorted(options))}")
-        return SerialExecutor() if jobs <= 1 else LocalExecutor(jobs)
-    if name not in EXECUTORS:
-        # dask and slurm register themselves; their packages are imported only when used
-        import mribench.run.cluster  # noqa: F401
-    if name in EXECUTORS:
-        return EXECUTORS[name](jobs=jobs, **options)
-    known = ", ".join(["local", *sorted(EXECUTORS)])
-    raise MribenchError(f"--executor {name!r} is not known; choose one of {known}")
+    """The executor called ``name`` for ``jobs`` parallel jobs with its ``options``.
+
+    Raises
+    ------
+    MribenchError
+        One line: an unknown name (listing the known ones), an executor that cannot be
+        loaded, or its own refusal of an option.
+    """
+    table = executors()
+    if name not in table:
+        raise MribenchError(f"--executor {name!r} is not known; choose one of "
+                            f"{', '.join(table)}")
+    ep = table[name]
+    try:
+        factory = ep.load()
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise MribenchError(f"--executor {name}: cannot load {ep.value} ({detail})") from None
+    options: dict[str, Any] = dict(options or {})
+    return factory(jobs=jobs, **options)
