@@ -92,11 +92,13 @@ class SampleStore:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    def __del__(self) -> None:
-        if getattr(self, "_pid", None) == os.getpid():
+    def __del__(self, _getpid: Any = os.getpid, _close: Any = os.close) -> None:
+        # os.getpid/os.close bound at definition: at interpreter exit module globals may
+        # already be None when the last stores are collected
+        if getattr(self, "_pid", None) == _getpid():
             for fd in getattr(self, "_fds", {}).values():
                 try:
-                    os.close(fd)
+                    _close(fd)
                 except OSError:
                     pass
 

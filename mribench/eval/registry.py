@@ -79,7 +79,7 @@ ENTRY_POINT_GROUP = "mribench.metrics"
 _RESERVED_NAMES = frozenset({"rank", "group", "p_vs_leader", "method", "kind", "n", "seeds",
                              "time_capped", "fit_s", "predict_ms", "p_secondary", "test"})
 #: Keys of a per-case record that a per-image metric's ``key`` may not take.
-_RESERVED_KEYS = frozenset({"id", "label", "pred", "score", "truth", "tp", "fp", "tn", "fn",
+_RESERVED_KEYS = frozenset({"id", "group", "label", "pred", "score", "truth", "tp", "fp", "tn", "fn",
                             "gt_area", "pred_area"})
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 
