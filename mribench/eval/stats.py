@@ -467,45 +467,67 @@ def paired_metric_test(cases_a: Cases, cases_b: Cases, metric: str, task: str = 
     if n == 0 or r <= 0:
         return PairedTest(name, float("nan"), float("nan"), n,
                           f"{metric} ({where}): no common image" if n == 0 else "no resample")
-    if metric == "auc":
-        y = _labels(seeds_a)
-        xa, xb = _design(seeds_a, task, metric)[..., 0], _design(seeds_b, task, metric)[..., 0]
-        a_obs, b_obs = _seed_mean(_rank_auc(y, xa)), _seed_mean(_rank_auc(y, xb))
-        if method == "permutation":
-            z = swap_matrix(n, r, seed)
-            swapped = [_swap_auc(y, xa[k], xb[k], z) for k in range(s_a)]
-            a_star = _seed_mean(np.stack([u for u, _ in swapped]))
-            b_star = _seed_mean(np.stack([v for _, v in swapped]))
-        else:
-            w = bootstrap_weights(n, r, seed)
-            a_star = _seed_mean(np.stack([_finite_auc(y, s, w) for s in xa]))
-            b_star = _seed_mean(np.stack([_finite_auc(y, s, w) for s in xb]))
-    else:
-        xa, xb = _design(seeds_a, task, metric), _design(seeds_b, task, metric)
-        sum_a, sum_b = xa.sum(axis=1), xb.sum(axis=1)
-        a_obs, b_obs = _seed_mean(_from_sums(sum_a, metric)), _seed_mean(_from_sums(sum_b, metric))
-        if method == "permutation":
-            z = swap_matrix(n, r, seed).astype(np.float64)
-            shift = np.matmul(z[None], xb - xa)                      # (S, R, k)
-            a_star = _seed_mean(_from_sums(sum_a[:, None] + shift, metric))
-            b_star = _seed_mean(_from_sums(sum_b[:, None] - shift, metric))
-        else:
-            w = bootstrap_weights(n, r, seed).astype(np.float64)
-            a_star = _seed_mean(_from_sums(np.matmul(w[None], xa), metric))
-            b_star = _seed_mean(_from_sums(np.matmul(w[None], xb), metric))
+    resample = _auc_resamples if metric == "auc" else _pooled_resamples
+    a_obs, b_obs, a_star, b_star = resample(seeds_a, seeds_b, task, metric, method, n, r, seed)
     a_obs, b_obs = float(a_obs), float(b_obs)
     delta = a_obs - b_obs
-    d_star = a_star - b_star
-    dev = np.abs(d_star) if method == "permutation" else np.abs(d_star - delta)
-    ok = np.isfinite(dev)
-    if not np.isfinite(delta) or not ok.any():
-        p = float("nan")
-    else:
-        tol = 1e-12 + 1e-9 * abs(delta)  # resamples equal to the observed one up to rounding
-        p = float((1 + np.count_nonzero(dev[ok] >= abs(delta) - tol)) / (1 + ok.sum()))
+    p = _p_value(delta, a_star - b_star, method)
     detail = (f"{metric} ({where}): A {a_obs:.4f}, B {b_obs:.4f}; {n} images, "
               f"{s_a}/{s_b} seeds, {r} resamples")
     return PairedTest(name, float(delta), p, n, detail)
+
+
+#: The observed values of A and B, and their values under each resample (R,).
+_Resamples = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _auc_resamples(seeds_a: list[list[Mapping[str, Any]]], seeds_b: list[list[Mapping[str, Any]]],
+                   task: str, metric: str, method: str, n: int, r: int, seed: int) -> _Resamples:
+    """AUC of A and B (seed means), observed and under ``r`` swaps or bootstrap weights."""
+    y = _labels(seeds_a)
+    xa, xb = _design(seeds_a, task, metric)[..., 0], _design(seeds_b, task, metric)[..., 0]
+    a_obs, b_obs = _seed_mean(_rank_auc(y, xa)), _seed_mean(_rank_auc(y, xb))
+    if method == "permutation":
+        z = swap_matrix(n, r, seed)
+        swapped = [_swap_auc(y, xa[k], xb[k], z) for k in range(len(seeds_a))]
+        a_star = _seed_mean(np.stack([u for u, _ in swapped]))
+        b_star = _seed_mean(np.stack([v for _, v in swapped]))
+    else:
+        w = bootstrap_weights(n, r, seed)
+        a_star = _seed_mean(np.stack([_finite_auc(y, s, w) for s in xa]))
+        b_star = _seed_mean(np.stack([_finite_auc(y, s, w) for s in xb]))
+    return a_obs, b_obs, a_star, b_star
+
+
+def _pooled_resamples(seeds_a: list[list[Mapping[str, Any]]],
+                      seeds_b: list[list[Mapping[str, Any]]], task: str, metric: str,
+                      method: str, n: int, r: int, seed: int) -> _Resamples:
+    """A metric of pooled per-image terms (counts or values) for A and B (seed means),
+    observed and under ``r`` swaps or bootstrap weights, from the summed terms."""
+    xa, xb = _design(seeds_a, task, metric), _design(seeds_b, task, metric)
+    sum_a, sum_b = xa.sum(axis=1), xb.sum(axis=1)
+    a_obs, b_obs = _seed_mean(_from_sums(sum_a, metric)), _seed_mean(_from_sums(sum_b, metric))
+    if method == "permutation":
+        z = swap_matrix(n, r, seed).astype(np.float64)
+        shift = np.matmul(z[None], xb - xa)                      # (S, R, k)
+        a_star = _seed_mean(_from_sums(sum_a[:, None] + shift, metric))
+        b_star = _seed_mean(_from_sums(sum_b[:, None] - shift, metric))
+    else:
+        w = bootstrap_weights(n, r, seed).astype(np.float64)
+        a_star = _seed_mean(_from_sums(np.matmul(w[None], xa), metric))
+        b_star = _seed_mean(_from_sums(np.matmul(w[None], xb), metric))
+    return a_obs, b_obs, a_star, b_star
+
+
+def _p_value(delta: float, d_star: np.ndarray, method: str) -> float:
+    """Two-sided p of the observed difference ``delta`` among the resampled ones ``d_star``
+    (permutation: around 0; bootstrap: around ``delta``), NaN when either is undefined."""
+    dev = np.abs(d_star) if method == "permutation" else np.abs(d_star - delta)
+    ok = np.isfinite(dev)
+    if not np.isfinite(delta) or not ok.any():
+        return float("nan")
+    tol = 1e-12 + 1e-9 * abs(delta)  # resamples equal to the observed one up to rounding
+    return float((1 + np.count_nonzero(dev[ok] >= abs(delta) - tol)) / (1 + ok.sum()))
 
 
 def _finite_auc(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
