@@ -34,7 +34,7 @@ from mribench.api import Context, Interval, Method, MethodParams, Prediction, Sa
 from mribench.blocks.nn.blocks import ConvPoolClassifier
 from mribench.blocks.nn.classify import fit_classifier, predict_proba
 from mribench.blocks.nn.data import Augment, images_to_tensor
-from mribench.blocks.nn.train import TrainParams, fingerprint, seed_everything
+from mribench.blocks.nn.train import TrainConfig, TrainParams, fingerprint, seed_everything
 
 
 @dataclass(frozen=True)
@@ -84,11 +84,12 @@ class SequentialCNN(Method):
         val = [s for s in val if s.label in (0, 1)]
         seed_everything(ctx.seed)
         self.model_ = self.build_network()
+        recipe = TrainConfig(epochs=p.epochs, lr=p.lr, patience=p.patience,
+                             augment=AUGMENT if p.augment else None)
         self.train_result_ = fit_classifier(
             self.model_, images_to_tensor(train, p.image_size), [s.label for s in train],
-            images_to_tensor(val, p.image_size), [s.label for s in val], ctx,
-            epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, patience=p.patience,
-            augment=AUGMENT if p.augment else None,
+            images_to_tensor(val, p.image_size), [s.label for s in val], ctx, recipe,
+            batch_size=p.batch_size,
             fingerprint=fingerprint(p.digest(), [s.id for s in train], ctx.seed))
         ctx.log("trained", best_epoch=self.train_result_.best_epoch,
                 val_accuracy=self.train_result_.best_score,

@@ -62,7 +62,13 @@ from mribench.blocks.features.wavelet import (
 from mribench.blocks.nn.blocks import MLP
 from mribench.blocks.nn.classify import fit_classifier, predict_proba
 from mribench.blocks.nn.data import images_to_tensor
-from mribench.blocks.nn.train import TrainParams, fingerprint, seed_everything, torch_threads
+from mribench.blocks.nn.train import (
+    TrainConfig,
+    TrainParams,
+    fingerprint,
+    seed_everything,
+    torch_threads,
+)
 
 
 @dataclass(frozen=True)
@@ -146,11 +152,12 @@ class DWTDNN(Method):
         z_val = self._reduce(self._features(val, ctx)) if val else None
         seed_everything(ctx.seed)
         self.model_ = self.build_network()
+        recipe = TrainConfig(epochs=p.epochs, lr=p.lr, weight_decay=p.weight_decay,
+                             patience=p.patience)
         with torch_threads(1 if ctx.device == "cpu" else None):  # a tiny network
             self.train_result_ = fit_classifier(
                 self.model_, self._reduce(x_train), [s.label for s in train], z_val,
-                [s.label for s in val], ctx, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size,
-                weight_decay=p.weight_decay, patience=p.patience,
+                [s.label for s in val], ctx, recipe, batch_size=p.batch_size,
                 fingerprint=fingerprint(p.digest(), [s.id for s in train], ctx.seed))
         ctx.log("trained", best_epoch=self.train_result_.best_epoch,
                 val_accuracy=self.train_result_.best_score)

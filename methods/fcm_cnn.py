@@ -52,7 +52,7 @@ from mribench.blocks.fcm import fcm_image
 from mribench.blocks.nn.blocks import ConvPoolClassifier
 from mribench.blocks.nn.classify import fit_classifier, predict_proba
 from mribench.blocks.nn.data import Augment, images_to_tensor, resize_back
-from mribench.blocks.nn.train import TrainParams, fingerprint, seed_everything
+from mribench.blocks.nn.train import TrainConfig, TrainParams, fingerprint, seed_everything
 from mribench.blocks.preprocess import brain_mask
 
 
@@ -151,10 +151,11 @@ class FCMCNN(Method):
         x_val, _ = self._inputs(val, ctx)
         seed_everything(ctx.seed)
         self.model_ = self.build_network()
+        recipe = TrainConfig(epochs=p.epochs, lr=p.lr, patience=p.patience,
+                             augment=AUGMENT if p.augment else None)
         self.train_result_ = fit_classifier(
             self.model_, x_train, [s.label for s in train], x_val, [s.label for s in val], ctx,
-            epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, patience=p.patience,
-            augment=AUGMENT if p.augment else None,
+            recipe, batch_size=p.batch_size,
             fingerprint=fingerprint(p.digest(), [s.id for s in train], ctx.seed))
         ctx.log("trained", best_epoch=self.train_result_.best_epoch,
                 val_accuracy=self.train_result_.best_score)

@@ -88,7 +88,13 @@ from mribench.blocks.nn.patches import (
     slice_batches,
     slice_images,
 )
-from mribench.blocks.nn.train import fingerprint, fit_model, predict_batches, seed_everything
+from mribench.blocks.nn.train import (
+    TrainConfig,
+    fingerprint,
+    fit_model,
+    predict_batches,
+    seed_everything,
+)
 
 PATCH = 32  # every scale is seen as a 32 x 32 window
 SCALES = (1, 2, 4)  # 32, 64 and 128 px windows
@@ -212,11 +218,11 @@ class MultiScaleCNNMethod(CRFVariant, SegmentationMethod):
         val_loader = (slice_batches(v_images, v_masks, p.infer_batch, limit=p.val_slices,
                                     seed=ctx.seed)
                       if val else None)
-        result = fit_model(self.net_, loader, val_loader, make_loss("bce"), ctx,
-                           epochs=p.epochs, lr=p.lr, weight_decay=p.weight_decay,
-                           patience=p.patience, optimizer=p.optimizer,
-                           val_score_fn=best_dice if p.calibrate else pooled_dice,
-                           max_minutes=p.max_minutes,
+        recipe = TrainConfig(epochs=p.epochs, lr=p.lr, weight_decay=p.weight_decay,
+                             optimizer=p.optimizer,
+                             val_score_fn=best_dice if p.calibrate else pooled_dice,
+                             patience=p.patience, max_minutes=p.max_minutes)
+        result = fit_model(self.net_, loader, val_loader, make_loss("bce"), ctx, recipe,
                            checkpoint_dir=ctx.subdir("checkpoints"),
                            fingerprint=fingerprint(p.digest(), [s.id for s in train]))
         ctx.log("training done", best_epoch=result.best_epoch, val_dice=result.best_score,

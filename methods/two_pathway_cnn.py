@@ -83,7 +83,13 @@ from mribench.blocks.nn.patches import (
     slice_batches,
     slice_images,
 )
-from mribench.blocks.nn.train import fingerprint, fit_model, predict_batches, seed_everything
+from mribench.blocks.nn.train import (
+    TrainConfig,
+    fingerprint,
+    fit_model,
+    predict_batches,
+    seed_everything,
+)
 
 WINDOW = 33  # the paper's window side
 MARGIN = WINDOW // 2
@@ -238,12 +244,13 @@ class TwoPathwayCNN(CRFVariant, SegmentationMethod):
                                  batch_size=p.batch_size, positive_fraction=fraction)
             budget = (None if p.max_minutes is None else
                       p.max_minutes * (0.8 if phase == "balanced" else 0.2))
+            recipe = TrainConfig(epochs=epochs, lr=p.lr, weight_decay=p.weight_decay,
+                                 optimizer=p.optimizer,
+                                 val_score_fn=best_dice if p.calibrate else pooled_dice,
+                                 patience=p.patience, max_minutes=budget)
             n_rows = len(ctx.history)
             result = fit_model(
-                net, loader, val_loader, make_loss("bce"), ctx, epochs=epochs, lr=p.lr,
-                weight_decay=p.weight_decay, patience=p.patience,
-                val_score_fn=best_dice if p.calibrate else pooled_dice,
-                optimizer=p.optimizer, max_minutes=budget,
+                net, loader, val_loader, make_loss("bce"), ctx, recipe,
                 checkpoint_dir=ctx.subdir(f"checkpoints/stage{stage}-{phase}"),
                 fingerprint=fingerprint(p.digest(), ids, stage, phase))
             for row in ctx.history[n_rows:]:

@@ -71,6 +71,7 @@ from mribench.blocks.nn.data import (
 )
 from mribench.blocks.nn.losses import LOSSES, make_loss, pooled_dice
 from mribench.blocks.nn.train import (
+    TrainConfig,
     TrainParams,
     fingerprint,
     fit_model,
@@ -193,15 +194,16 @@ class UNetSegmenter(SegmentationMethod):
         self.model_ = self.build_network()
         train_data = SampleDataset(train_set, p.image_size, target="mask")
         val_data = SampleDataset(val_set, p.image_size, target="mask") if val_set else None
+        train_loader = make_loader(train_data, p.batch_size, shuffle=True, seed=ctx.seed,
+                                   drop_last=len(train_data) > p.batch_size)
+        val_loader = make_loader(val_data, p.infer_batch) if val_data is not None else None
+        recipe = TrainConfig(epochs=p.epochs, lr=p.lr, weight_decay=p.weight_decay,
+                             scheduler=p.scheduler, augment=self._augment(),
+                             val_score_fn=pooled_dice, patience=p.patience,
+                             max_minutes=p.max_minutes, channels_last=p.channels_last)
         result = fit_model(
-            self.model_,
-            make_loader(train_data, p.batch_size, shuffle=True, seed=ctx.seed,
-                        drop_last=len(train_data) > p.batch_size),
-            make_loader(val_data, p.infer_batch) if val_data is not None else None,
-            make_loss(p.loss), ctx, epochs=p.epochs, lr=p.lr, weight_decay=p.weight_decay,
-            patience=p.patience, val_score_fn=pooled_dice,
-            checkpoint_dir=ctx.subdir("checkpoints"), max_minutes=p.max_minutes,
-            scheduler=p.scheduler, channels_last=p.channels_last, augment=self._augment(),
+            self.model_, train_loader, val_loader, make_loss(p.loss), ctx, recipe,
+            checkpoint_dir=ctx.subdir("checkpoints"),
             fingerprint=fingerprint(p.digest(), [s.id for s in train_set], ctx.seed))
         self.train_result_ = result
         ctx.log("trained", best_epoch=result.best_epoch, val_dice=result.best_score,

@@ -3,6 +3,7 @@ stopping, checkpoints and resume (an interrupted run ends with the same weights)
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,13 @@ from mribench.blocks.nn.data import (
     resize_back,
 )
 from mribench.blocks.nn.losses import DiceBCELoss, DiceLoss, binary_accuracy, make_loss, pooled_dice
-from mribench.blocks.nn.train import fit_model, predict_batches, seed_everything, torch_threads
+from mribench.blocks.nn.train import (
+    TrainConfig,
+    fit_model,
+    predict_batches,
+    seed_everything,
+    torch_threads,
+)
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -68,8 +75,8 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-FIT = dict(epochs=5, lr=1e-2, scheduler="onecycle", val_score_fn=pooled_dice,
-           augment=Augment(rot90=True, max_angle=10, brightness=0.1, contrast=0.1))
+FIT = TrainConfig(epochs=5, lr=1e-2, scheduler="onecycle", val_score_fn=pooled_dice,
+                  augment=Augment(rot90=True, max_angle=10, brightness=0.1, contrast=0.1))
 
 
 @pytest.mark.parametrize("size", [16, 17])
@@ -137,7 +144,7 @@ def test_training_learns_and_checkpoint_reloads(tmp_path: Path) -> None:
     model = TinyNet()
     ctx = Context(workdir=tmp_path)
     result = fit_model(model, train, val, make_loss("dice+bce"), ctx,
-                       checkpoint_dir=tmp_path / "ckpt", **{**FIT, "epochs": 12})
+                       dataclasses.replace(FIT, epochs=12), checkpoint_dir=tmp_path / "ckpt")
     assert result.best_score > 0.5  # discs are easy
     assert len(ctx.history) == 12 and {"epoch", "train_loss", "val_loss", "val_metric",
                                        "seconds"} <= ctx.history[0].keys()
@@ -156,8 +163,9 @@ def test_early_stopping_restores_best(tmp_path: Path) -> None:
     states: dict[int, dict[str, torch.Tensor]] = {}
     seed_everything(0)
     model = TinyNet()
-    result = fit_model(model, train, val, make_loss("bce"), Context(), epochs=7, lr=1e-2,
-                       patience=3, val_score_fn=lambda logits, y: next(scores),
+    recipe = TrainConfig(epochs=7, lr=1e-2, patience=3,
+                         val_score_fn=lambda logits, y: next(scores))
+    result = fit_model(model, train, val, make_loss("bce"), Context(), recipe,
                        on_epoch_end=lambda epoch, row: states.__setitem__(epoch, _state(model)))
     assert result.stopped_early and result.epochs_run == 5
     assert result.best_epoch == 2 and result.best_score == 0.5
@@ -168,8 +176,8 @@ def test_interrupted_training_resumes_to_same_weights(tmp_path: Path) -> None:
     seed_everything(0)
     full_model = TinyNet()
     train, val = _loaders()
-    full = fit_model(full_model, train, val, make_loss("dice+bce"), Context(),
-                     checkpoint_dir=tmp_path / "full", **FIT)
+    full = fit_model(full_model, train, val, make_loss("dice+bce"), Context(), FIT,
+                     checkpoint_dir=tmp_path / "full")
 
     def interrupt(epoch: int, row: dict) -> None:
         if epoch == 2:
@@ -178,38 +186,39 @@ def test_interrupted_training_resumes_to_same_weights(tmp_path: Path) -> None:
     seed_everything(0)
     train, val = _loaders()
     with pytest.raises(KeyboardInterrupt):
-        fit_model(TinyNet(), train, val, make_loss("dice+bce"), Context(),
-                  checkpoint_dir=tmp_path / "cut", on_epoch_end=interrupt, **FIT)
+        fit_model(TinyNet(), train, val, make_loss("dice+bce"), Context(), FIT,
+                  checkpoint_dir=tmp_path / "cut", on_epoch_end=interrupt)
     seed_everything(123)  # a different start must not matter: everything comes from the checkpoint
     resumed_model = TinyNet()
     train, val = _loaders()
     ctx = Context()
-    resumed = fit_model(resumed_model, train, val, make_loss("dice+bce"), ctx,
-                        checkpoint_dir=tmp_path / "cut", **FIT)
+    resumed = fit_model(resumed_model, train, val, make_loss("dice+bce"), ctx, FIT,
+                        checkpoint_dir=tmp_path / "cut")
     assert resumed.resumed_from == 2 and resumed.epochs_run == full.epochs_run == 5
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
     assert len(ctx.history) == 5
     assert _same(_state(resumed_model), _state(full_model))
 
     # A finished training is not repeated; another configuration starts afresh.
-    again = fit_model(TinyNet(), train, val, make_loss("dice+bce"), Context(),
-                      checkpoint_dir=tmp_path / "cut", **FIT)
+    again = fit_model(TinyNet(), train, val, make_loss("dice+bce"), Context(), FIT,
+                      checkpoint_dir=tmp_path / "cut")
     assert again.resumed_from == 5 and again.best_score == resumed.best_score
-    other = fit_model(TinyNet(), train, val, make_loss("dice+bce"), Context(),
-                      checkpoint_dir=tmp_path / "cut", fingerprint="other", **FIT)
+    other = fit_model(TinyNet(), train, val, make_loss("dice+bce"), Context(), FIT,
+                      checkpoint_dir=tmp_path / "cut", fingerprint="other")
     assert other.resumed_from == 0
 
 
 def test_time_budget_and_bad_settings() -> None:
     train, val = _loaders()
-    result = fit_model(TinyNet(), train, val, make_loss("bce"), Context(), epochs=50, lr=1e-3,
-                       max_minutes=1e-6)
+    result = fit_model(TinyNet(), train, val, make_loss("bce"), Context(),
+                       TrainConfig(epochs=50, lr=1e-3, max_minutes=1e-6))
     assert result.timed_out and result.epochs_run == 1
     with pytest.raises(ParamError, match="scheduler"):
-        fit_model(TinyNet(), train, val, make_loss("bce"), Context(), epochs=1,
-                  scheduler="warm")
+        TrainConfig(epochs=1, scheduler="warm")
+    with pytest.raises(ParamError, match="optimizer"):
+        TrainConfig(epochs=1, optimizer="lbfgs")
     with pytest.raises(ParamError, match="epochs"):
-        fit_model(TinyNet(), train, val, make_loss("bce"), Context(), epochs=0)
+        TrainConfig(epochs=0)
 
 
 def test_torch_threads_restores() -> None:

@@ -235,3 +235,17 @@ def test_br35h_committed_manifests(br35h_samples):
             dropped_test = [sid for sid in m.dropped if official.get(sid) == "test"]
             assert 10 <= len(dropped_test) <= 20
     assert 1450 <= len({s.group for s in samples}) <= 1650             # SOURCE.md: ~1,560
+
+
+def test_audit_dataset_is_a_library_function():
+    """The data audit (``bench data audit``) without click: a manifest made for other data is
+    listed, not audited, and the text names it."""
+    from mribench.split.audit import audit_dataset, format_audit
+
+    report = audit_dataset("synthetic[n=40]", image_size=32)
+    assert report.n_images == 40 and report.n_groups <= 40
+    (m,) = [m for m in report.manifests if m.file == "synthetic-stratified.json"]
+    assert m.n_missing == 360 and m.counts is None and m.shortcut_accuracy is None
+    text = format_audit(report)
+    assert text.splitlines()[0].startswith("synthetic: 40 labelled images")
+    assert "not for these data: 360 ids missing" in text

@@ -148,6 +148,39 @@ def clonalg_maximise(objective: Callable[[np.ndarray], float],
     dim = len(bounds)
     flags = [bool(log_scale)] * dim if isinstance(log_scale, bool) else list(log_scale)
     box = _Box(bounds, flags)
+    n_select, n_replace = _selection_sizes(population, n_select, n_replace)
+    rng = np.random.default_rng(seed)
+    repertoire = _Repertoire(objective, box, rng, population)
+    history: list[float] = []
+
+    def report(generation: int) -> None:
+        value, x = repertoire.best()
+        history.append(value)
+        if callback is not None:
+            callback(generation, value, x)
+
+    report(0)
+    n_clones = [max(1, int(round(clone_factor * population / rank)))
+                for rank in range(1, n_select + 1)]
+    for generation in range(1, generations + 1):
+        repertoire.sort()
+        repertoire.clone_and_mutate(n_clones, rho)
+        repertoire.edit_receptors(n_replace)
+        report(generation)
+
+    repertoire.sort()
+    # The receptor editing never replaces the best, so the history's last value is affinity[0].
+    return ClonalgResult(best_x=box.to_x(repertoire.antibodies[0]),
+                         best_value=float(repertoire.affinity[0]), history=history,
+                         n_evaluations=repertoire.evaluations,
+                         population=np.stack([box.to_x(a) for a in repertoire.antibodies]),
+                         values=repertoire.affinity.copy())
+
+
+def _selection_sizes(population: int, n_select: int | None,
+                     n_replace: int | None) -> tuple[int, int]:
+    """``(n_select, n_replace)`` with their defaults filled in, checked against
+    ``population``."""
     n_select = max(1, population // 2) if n_select is None else int(n_select)
     if not 1 <= n_select <= population:
         raise ParamError(f"clonalg: n_select must be in [1, population], got {n_select!r}")
@@ -155,59 +188,67 @@ def clonalg_maximise(objective: Callable[[np.ndarray], float],
         n_replace = max(1, population // 10) if population > 2 else 0
     if not 0 <= n_replace < population:
         raise ParamError(f"clonalg: n_replace must be in [0, population), got {n_replace!r}")
-    rng = np.random.default_rng(seed)
-    evaluations = 0
+    return n_select, n_replace
 
-    def evaluate(units: np.ndarray) -> np.ndarray:
-        nonlocal evaluations
+
+class _Repertoire:
+    """The antibodies (points of the unit box, ``(population, d)``) and their affinities, with
+    the steps of one generation. Every draw comes from ``rng``, in the algorithm's order."""
+
+    def __init__(self, objective: Callable[[np.ndarray], float], box: _Box,
+                 rng: np.random.Generator, population: int) -> None:
+        self.objective, self.box, self.rng = objective, box, rng
+        self.evaluations = 0
+        self.antibodies = rng.random((population, box.dim))
+        self.affinity = self.evaluate(self.antibodies)
+
+    def evaluate(self, units: np.ndarray) -> np.ndarray:
+        """The objective at unit-box points ``units``; a non-finite value becomes -inf."""
         out = np.empty(len(units))
         for k, u in enumerate(units):
-            value = float(objective(box.to_x(u)))
+            value = float(self.objective(self.box.to_x(u)))
             out[k] = value if math.isfinite(value) else -np.inf
-        evaluations += len(units)
+        self.evaluations += len(units)
         return out
 
-    antibodies = rng.random((population, box.dim))
-    affinity = evaluate(antibodies)
-    history: list[float] = []
+    def best(self) -> tuple[float, np.ndarray]:
+        """The best affinity and its antibody in the objective's units."""
+        best = int(np.argmax(self.affinity))
+        return float(self.affinity[best]), self.box.to_x(self.antibodies[best])
 
-    def report(generation: int) -> None:
-        best = int(np.argmax(affinity))
-        history.append(float(affinity[best]))
-        if callback is not None:
-            callback(generation, float(affinity[best]), box.to_x(antibodies[best]))
+    def sort(self) -> None:
+        """Best first (stable)."""
+        order = np.argsort(-self.affinity, kind="stable")
+        self.antibodies, self.affinity = self.antibodies[order], self.affinity[order]
 
-    report(0)
-    n_clones = [max(1, int(round(clone_factor * population / rank)))
-                for rank in range(1, n_select + 1)]
-    for generation in range(1, generations + 1):
-        order = np.argsort(-affinity, kind="stable")
-        antibodies, affinity = antibodies[order], affinity[order]
+    def normalised_affinity(self) -> np.ndarray:
+        """Affinities scaled to [0, 1] over the finite ones (1 for the best; 0 for -inf)."""
+        affinity = self.affinity
         finite = np.isfinite(affinity)
         lo = affinity[finite].min() if finite.any() else 0.0
         hi = affinity[finite].max() if finite.any() else 0.0
-        normalised = np.where(finite, (affinity - lo) / (hi - lo) if hi > lo else 1.0, 0.0)
-        for i in range(n_select):
-            scale = math.exp(-rho * float(normalised[i]))
-            clones = antibodies[i] + scale * rng.standard_normal((n_clones[i], box.dim))
-            clones = np.clip(clones, 0.0, 1.0)
-            clone_affinity = evaluate(clones)
-            best = int(np.argmax(clone_affinity))
-            if clone_affinity[best] > affinity[i]:
-                antibodies[i], affinity[i] = clones[best], clone_affinity[best]
-        if n_replace:
-            worst = np.argsort(affinity, kind="stable")[:n_replace]
-            antibodies[worst] = rng.random((n_replace, box.dim))
-            affinity[worst] = evaluate(antibodies[worst])
-        report(generation)
+        return np.where(finite, (affinity - lo) / (hi - lo) if hi > lo else 1.0, 0.0)
 
-    order = np.argsort(-affinity, kind="stable")
-    antibodies, affinity = antibodies[order], affinity[order]
-    # The receptor editing never replaces the best, so the history's last value is affinity[0].
-    return ClonalgResult(best_x=box.to_x(antibodies[0]), best_value=float(affinity[0]),
-                         history=history, n_evaluations=evaluations,
-                         population=np.stack([box.to_x(a) for a in antibodies]),
-                         values=affinity.copy())
+    def clone_and_mutate(self, n_clones: Sequence[int], rho: float) -> None:
+        """Steps 3-5 on the sorted repertoire: the antibody of rank ``i`` gets
+        ``n_clones[i]`` clones, mutated at scale ``exp(-rho * f*)``; its best clone replaces
+        it when better."""
+        normalised = self.normalised_affinity()
+        for i, count in enumerate(n_clones):
+            scale = math.exp(-rho * float(normalised[i]))
+            clones = self.antibodies[i] + scale * self.rng.standard_normal((count, self.box.dim))
+            clones = np.clip(clones, 0.0, 1.0)
+            clone_affinity = self.evaluate(clones)
+            best = int(np.argmax(clone_affinity))
+            if clone_affinity[best] > self.affinity[i]:
+                self.antibodies[i], self.affinity[i] = clones[best], clone_affinity[best]
+
+    def edit_receptors(self, n_replace: int) -> None:
+        """Step 6: the ``n_replace`` worst antibodies are replaced by random newcomers."""
+        if n_replace:
+            worst = np.argsort(self.affinity, kind="stable")[:n_replace]
+            self.antibodies[worst] = self.rng.random((n_replace, self.box.dim))
+            self.affinity[worst] = self.evaluate(self.antibodies[worst])
 
 
 Scoring = Callable[[Any, np.ndarray, np.ndarray], float]

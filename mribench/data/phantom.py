@@ -50,7 +50,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import scipy.fft
@@ -230,18 +230,53 @@ def _ellipse_distance(x: np.ndarray, y: np.ndarray, cx: float, cy: float, rx: fl
     return np.sqrt((xr / rx) ** 2 + (yr / ry) ** 2)
 
 
+class _Fields(NamedTuple):
+    """The smooth random fields of one slice (:func:`smooth_noise`, one per use)."""
+
+    fold: np.ndarray      # folding of the grey/white boundary
+    sulci: np.ndarray     # sulci: zero lines of this field
+    texture: np.ndarray   # tissue and tumour texture
+    fine: np.ndarray      # fissure and ventricle edges
+    low: np.ndarray       # (drawn, unused: keeps the draws of the fields after it)
+    shape: np.ndarray     # tumour outline
+    oedema: np.ndarray    # oedema outline
+
+
+class _HeadFrame(NamedTuple):
+    """Pixel coordinates in the head's frame (rotated; ``ax``, ``ay`` its half axes), ``rho``
+    the wobbly head radius (1 at the scalp's outer edge) and ``rb`` the brain radius (1 at the
+    brain's edge)."""
+
+    xh: np.ndarray
+    yh: np.ndarray
+    ax: float
+    ay: float
+    rho: np.ndarray
+    rb: np.ndarray
+
+
 def _anatomy(scene: Scene, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Noise-free tissue image, exact tumour mask and head mask at ``size``."""
     rng = np.random.default_rng(scene.seed)
-    t = scene.tissue
     lin = (np.arange(size, dtype=np.float32) + 0.5) / size * 2.0 - 1.0
     y, x = np.meshgrid(lin, lin, indexing="ij")
     tum = scene.tumour
     sigmas = [0.04, 0.05, 0.012, 0.02, 0.3,
               float(tum["radius"]) * float(tum["scale"]) if tum else 0.1, 0.06]
-    n_fold, n_sulci, n_tex, n_fine, n_low, n_shape, n_oed = smooth_noise(rng, size, sigmas)
+    fields = _Fields(*smooth_noise(rng, size, sigmas))
+    frame = _head_frame(scene, x, y)
+    head = frame.rho < 1.0
+    brain = frame.rb < 1.0
+    img = _tissues(scene, frame, fields, head, brain, size)
+    _add_vessels(img, scene, frame, brain)
+    mask = np.zeros((size, size), bool)
+    if tum is not None:
+        img, mask = _add_tumour(img, scene, tum, frame, fields, brain, size)
+    return img.astype(np.float32), mask, head
 
-    # Head frame: rotate, then a wobbly ellipse radius rho (1 at the scalp's outer edge).
+
+def _head_frame(scene: Scene, x: np.ndarray, y: np.ndarray) -> _HeadFrame:
+    """Rotate into the head's frame, then a wobbly ellipse radius."""
     cx, cy = scene.head_center
     ax, ay = scene.head_axes
     c, s = np.cos(scene.head_angle), np.sin(scene.head_angle)
@@ -257,26 +292,32 @@ def _anatomy(scene: Scene, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
         wobble += a * (zk.real * np.cos(p) - zk.imag * np.sin(p))
     rho = radius / wobble
     scalp, skull, csf_rim = scene.layers
+    r_brain = (1.0 - scalp) - skull - csf_rim
+    return _HeadFrame(xh, yh, ax, ay, rho, rho / r_brain)
+
+
+def _tissues(scene: Scene, frame: _HeadFrame, fields: _Fields, head: np.ndarray,
+             brain: np.ndarray, size: int) -> np.ndarray:
+    """Scalp, skull and marrow, CSF, folded grey/white matter, sulci, fissure, nuclei and
+    ventricles, then the tissue texture."""
+    t = scene.tissue
+    xh, yh, ax, ay, rho, rb = frame
+    scalp, skull, _ = scene.layers
     r_skull = 1.0 - scalp
     r_marrow_out, r_marrow_in = r_skull - skull * 0.3, r_skull - skull * 0.7
-    r_brain = r_skull - skull - csf_rim
-    rb = rho / r_brain  # brain radius units: 1 at the brain's edge
-
-    head = rho < 1.0
-    brain = rb < 1.0
     img = np.zeros((size, size), np.float32)
     img[head] = t["scalp"]
     img[(rho < r_skull)] = t["skull"]
     img[(rho < r_marrow_out) & (rho > r_marrow_in)] = t["marrow"]
     img[rho < r_skull - skull] = t["csf"]
     # Grey/white matter: a folded boundary; sulci are zero lines of a smooth field.
-    white = (rb + scene.fold * n_fold) < (1.0 - scene.cortex)
+    white = (rb + scene.fold * fields.fold) < (1.0 - scene.cortex)
     img[brain] = t["gm"]
     img[brain & white] = t["wm"]
-    sulci = brain & (np.abs(n_sulci) < scene.sulci_width) & (rb > 0.55)
+    sulci = brain & (np.abs(fields.sulci) < scene.sulci_width) & (rb > 0.55)
     img[sulci] = t["csf"]
     if scene.fissure:
-        fissure = brain & (np.abs(xh) < 0.008 + 0.004 * n_fine) & (np.abs(yh) > 0.25 * ay)
+        fissure = brain & (np.abs(xh) < 0.008 + 0.004 * fields.fine) & (np.abs(yh) > 0.25 * ay)
         img[fissure] = t["csf"]
     if scene.nuclei:
         for side in (-1, 1):
@@ -287,57 +328,76 @@ def _anatomy(scene: Scene, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
         for side in (-1, 1):
             d = _ellipse_distance(xh, yh, side * dx * ax, dy * ay, vrx * ax, vry * ay,
                                   -side * vang)
-            img[(d + 0.15 * n_fine) < 1.0] = t["csf"]
-    img *= 1.0 + scene.texture * n_tex * (img > 0)
-    # Small bright vessels anywhere in the brain (also on tumour-free slices).
-    if scene.vessels:
-        vr = np.random.default_rng(scene.seed + 1)
-        for _ in range(scene.vessels):
-            r, a = 0.8 * np.sqrt(vr.random()), vr.uniform(0, 2 * np.pi)
-            d = np.hypot(xh - r * np.cos(a) * ax * 0.85, yh - r * np.sin(a) * ay * 0.85)
-            img[(d < vr.uniform(0.006, 0.015)) & brain] += vr.uniform(0.1, 0.3)
+            img[(d + 0.15 * fields.fine) < 1.0] = t["csf"]
+    img *= 1.0 + scene.texture * fields.texture * (img > 0)
+    return img
 
-    mask = np.zeros((size, size), bool)
-    if tum is not None:
-        brain_level = 0.5 * (t["gm"] + t["wm"])
-        tx, ty = float(tum["x"]) * ax, float(tum["y"]) * ay
-        radius, q = float(tum["radius"]), float(tum["aspect"])
-        d = _ellipse_distance(xh, yh, tx, ty, radius / np.sqrt(q), radius * np.sqrt(q),
-                              float(tum["angle"]))
-        field_t = d + float(tum["beta"]) * n_shape
-        if tum["satellite"]:
-            sr = radius * float(tum["sat_size"])
-            sa = float(tum["sat_angle"])
-            d2 = _ellipse_distance(xh, yh, tx + radius * np.cos(sa), ty + radius * np.sin(sa),
-                                   sr, sr, 0.0) + float(tum["beta"]) * n_shape
-            field_t = np.minimum(field_t, d2)
-        # Never lose the tumour entirely: shrink the noise until the mask has a few pixels.
-        beta_scale = 1.0
-        while True:
-            mask = (field_t < 1.0) & brain
-            if mask.sum() >= max(4, 0.002 * size * size) or beta_scale < 0.05:
-                break
-            beta_scale *= 0.5
-            field_t = d + float(tum["beta"]) * beta_scale * n_shape
-        if not mask.any():  # a tumour can always be at least its centre pixel's neighbourhood
-            mask = (d < 1.0) & brain
-            field_t = d
-        if scene.oedema is not None:
-            oe = scene.oedema
-            f_oe = d / (1.0 + oe["extent"]) + oe["beta"] * n_oed
-            soft = np.clip((1.0 - f_oe) / 0.3, 0.0, 1.0) * brain
-            sign = -1.0 if scene.sequence == "t1" else 1.0
-            img += sign * oe["delta"] * soft
-        delta = float(tum["delta"])
-        value = np.full((size, size), brain_level + delta, np.float32)
-        if tum["contrast"] == "ring":
-            core = field_t < float(tum["core"])
-            mix = float(tum["core_mix"])
-            value[core] = (1 - mix) * brain_level + mix * t["csf"]
-        value *= 1.0 + float(tum["hetero"]) * n_tex
-        alpha = np.clip((1.0 - field_t) / float(tum["edge"]), 0.0, 1.0) * mask
-        img = img * (1.0 - alpha) + value * alpha
-    return img.astype(np.float32), mask, head
+
+def _add_vessels(img: np.ndarray, scene: Scene, frame: _HeadFrame, brain: np.ndarray) -> None:
+    """Small bright vessels anywhere in the brain (also on tumour-free slices), in place, from
+    their own generator (``scene.seed + 1``)."""
+    if not scene.vessels:
+        return
+    xh, yh, ax, ay = frame.xh, frame.yh, frame.ax, frame.ay
+    vr = np.random.default_rng(scene.seed + 1)
+    for _ in range(scene.vessels):
+        r, a = 0.8 * np.sqrt(vr.random()), vr.uniform(0, 2 * np.pi)
+        d = np.hypot(xh - r * np.cos(a) * ax * 0.85, yh - r * np.sin(a) * ay * 0.85)
+        img[(d < vr.uniform(0.006, 0.015)) & brain] += vr.uniform(0.1, 0.3)
+
+
+def _add_tumour(img: np.ndarray, scene: Scene, tum: dict[str, float | str], frame: _HeadFrame,
+                fields: _Fields, brain: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The tumour (an irregular ellipse, maybe a satellite, a ring or a solid contrast) and its
+    oedema blended into ``img`` (which the oedema changes in place); the image and the mask."""
+    t = scene.tissue
+    brain_level = 0.5 * (t["gm"] + t["wm"])
+    d, field_t, mask = _tumour_field(tum, frame, fields.shape, brain, size)
+    if scene.oedema is not None:
+        oe = scene.oedema
+        f_oe = d / (1.0 + oe["extent"]) + oe["beta"] * fields.oedema
+        soft = np.clip((1.0 - f_oe) / 0.3, 0.0, 1.0) * brain
+        sign = -1.0 if scene.sequence == "t1" else 1.0
+        img += sign * oe["delta"] * soft
+    delta = float(tum["delta"])
+    value = np.full((size, size), brain_level + delta, np.float32)
+    if tum["contrast"] == "ring":
+        core = field_t < float(tum["core"])
+        mix = float(tum["core_mix"])
+        value[core] = (1 - mix) * brain_level + mix * t["csf"]
+    value *= 1.0 + float(tum["hetero"]) * fields.texture
+    alpha = np.clip((1.0 - field_t) / float(tum["edge"]), 0.0, 1.0) * mask
+    return img * (1.0 - alpha) + value * alpha, mask
+
+
+def _tumour_field(tum: dict[str, float | str], frame: _HeadFrame, shape_noise: np.ndarray,
+                  brain: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(d, field, mask)``: the ellipse distance of the tumour's centre body, the noisy
+    field whose < 1 region is the tumour (with its satellite), and that region in the brain;
+    the noise shrinks until the mask has a few pixels, so the tumour is never lost."""
+    xh, yh, ax, ay = frame.xh, frame.yh, frame.ax, frame.ay
+    tx, ty = float(tum["x"]) * ax, float(tum["y"]) * ay
+    radius, q = float(tum["radius"]), float(tum["aspect"])
+    d = _ellipse_distance(xh, yh, tx, ty, radius / np.sqrt(q), radius * np.sqrt(q),
+                          float(tum["angle"]))
+    field_t = d + float(tum["beta"]) * shape_noise
+    if tum["satellite"]:
+        sr = radius * float(tum["sat_size"])
+        sa = float(tum["sat_angle"])
+        d2 = _ellipse_distance(xh, yh, tx + radius * np.cos(sa), ty + radius * np.sin(sa),
+                               sr, sr, 0.0) + float(tum["beta"]) * shape_noise
+        field_t = np.minimum(field_t, d2)
+    beta_scale = 1.0
+    while True:
+        mask = (field_t < 1.0) & brain
+        if mask.sum() >= max(4, 0.002 * size * size) or beta_scale < 0.05:
+            break
+        beta_scale *= 0.5
+        field_t = d + float(tum["beta"]) * beta_scale * shape_noise
+    if not mask.any():  # a tumour can always be at least its centre pixel's neighbourhood
+        mask = (d < 1.0) & brain
+        field_t = d
+    return d, field_t, mask
 
 
 def render(scene: Scene, acq: Acquisition, size: int) -> tuple[np.ndarray, np.ndarray]:

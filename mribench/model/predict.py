@@ -280,6 +280,24 @@ Red contour: predicted tumour region (methods that segment).</p>
 # --------------------------------------------------------------------------- the driver
 
 
+@dataclass
+class _Job:
+    """One :func:`predict_folder` call: the saved method, the images and where outputs go."""
+
+    model_folder: Path
+    method: Method
+    variant: str | None
+    name: str            # the row name: method, or method+variant
+    info: dict[str, Any]
+    size: int            # the model's working size
+    root: Path
+    files: list[Path]
+    out: Path
+    ctx: Context
+    segments: bool
+    names: dict[str, str]  # rel -> output file name (.png)
+
+
 def predict_folder(model_dir: Path | str, images: Path | str, out: Path | str, *,
                    device: str = "cpu", batch_size: int = BATCH, show_progress: bool = False,
                    gallery_max: int = 500, write_images: bool = True,
@@ -292,6 +310,38 @@ def predict_folder(model_dir: Path | str, images: Path | str, out: Path | str, *
     """
     from tqdm.auto import tqdm
 
+    job = _open_job(model_dir, images, out, device)
+    result = PredictResult(out=job.out, method=job.name, variant=job.variant,
+                           n_files=len(job.files))
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(total=len(job.files), desc=f"predict {job.name}", unit="img", file=sys.stderr,
+               disable=not show_progress, dynamic_ncols=True)
+    try:
+        for start in range(0, len(job.files), batch_size):
+            loaded = load_files(job.root, job.files[start:start + batch_size], job.size)
+            for item in loaded:
+                if item.sample is None:
+                    result.skipped.append((item.rel, item.error or "unreadable"))
+                    if log is not None:
+                        log(f"skipped: {item.error}")
+            good = [item for item in loaded if item.sample is not None]
+            if good:
+                _predict_batch(job, good, result, rows, write_images, gallery_max)
+            bar.update(len(loaded))
+    finally:
+        bar.close()
+    _write_csvs(job.out, rows, result.skipped)
+    if write_images:
+        meta = read_info(job.model_folder)
+        title = (f"{job.name} on {job.root.name or job.root}: mribench "
+                 f"{meta.get('mribench_version')}, trained on {job.info.get('dataset', '?')} "
+                 f"at {job.size} px")
+        write_gallery(job.out / "index.html", title, rows, result.skipped, gallery_max)
+    return result
+
+
+def _open_job(model_dir: Path | str, images: Path | str, out: Path | str, device: str) -> _Job:
+    """Load the saved method, find the images, make ``out``."""
     model_folder, variant = resolve_model_dir(model_dir)
     method = load_model(model_folder)
     info = model_info(model_folder)
@@ -302,66 +352,62 @@ def predict_folder(model_dir: Path | str, images: Path | str, out: Path | str, *
     name = method.name + (f"+{variant}" if variant else "")
     ctx = Context(device=_device(method, device), seed=int(info.get("seed", 0) or 0),
                   profile=method.profile, workdir=out, method_name=name)
-    segments = "segment" in method.tasks
-    names = _output_names([p.relative_to(root).as_posix() for p in files])
-    result = PredictResult(out=out, method=name, variant=variant, n_files=len(files))
-    rows: list[dict[str, Any]] = []
-    bar = tqdm(total=len(files), desc=f"predict {name}", unit="img", file=sys.stderr,
-               disable=not show_progress, dynamic_ncols=True)
-    try:
-        for start in range(0, len(files), batch_size):
-            loaded = load_files(root, files[start:start + batch_size], size)
-            for item in loaded:
-                if item.sample is None:
-                    result.skipped.append((item.rel, item.error or "unreadable"))
-                    if log is not None:
-                        log(f"skipped: {item.error}")
-            good = [item for item in loaded if item.sample is not None]
-            if good:
-                samples = [item.sample for item in good]
-                pred = run_method(method, samples, ctx, variant)
-                for i, item in enumerate(good):
-                    sample = samples[i]
-                    label = int(pred.labels[i])
-                    score = None if pred.scores is None else float(pred.scores[i])
-                    mask = pred.masks[i] if (segments and pred.masks is not None) else None
-                    out_name = names[item.rel]
-                    overlay = out / "overlays" / out_name
-                    thumb = ""
-                    if write_images:
-                        rgb = overlay_image(sample.image, mask, label)
-                        overlay.parent.mkdir(parents=True, exist_ok=True)
-                        Image.fromarray(rgb).save(overlay, compress_level=1)
-                        if len(rows) < gallery_max:
-                            thumb = _data_uri(rgb)
-                        if mask is not None:
-                            target = out / "masks" / out_name
-                            target.parent.mkdir(parents=True, exist_ok=True)
-                            full = _mask_at(mask, sample.original_size)
-                            Image.fromarray(full.astype(np.uint8) * 255).save(
-                                target, compress_level=1)
-                    result.labels[item.rel] = label
-                    if score is not None:
-                        result.scores[item.rel] = score
-                    rows.append({"file": item.rel, "label": label, "score": score,
-                                 "thumb": thumb})
-            bar.update(len(loaded))
-    finally:
-        bar.close()
+    return _Job(model_folder, method, variant, name, info, size, root, files, out, ctx,
+                segments="segment" in method.tasks,
+                names=_output_names([p.relative_to(root).as_posix() for p in files]))
+
+
+def _predict_batch(job: _Job, good: Sequence[LoadedFile], result: PredictResult,
+                   rows: list[dict[str, Any]], write_images: bool, gallery_max: int) -> None:
+    """Predict the read files ``good`` (each with its sample); record each in ``result`` and
+    ``rows`` and write its overlay (with a gallery thumbnail while ``rows`` holds under
+    ``gallery_max``) and mask."""
+    samples = [item.sample for item in good if item.sample is not None]
+    pred = run_method(job.method, samples, job.ctx, job.variant)
+    for i, item in enumerate(good):
+        sample = samples[i]
+        label = int(pred.labels[i])
+        score = None if pred.scores is None else float(pred.scores[i])
+        mask = pred.masks[i] if (job.segments and pred.masks is not None) else None
+        thumb = ""
+        if write_images:
+            thumb = _write_images(job, item.rel, sample, mask, label,
+                                  thumbnail=len(rows) < gallery_max)
+        result.labels[item.rel] = label
+        if score is not None:
+            result.scores[item.rel] = score
+        rows.append({"file": item.rel, "label": label, "score": score, "thumb": thumb})
+
+
+def _write_images(job: _Job, rel: str, sample: Sample, mask: np.ndarray | None, label: int,
+                  thumbnail: bool) -> str:
+    """Write ``overlays/<name>`` and, for a mask, ``masks/<name>`` at the image's original
+    size; the overlay's thumbnail data URI when ``thumbnail`` (else "")."""
+    out_name = job.names[rel]
+    overlay = job.out / "overlays" / out_name
+    rgb = overlay_image(sample.image, mask, label)
+    overlay.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(overlay, compress_level=1)
+    thumb = _data_uri(rgb) if thumbnail else ""
+    if mask is not None:
+        target = job.out / "masks" / out_name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        full = _mask_at(mask, sample.original_size)
+        Image.fromarray(full.astype(np.uint8) * 255).save(target, compress_level=1)
+    return thumb
+
+
+def _write_csvs(out: Path, rows: Sequence[dict[str, Any]],
+                skipped: Sequence[tuple[str, str]]) -> None:
+    """``predictions.csv`` and, when files were skipped, ``skipped.csv``."""
     with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "label", "score"])
         for row in rows:
             writer.writerow([row["file"], row["label"],
                              "" if row["score"] is None else repr(row["score"])])
-    if result.skipped:
+    if skipped:
         with open(out / "skipped.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["file", "reason"])
-            writer.writerows(result.skipped)
-    if write_images:
-        meta = read_info(model_folder)
-        title = (f"{name} on {root.name or root}: mribench {meta.get('mribench_version')}, "
-                 f"trained on {info.get('dataset', '?')} at {size} px")
-        write_gallery(out / "index.html", title, rows, result.skipped, gallery_max)
-    return result
+            writer.writerows(skipped)

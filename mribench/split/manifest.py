@@ -239,12 +239,27 @@ def _groups(samples: Sequence[Sample]) -> dict[str, list[int]]:
     return groups
 
 
+#: What each strategy's manifest says it is (its ``notes``).
+_NOTES = {
+    "stratified": "seeded stratified group split 70/15/15; near-duplicate groups in one part",
+    "official": "unified split: published Mask-RCNN parts kept for the annotated images, "
+                "other near-duplicate groups in one part, stratified 70/15/15",
+    "leak-free": "the official (unified) split minus test images whose near-duplicate "
+                 "group reaches train or val and val images whose group reaches train",
+}
+
+
 def make_split(dataset_name: str, samples: Sequence[Sample],
                official_parts: Mapping[str, str] | None = None, strategy: str = "stratified",
                seed: int = 0, threshold: float = DEFAULT_THRESHOLD,
                options: Mapping[str, Any] | None = None,
                fractions: tuple[float, float, float] = FRACTIONS) -> Manifest:
     """Split the labelled ``samples`` (their ``group`` fields already set) by ``strategy``.
+
+    The steps: check the request and keep the labelled samples; place the groups the
+    published split pins (dropping, for ``leak-free``, the members of straddling groups
+    outside their earliest part); place the free groups greedily (module docstring); write
+    down the manifest and its audit.
 
     Parameters
     ----------
@@ -266,6 +281,33 @@ def make_split(dataset_name: str, samples: Sequence[Sample],
     fractions : (train, val, test)
         Target shares of the whole labelled set.
     """
+    labelled, official = _split_request(dataset_name, samples, official_parts, strategy,
+                                        fractions)
+    ids = [s.id for s in labelled]
+    labels = np.array([s.label for s in labelled], dtype=np.int64)
+    assign, dropped_mask, free = _pin_official_groups(labelled, official, strategy)
+    kept = ~dropped_mask
+    _place_free_groups(free, labels, assign, kept, fractions, seed)
+
+    parts = {p: [ids[i] for i in np.nonzero((assign == k) & kept)[0]]
+             for k, p in enumerate(PARTS)}
+    dropped = [ids[i] for i in np.nonzero(dropped_mask)[0]]
+    manifest = Manifest(
+        dataset=dataset_name, strategy=strategy, seed=int(seed), threshold=float(threshold),
+        train=tuple(sorted(parts["train"])), val=tuple(sorted(parts["val"])),
+        test=tuple(sorted(parts["test"])), dropped=tuple(sorted(dropped)),
+        options=dict(options or {}), created_with=_version(), notes=_NOTES[strategy],
+    )
+    stats = audit(manifest, samples)
+    return replace(manifest, stats=stats)
+
+
+def _split_request(dataset_name: str, samples: Sequence[Sample],
+                   official_parts: Mapping[str, str] | None, strategy: str,
+                   fractions: tuple[float, float, float]) -> tuple[list[Sample], dict[str, str]]:
+    """The labelled samples and the published parts ``strategy`` keeps (none for
+    ``stratified``); a DataError for an unknown strategy, bad fractions, a repeated id, fewer
+    than 3 labelled images, or a published split that is missing or names another part."""
     if strategy not in STRATEGIES:
         raise DataError(f"unknown split strategy {strategy!r}; choose one of "
                         f"{', '.join(STRATEGIES)}")
@@ -288,14 +330,22 @@ def make_split(dataset_name: str, samples: Sequence[Sample],
     bad = sorted({p for p in official.values() if p not in PARTS})
     if bad:
         raise DataError(f"official parts must be train/val/test, got {', '.join(bad)}")
+    return labelled, official
 
-    labels = np.array([s.label for s in labelled], dtype=np.int64)
+
+def _pin_official_groups(labelled: Sequence[Sample], official: Mapping[str, str], strategy: str
+                         ) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """Place every group holding a published id: its published members where published, the
+    others in the group's earliest part (``leak-free`` drops the members outside it).
+
+    Returns the part index of each sample (-1: not placed yet), the dropped mask, and the
+    free groups (lists of sample indices) left to place.
+    """
     rank = {p: k for k, p in enumerate(PARTS)}
     assign = np.full(len(labelled), -1, dtype=np.int64)
     dropped_mask = np.zeros(len(labelled), dtype=bool)
-    groups = _groups(labelled)
     free: list[list[int]] = []
-    for members in groups.values():
+    for members in _groups(labelled).values():
         pinned = {i: rank[official[labelled[i].id]] for i in members if labelled[i].id in official}
         if not pinned:
             free.append(members)
@@ -305,8 +355,14 @@ def make_split(dataset_name: str, samples: Sequence[Sample],
             assign[i] = pinned.get(i, earliest)
             # leak-free: a straddling group keeps only its earliest part's members.
             dropped_mask[i] = strategy == "leak-free" and assign[i] != earliest
+    return assign, dropped_mask, free
 
-    kept = ~dropped_mask
+
+def _place_free_groups(free: Sequence[list[int]], labels: np.ndarray, assign: np.ndarray,
+                       kept: np.ndarray, fractions: tuple[float, float, float],
+                       seed: int) -> None:
+    """Put each free group (largest first, ties in a seeded order) in the part whose per-label
+    counts most need it (the module docstring's cost); writes ``assign`` in place."""
     totals = np.array([(labels[kept] == 0).sum(), (labels[kept] == 1).sum()], dtype=np.float64)
     target = np.outer(np.asarray(fractions, dtype=np.float64), totals)  # (part, label)
     weight = 1.0 / np.maximum(target, 1.0)
@@ -323,24 +379,6 @@ def make_split(dataset_name: str, samples: Sequence[Sample],
         part = int(np.argmin(cost))
         count[part] += add
         assign[members] = part
-
-    parts = {p: [ids[i] for i in np.nonzero((assign == rank[p]) & kept)[0]] for p in PARTS}
-    dropped = [ids[i] for i in np.nonzero(dropped_mask)[0]]
-    notes = {
-        "stratified": "seeded stratified group split 70/15/15; near-duplicate groups in one part",
-        "official": "unified split: published Mask-RCNN parts kept for the annotated images, "
-                    "other near-duplicate groups in one part, stratified 70/15/15",
-        "leak-free": "the official (unified) split minus test images whose near-duplicate "
-                     "group reaches train or val and val images whose group reaches train",
-    }[strategy]
-    manifest = Manifest(
-        dataset=dataset_name, strategy=strategy, seed=int(seed), threshold=float(threshold),
-        train=tuple(sorted(parts["train"])), val=tuple(sorted(parts["val"])),
-        test=tuple(sorted(parts["test"])), dropped=tuple(sorted(dropped)),
-        options=dict(options or {}), created_with=_version(), notes=notes,
-    )
-    stats = audit(manifest, samples)
-    return replace(manifest, stats=stats)
 
 
 # --------------------------------------------------------------------------- using splits

@@ -1,14 +1,15 @@
 """Image-level classifiers in one call: tensors in, a trained network and its probabilities out.
 
 :func:`fit_classifier` wraps :func:`mribench.blocks.nn.train.fit_model` for the common case of a
-network mapping ``(n, ...)`` inputs to ``(n, 1)`` logits of "tumour present", trained with
-binary cross-entropy, model selection on validation accuracy (ties: the earlier epoch), and
-seeded loaders; :func:`predict_proba` returns ``P(tumour)`` per input.
+network mapping ``(n, ...)`` inputs to ``(n, 1)`` logits of "tumour present", trained by a
+:class:`~mribench.blocks.nn.train.TrainConfig` with binary cross-entropy, model selection on
+validation accuracy (ties: the earlier epoch), and seeded loaders; :func:`predict_proba`
+returns ``P(tumour)`` per input.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
 
 import numpy as np
 import torch
@@ -18,22 +19,26 @@ from torch.utils.data import TensorDataset
 from mribench.api.context import Context
 from mribench.blocks.nn.data import make_loader
 from mribench.blocks.nn.losses import binary_accuracy, make_loss
-from mribench.blocks.nn.train import TrainResult, fit_model, predict_batches
+from mribench.blocks.nn.train import TrainConfig, TrainResult, fit_model, predict_batches
 
 __all__ = ["fit_classifier", "predict_proba"]
 
 
 def fit_classifier(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor | np.ndarray,
                    x_val: torch.Tensor | None, y_val: torch.Tensor | np.ndarray | None,
-                   ctx: Context, *, epochs: int, lr: float = 1e-3, batch_size: int = 32,
-                   weight_decay: float = 0.0, patience: int | None = None,
-                   augment: Callable | None = None, scheduler: str = "none",
-                   max_minutes: float | None = None, fingerprint: str | None = None,
+                   ctx: Context, config: TrainConfig, *, batch_size: int = 32,
+                   fingerprint: str | None = None,
                    checkpoint_name: str = "checkpoints") -> TrainResult:
-    """Train ``model`` (logits ``(n, 1)``) on 0/1 labels; it keeps the best epoch's weights.
+    """Train ``model`` (logits ``(n, 1)``) on 0/1 labels by ``config``; it keeps the best
+    epoch's weights.
 
-    Checkpoints go to ``ctx.subdir(checkpoint_name)``; with ``fingerprint`` a rerun resumes.
+    Model selection is on validation accuracy unless ``config.val_score_fn`` names another
+    score. Training batches hold ``batch_size`` inputs, validation batches four times as
+    many. Checkpoints go to ``ctx.subdir(checkpoint_name)``; with ``fingerprint`` a rerun
+    resumes.
     """
+    if config.val_score_fn is None:
+        config = dataclasses.replace(config, val_score_fn=binary_accuracy)
     y_train = torch.as_tensor(np.asarray(y_train), dtype=torch.float32).reshape(-1)
     train = TensorDataset(x_train, y_train)
     val_loader = None
@@ -42,11 +47,8 @@ def fit_classifier(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tenso
         val_loader = make_loader(TensorDataset(x_val, y_val), 4 * batch_size)
     loader = make_loader(train, batch_size, shuffle=True, seed=ctx.seed,
                          drop_last=len(train) > batch_size)
-    return fit_model(model, loader, val_loader, make_loss("bce"), ctx, epochs=epochs, lr=lr,
-                     weight_decay=weight_decay, patience=patience,
-                     val_score_fn=binary_accuracy, checkpoint_dir=ctx.subdir(checkpoint_name),
-                     max_minutes=max_minutes, scheduler=scheduler, augment=augment,
-                     fingerprint=fingerprint)
+    return fit_model(model, loader, val_loader, make_loss("bce"), ctx, config,
+                     checkpoint_dir=ctx.subdir(checkpoint_name), fingerprint=fingerprint)
 
 
 def predict_proba(model: nn.Module, x: torch.Tensor, ctx: Context,

@@ -4,23 +4,29 @@ API (what a plugin calls)::
 
     from mribench.blocks.nn.data import Augment, SampleDataset, make_loader
     from mribench.blocks.nn.losses import make_loss, pooled_dice
-    from mribench.blocks.nn.train import fingerprint, fit_model, predict_batches, seed_everything
+    from mribench.blocks.nn.train import (TrainConfig, fingerprint, fit_model, predict_batches,
+                                          seed_everything)
 
     seed_everything(ctx.seed)                      # before building the model (weight init)
     model = MyNet(...)
     train_loader = make_loader(SampleDataset(train, 128, target="mask"), 16, shuffle=True,
                                seed=ctx.seed)
     val_loader = make_loader(SampleDataset(val, 128, target="mask"), 32)
-    result = fit_model(model, train_loader, val_loader, make_loss("dice+bce"), ctx,
-                       epochs=30, lr=1e-3, patience=8, val_score_fn=pooled_dice,
-                       checkpoint_dir=ctx.subdir("checkpoints"), augment=Augment(rot90=True),
-                       scheduler="onecycle", fingerprint=fingerprint(params.digest(), ids))
+    recipe = TrainConfig(epochs=30, lr=1e-3, scheduler="onecycle", augment=Augment(rot90=True),
+                         val_score_fn=pooled_dice, patience=8)
+    result = fit_model(model, train_loader, val_loader, make_loss("dice+bce"), ctx, recipe,
+                       checkpoint_dir=ctx.subdir("checkpoints"),
+                       fingerprint=fingerprint(params.digest(), ids))
     probs = predict_batches(model, images, ctx.device, batch_size=32)   # sigmoid outputs
 
-``fit_model(model, train_loader, val_loader, loss_fn, ctx, *, epochs, lr=1e-3,
-weight_decay=0.0, patience=None, val_score_fn=None, checkpoint_dir=None, max_minutes=None,
-scheduler="none", amp=None, channels_last=False, augment=None, optimizer="adam",
-grad_clip=None, min_delta=0.0, fingerprint=None, on_epoch_end=None) -> TrainResult``
+``fit_model(model, train_loader, val_loader, loss_fn, ctx, config, *, checkpoint_dir=None,
+fingerprint=None, on_epoch_end=None) -> TrainResult``, with ``config`` a :class:`TrainConfig`
+(``epochs``, ``lr=1e-3``, ``weight_decay=0.0``, ``optimizer="adam"``, ``scheduler="none"``,
+``grad_clip=None``, ``augment=None``, ``val_score_fn=None``, ``patience=None``,
+``min_delta=0.0``, ``max_minutes=None``, ``amp=None``, ``channels_last=False``). It reads as
+its recipe: per epoch :func:`_train_epoch` (the loop over the batches), :func:`_validate` and
+:class:`_Selection` (model selection and early stopping), then :class:`_Checkpoints` (write
+``last.pt`` / ``best.pt``; resume from them).
 
 - ``train_loader`` / ``val_loader``: any iterables of ``(inputs, targets)`` batches (usually
   :func:`mribench.blocks.nn.data.make_loader`); the model maps inputs to logits shaped like targets
@@ -75,7 +81,7 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,16 +94,17 @@ from mribench.api.errors import ParamError
 from mribench.api.params import FLAG, Constraint, Interval, MethodParams, OneOf, OrNone
 from mribench.api.seeding import seed_everything  # re-exported for the plugins
 
-__all__ = ["OPTIMIZERS", "SCHEDULERS", "TRAINING_RULES", "TrainParams", "TrainResult",
-           "fingerprint", "fit_model", "predict_batches", "seed_everything", "torch_threads"]
+__all__ = ["OPTIMIZERS", "SCHEDULERS", "TRAINING_RULES", "TrainConfig", "TrainParams",
+           "TrainResult", "fingerprint", "fit_model", "predict_batches", "seed_everything",
+           "torch_threads"]
 
 SCHEDULERS = ("none", "cosine", "onecycle", "plateau")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
-#: The one table of constraints of the training knobs the deep plugins share (the arguments of
-#: :func:`fit_model` and of the networks they build). A :class:`TrainParams` subclass that has
+#: The one table of constraints of the training knobs the deep plugins share (the fields of
+#: :class:`TrainConfig` and the arguments of the networks they build). A :class:`TrainParams` subclass that has
 #: one of these fields is checked by its rule; its own ``constraints`` may tighten one.
 TRAINING_RULES: dict[str, Constraint] = {
     "batch_size": Interval(1, None, integer=True),
@@ -156,6 +163,49 @@ class TrainResult:
     def seconds_per_epoch(self) -> float:
         times = [row["seconds"] for row in self.history if "seconds" in row]
         return sum(times) / len(times) if times else float("nan")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How :func:`fit_model` trains: the recipe a paper states, in one checked object.
+
+    ``epochs`` (required): the most epochs; ``lr``, ``weight_decay``; ``optimizer`` (one of
+    :data:`OPTIMIZERS`; ``sgd`` has momentum 0.9); ``scheduler`` (one of :data:`SCHEDULERS`, see
+    the module docstring); ``grad_clip``: largest gradient norm (None: no clipping);
+    ``augment(x, y) -> (x, y)``: a batch transform of the training batches (e.g.
+    :class:`mribench.blocks.nn.data.Augment`); ``val_score_fn(logits, targets) -> float``: the
+    validation metric model selection maximises (None: ``-val_loss``); ``patience`` and
+    ``min_delta``: early stopping (None: train every epoch); ``max_minutes``: training-time
+    budget; ``amp`` (None: on CUDA) and ``channels_last``: how the hardware runs it.
+
+    Raises:
+        ParamError: ``epochs`` below 1, or an unknown optimizer or scheduler.
+    """
+
+    epochs: int
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    scheduler: str = "none"
+    grad_clip: float | None = None
+    augment: Callable[[torch.Tensor, torch.Tensor],
+                      tuple[torch.Tensor, torch.Tensor]] | None = None
+    val_score_fn: Callable[[torch.Tensor, torch.Tensor], float] | None = None
+    patience: int | None = None
+    min_delta: float = 0.0
+    max_minutes: float | None = None
+    amp: bool | None = None
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ParamError(f"epochs must be at least 1, got {self.epochs}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ParamError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
+                             f"got {self.optimizer!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise ParamError(f"scheduler must be one of {', '.join(SCHEDULERS)}, "
+                             f"got {self.scheduler!r}")
 
 
 @contextlib.contextmanager
@@ -285,175 +335,323 @@ def _evaluate(model: nn.Module, loader: Iterable[Batch], loss_fn: Callable[..., 
     return total / count, torch.cat(outs), torch.cat(tgts)
 
 
+# --------------------------------------------------------------------------- the pieces
+
+
+class _Optimisation:
+    """The optimiser, its learning-rate schedule and the AMP gradient scaler of one training."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, steps_per_epoch: int,
+                 amp: bool) -> None:
+        self.optimizer = _make_optimizer(config.optimizer, model.parameters(), config.lr,
+                                         config.weight_decay)
+        self.scheduler = _make_scheduler(config.scheduler, self.optimizer, config.lr,
+                                         config.epochs, steps_per_epoch, config.patience)
+        self.per_step = config.scheduler in ("cosine", "onecycle")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp)
+        self.amp = amp
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def step(self, model: nn.Module, loss: torch.Tensor, grad_clip: float | None) -> None:
+        """Back-propagate ``loss`` (scaled under AMP), clip, step; per-step schedules advance."""
+        self.scaler.scale(loss).backward()
+        if grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scheduler is not None and self.per_step:
+            self.scheduler.step()
+
+    def end_epoch(self, score: float) -> None:
+        """Per-epoch schedules (``plateau``) see the epoch's validation score."""
+        if self.scheduler is not None and not self.per_step:
+            self.scheduler.step(score)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "scaler": self.scaler.state_dict() if self.amp else None}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+
+
+@dataclass
+class _Selection:
+    """Model selection and early stopping: the best validation score so far, its epoch
+    (0-based; -1 before the first) and weights, and the epochs since it."""
+
+    min_delta: float = 0.0
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    best_weights: dict[str, torch.Tensor] | None = None
+
+    def offer(self, score: float, epoch: int, model: nn.Module) -> bool:
+        """Keep ``model``'s weights when ``score`` beats the best by more than ``min_delta``
+        (the first epoch always does); True when it did."""
+        if score > self.best_score + self.min_delta or self.best_epoch < 0:
+            self.best_score, self.best_epoch, self.bad_epochs = score, epoch, 0
+            self.best_weights = _cpu_state(model)
+            return True
+        self.bad_epochs += 1
+        return False
+
+
+@dataclass
+class _Progress:
+    """Where a training stands: epochs done, their history rows, the model selection, the
+    training seconds of earlier calls (``elapsed_before``, a resume) and how it ended."""
+
+    selection: _Selection
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    elapsed_before: float = 0.0
+    done: bool = False
+    stopped_early: bool = False
+    timed_out: bool = False
+
+
+class _Checkpoints:
+    """``last.pt`` (everything a resume needs, written after every epoch) and ``best.pt`` (the
+    best weights) in one folder; without a folder nothing is written or read."""
+
+    def __init__(self, folder: Path | str | None, fingerprint: str | None) -> None:
+        self.fingerprint = fingerprint
+        self.last: Path | None = None
+        self.best: Path | None = None
+        if folder is not None:
+            folder = Path(folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            self.last, self.best = folder / "last.pt", folder / "best.pt"
+
+    def resume(self, model: nn.Module, optimisation: _Optimisation, min_delta: float,
+               ctx: Context) -> _Progress:
+        """Load ``last.pt`` into ``model`` and ``optimisation`` when it belongs to this
+        configuration (same fingerprint); the progress it holds, or a fresh one."""
+        progress = _Progress(_Selection(min_delta))
+        if self.last is None or not self.last.exists():
+            return progress
+        state = torch.load(self.last, map_location="cpu", weights_only=True)
+        if state.get("fingerprint") != self.fingerprint:
+            ctx.log("checkpoint belongs to another configuration; training afresh",
+                    path=str(self.last))
+            return progress
+        model.load_state_dict(state["model"])
+        optimisation.load_state_dict(state)
+        selection = progress.selection
+        progress.epoch = int(state["epoch"])
+        progress.history = list(state["history"])
+        selection.best_score, selection.best_epoch = (float(state["best_score"]),
+                                                      int(state["best_epoch"]))
+        selection.bad_epochs = int(state["bad_epochs"])
+        progress.elapsed_before = float(state["elapsed"])
+        progress.done = bool(state["done"])
+        progress.stopped_early = bool(state["stopped_early"])
+        progress.timed_out = bool(state["timed_out"])
+        if self.best is not None and self.best.exists():
+            selection.best_weights = torch.load(self.best, map_location="cpu",
+                                                weights_only=True)
+        for row in progress.history:
+            if row not in ctx.history:
+                ctx.history.append(dict(row))
+        ctx.log("resuming from checkpoint", epoch=progress.epoch, done=progress.done)
+        return progress
+
+    def save_best(self, weights: dict[str, torch.Tensor]) -> None:
+        if self.best is not None:
+            _atomic_torch_save(weights, self.best)
+
+    def save_last(self, model: nn.Module, optimisation: _Optimisation, progress: _Progress,
+                  finished: bool, elapsed: float) -> None:
+        if self.last is None:
+            return
+        selection = progress.selection
+        opt = optimisation.state_dict()
+        _atomic_torch_save({
+            "model": model.state_dict(), "optimizer": opt["optimizer"],
+            "scheduler": opt["scheduler"], "scaler": opt["scaler"],
+            "epoch": progress.epoch, "history": progress.history,
+            "best_score": selection.best_score, "best_epoch": selection.best_epoch,
+            "bad_epochs": selection.bad_epochs, "elapsed": elapsed,
+            "done": finished, "stopped_early": progress.stopped_early, "timed_out": False,
+            "fingerprint": self.fingerprint,
+        }, self.last)
+
+    def mark_timed_out(self) -> None:
+        """Record in ``last.pt`` that the time budget ended the training (no resume)."""
+        if self.last is not None and self.last.exists():
+            state = torch.load(self.last, map_location="cpu", weights_only=True)
+            state.update(done=True, timed_out=True)
+            _atomic_torch_save(state, self.last)
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+def _steps_per_epoch(loader: Iterable[Batch]) -> int:
+    return len(loader) if hasattr(loader, "__len__") else 1  # type: ignore[arg-type]
+
+
+def _budget_spent(progress: _Progress, elapsed: float, max_minutes: float | None) -> bool:
+    """Whether one more epoch of the mean length so far would pass ``max_minutes``."""
+    if max_minutes is None or not progress.history:
+        return False
+    mean_epoch = sum(r["seconds"] for r in progress.history) / len(progress.history)
+    return elapsed + mean_epoch > max_minutes * 60
+
+
+def _train_epoch(model: nn.Module, loader: Iterable[Batch], loss_fn: Callable[..., torch.Tensor],
+                 optimisation: _Optimisation, config: TrainConfig, epoch: int,
+                 ctx: Context) -> float:
+    """One pass over ``loader`` (seeded for ``epoch``, see the module docstring); the mean
+    training loss."""
+    device, channels_last = ctx.device, config.channels_last
+    _seed_epoch(ctx.seed, epoch, loader)
+    model.train()
+    autocast = _autocast(optimisation.amp)
+    total, count = 0.0, 0
+    bar = ctx.progress(loader, desc=f"epoch {epoch + 1}/{config.epochs}",
+                       total=_steps_per_epoch(loader) if hasattr(loader, "__len__") else None)
+    for x, y in bar:
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        if config.augment is not None:
+            x, y = config.augment(x, y)
+        if channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        optimisation.optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            logits = model(x)
+        loss = _loss_on(loss_fn, logits, y)
+        optimisation.step(model, loss, config.grad_clip)
+        total += float(loss.item()) * x.shape[0]
+        count += x.shape[0]
+    return total / max(count, 1)
+
+
+def _validate(model: nn.Module, loader: Iterable[Batch] | None,
+              loss_fn: Callable[..., torch.Tensor], config: TrainConfig, amp: bool,
+              device: str) -> tuple[float, float | None]:
+    """``(val_loss, val_metric)``: NaN and None without a validation loader, None without a
+    ``val_score_fn``."""
+    if loader is None:
+        return float("nan"), None
+    score_fn = config.val_score_fn
+    val_loss, logits, targets = _evaluate(model, loader, loss_fn, device, amp,
+                                          config.channels_last, score_fn is not None)
+    if score_fn is None or logits is None:
+        return val_loss, None
+    return val_loss, float(score_fn(logits, targets))
+
+
+def _selection_score(val_metric: float | None, val_loss: float, train_loss: float) -> float:
+    """What model selection maximises: the validation metric, else ``-val_loss``, else (no
+    validation data) ``-train_loss``."""
+    if val_metric is not None:
+        return val_metric
+    return -val_loss if not math.isnan(val_loss) else -train_loss
+
+
+def _run_epoch(model: nn.Module, train_loader: Iterable[Batch],
+               val_loader: Iterable[Batch] | None, loss_fn: Callable[..., torch.Tensor],
+               config: TrainConfig, optimisation: _Optimisation, progress: _Progress,
+               checkpoints: _Checkpoints, ctx: Context) -> dict[str, Any]:
+    """Train one epoch, validate, select, record: the epoch's history row."""
+    t_epoch = time.perf_counter()
+    epoch = progress.epoch
+    train_loss = _train_epoch(model, train_loader, loss_fn, optimisation, config, epoch, ctx)
+    val_loss, val_metric = _validate(model, val_loader, loss_fn, config, optimisation.amp,
+                                     ctx.device)
+    score = _selection_score(val_metric, val_loss, train_loss)
+    optimisation.end_epoch(score)
+    selection = progress.selection
+    if selection.offer(score, epoch, model):
+        checkpoints.save_best(selection.best_weights)  # type: ignore[arg-type]
+    row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+           "val_metric": val_metric, "lr": optimisation.lr,
+           "seconds": time.perf_counter() - t_epoch}
+    progress.history.append(row)
+    ctx.record(**row)
+    ctx.log("epoch", **{k: v for k, v in row.items() if v is not None})
+    progress.epoch = epoch + 1
+    if (config.patience is not None and val_loader is not None
+            and selection.bad_epochs >= config.patience):
+        progress.stopped_early = True
+    return row
+
+
+# --------------------------------------------------------------------------- the loop
+
+
 def fit_model(model: nn.Module, train_loader: Iterable[Batch],
               val_loader: Iterable[Batch] | None, loss_fn: Callable[..., torch.Tensor],
-              ctx: Context, *, epochs: int, lr: float = 1e-3, weight_decay: float = 0.0,
-              patience: int | None = None,
-              val_score_fn: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
-              checkpoint_dir: Path | str | None = None, max_minutes: float | None = None,
-              scheduler: str = "none", amp: bool | None = None, channels_last: bool = False,
-              augment: Callable[[torch.Tensor, torch.Tensor],
-                                tuple[torch.Tensor, torch.Tensor]] | None = None,
-              optimizer: str = "adam", grad_clip: float | None = None, min_delta: float = 0.0,
+              ctx: Context, config: TrainConfig, *, checkpoint_dir: Path | str | None = None,
               fingerprint: str | None = None,
               on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None
               ) -> TrainResult:
-    """Train ``model`` with early stopping, checkpoints and resume; see the module docstring.
+    """Train ``model`` by ``config`` with early stopping, checkpoints and resume; see the
+    module docstring.
 
     Returns:
         A :class:`TrainResult`; ``model`` holds the best weights, in eval mode, on
         ``ctx.device``.
     """
-    if epochs < 1:
-        raise ParamError(f"epochs must be at least 1, got {epochs}")
-    device = ctx.device
-    use_amp = _use_amp(amp, device)
-    model.to(device)
-    if channels_last:
+    use_amp = _use_amp(config.amp, ctx.device)
+    model.to(ctx.device)
+    if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    opt = _make_optimizer(optimizer, model.parameters(), lr, weight_decay)
-    steps = len(train_loader) if hasattr(train_loader, "__len__") else 1  # type: ignore[arg-type]
-    sched = _make_scheduler(scheduler, opt, lr, epochs, steps, patience)
-    per_step = scheduler in ("cosine", "onecycle")
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    autocast = _autocast(use_amp)
-
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    last_path = ckpt_dir / "last.pt" if ckpt_dir is not None else None
-    best_path = ckpt_dir / "best.pt" if ckpt_dir is not None else None
-    if ckpt_dir is not None:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-
-    start_epoch = 0
-    history: list[dict[str, Any]] = []
-    best_score, best_epoch, bad_epochs = -math.inf, -1, 0
-    best_state: dict[str, torch.Tensor] | None = None
-    elapsed_before = 0.0
-    done = stopped_early = timed_out = False
-
-    if last_path is not None and last_path.exists():
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
-        if state.get("fingerprint") != fingerprint:
-            ctx.log("checkpoint belongs to another configuration; training afresh",
-                    path=str(last_path))
-        else:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            if sched is not None and state.get("scheduler") is not None:
-                sched.load_state_dict(state["scheduler"])
-            if state.get("scaler") is not None:
-                scaler.load_state_dict(state["scaler"])
-            start_epoch = int(state["epoch"])
-            history = list(state["history"])
-            best_score, best_epoch = float(state["best_score"]), int(state["best_epoch"])
-            bad_epochs = int(state["bad_epochs"])
-            elapsed_before = float(state["elapsed"])
-            done = bool(state["done"])
-            stopped_early, timed_out = bool(state["stopped_early"]), bool(state["timed_out"])
-            if best_path is not None and best_path.exists():
-                best_state = torch.load(best_path, map_location="cpu", weights_only=True)
-            for row in history:
-                if row not in ctx.history:
-                    ctx.history.append(dict(row))
-            ctx.log("resuming from checkpoint", epoch=start_epoch, done=done)
-
+    optimisation = _Optimisation(model, config, _steps_per_epoch(train_loader), use_amp)
+    checkpoints = _Checkpoints(checkpoint_dir, fingerprint)
+    progress = checkpoints.resume(model, optimisation, config.min_delta, ctx)
+    start_epoch = progress.epoch
     t0 = time.perf_counter()
-    epoch = start_epoch
-    while not done and epoch < epochs:
-        elapsed = elapsed_before + time.perf_counter() - t0
-        if max_minutes is not None and history:
-            mean_epoch = sum(r["seconds"] for r in history) / len(history)
-            if elapsed + mean_epoch > max_minutes * 60:
-                timed_out = True
-                ctx.log("time budget reached", minutes=max_minutes, epochs=epoch)
-                break
-        t_epoch = time.perf_counter()
-        _seed_epoch(ctx.seed, epoch, train_loader)
-        model.train()
-        total, count = 0.0, 0
-        bar = ctx.progress(train_loader, desc=f"epoch {epoch + 1}/{epochs}",
-                           total=steps if hasattr(train_loader, "__len__") else None)
-        for x, y in bar:
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
-            if augment is not None:
-                x, y = augment(x, y)
-            if channels_last and x.ndim == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            opt.zero_grad(set_to_none=True)
-            with autocast:
-                logits = model(x)
-            loss = _loss_on(loss_fn, logits, y)
-            scaler.scale(loss).backward()
-            if grad_clip is not None:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            if sched is not None and per_step:
-                sched.step()
-            total += float(loss.item()) * x.shape[0]
-            count += x.shape[0]
-        train_loss = total / max(count, 1)
 
-        val_loss, val_metric = float("nan"), None
-        if val_loader is not None:
-            val_loss, logits, targets = _evaluate(model, val_loader, loss_fn, device, use_amp,
-                                                  channels_last, val_score_fn is not None)
-            if val_score_fn is not None and logits is not None:
-                val_metric = float(val_score_fn(logits, targets))
-        score = (val_metric if val_metric is not None
-                 else (-val_loss if not math.isnan(val_loss) else -train_loss))
-        if sched is not None and not per_step:
-            sched.step(score)
+    def elapsed() -> float:
+        return progress.elapsed_before + time.perf_counter() - t0
 
-        improved = score > best_score + min_delta or best_epoch < 0
-        if improved:
-            best_score, best_epoch, bad_epochs = score, epoch, 0
-            best_state = _cpu_state(model)
-            if best_path is not None:
-                _atomic_torch_save(best_state, best_path)
-        else:
-            bad_epochs += 1
-        seconds = time.perf_counter() - t_epoch
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-               "val_metric": val_metric, "lr": opt.param_groups[0]["lr"], "seconds": seconds}
-        history.append(row)
-        ctx.record(**row)
-        ctx.log("epoch", **{k: v for k, v in row.items() if v is not None})
-        epoch += 1
-        if patience is not None and val_loader is not None and bad_epochs >= patience:
-            stopped_early = True
-        finished = stopped_early or epoch >= epochs
-        if last_path is not None:
-            _atomic_torch_save({
-                "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict() if sched is not None else None,
-                "scaler": scaler.state_dict() if use_amp else None,
-                "epoch": epoch, "history": history, "best_score": best_score,
-                "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                "elapsed": elapsed_before + time.perf_counter() - t0,
-                "done": finished, "stopped_early": stopped_early, "timed_out": False,
-                "fingerprint": fingerprint,
-            }, last_path)
+    while not progress.done and progress.epoch < config.epochs:
+        if _budget_spent(progress, elapsed(), config.max_minutes):
+            progress.timed_out = True
+            ctx.log("time budget reached", minutes=config.max_minutes, epochs=progress.epoch)
+            break
+        row = _run_epoch(model, train_loader, val_loader, loss_fn, config, optimisation,
+                         progress, checkpoints, ctx)
+        finished = progress.stopped_early or progress.epoch >= config.epochs
+        checkpoints.save_last(model, optimisation, progress, finished, elapsed())
         if on_epoch_end is not None:
-            on_epoch_end(epoch, row)
-        if stopped_early:
-            ctx.log("early stop", best_epoch=best_epoch + 1, best_score=best_score)
+            on_epoch_end(progress.epoch, row)
+        if progress.stopped_early:
+            ctx.log("early stop", best_epoch=progress.selection.best_epoch + 1,
+                    best_score=progress.selection.best_score)
             break
 
-    if timed_out and last_path is not None and last_path.exists():
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
-        state.update(done=True, timed_out=True)
-        _atomic_torch_save(state, last_path)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if progress.timed_out:
+        checkpoints.mark_timed_out()
+    return _restore_best(model, progress, start_epoch, elapsed(), ctx.device)
+
+
+def _restore_best(model: nn.Module, progress: _Progress, start_epoch: int, seconds: float,
+                  device: str) -> TrainResult:
+    """Load the best weights into ``model`` (eval mode, on ``device``); the result."""
+    selection = progress.selection
+    if selection.best_weights is not None:
+        model.load_state_dict(selection.best_weights)
     model.to(device)
     model.eval()
-    return TrainResult(best_epoch=best_epoch + 1, best_score=best_score, epochs_run=len(history),
-                       history=copy.deepcopy(history), stopped_early=stopped_early,
-                       timed_out=timed_out, resumed_from=start_epoch,
-                       seconds=elapsed_before + time.perf_counter() - t0)
+    return TrainResult(best_epoch=selection.best_epoch + 1, best_score=selection.best_score,
+                       epochs_run=len(progress.history),
+                       history=copy.deepcopy(progress.history),
+                       stopped_early=progress.stopped_early, timed_out=progress.timed_out,
+                       resumed_from=start_epoch, seconds=seconds)
 
 
 def predict_batches(model: nn.Module, inputs: torch.Tensor, device: str, batch_size: int = 32,
