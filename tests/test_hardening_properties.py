@@ -80,7 +80,7 @@ def test_format_then_parse_spec_round_trips(name, overrides):
 @SETTINGS
 @given(st.text(max_size=40))
 def test_resolve_methods_random_text_raises_only_mribench_errors(text):
-    from mribench.api.registry import resolve_methods
+    from mribench.api.specs import resolve_methods
 
     try:
         resolve_methods(text)

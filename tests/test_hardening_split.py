@@ -156,7 +156,7 @@ def test_synthetic_split_passes_the_checks():
 
 @pytest.mark.parametrize("text", ["", "  ", ",", " , ,"])
 def test_empty_method_says_what_to_give(text):
-    from mribench.api.registry import resolve_methods
+    from mribench.api.specs import resolve_methods
 
     with pytest.raises(MribenchError) as info:
         resolve_methods(text)
@@ -164,7 +164,7 @@ def test_empty_method_says_what_to_give(text):
 
 
 def test_duplicate_method_is_rejected_by_name():
-    from mribench.api.registry import resolve_methods
+    from mribench.api.specs import resolve_methods
 
     with pytest.raises(MribenchError, match="--method names 'glcm-knn' twice"):
         resolve_methods("glcm-knn,,glcm-knn")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,10 @@ from mribench.api.types import Sample
 from mribench.cli import cli
 from mribench.data.imageio import load_image
 from mribench.model import ModelError, save_model
-from mribench.model.predict import resolve_model_dir
+from mribench.model.predict import ModelRef, resolve_model_dir
+from mribench.results.layout import JobKey, RunLayout
+from mribench.results.read import find_model
+from mribench.results.write import RunWriter
 
 SIZE = 48
 
@@ -108,17 +110,20 @@ def test_variant_row_predicts_through_its_base_model(tmp_path, tiny_samples,
     train = tiny_samples(n=20, size=SIZE, seed=3)
     method = fit_tiny("multiscale-cnn", train, tmp_path / "work")
     run = tmp_path / "results" / "run"
-    save_model(method, run / "multiscale-cnn" / "model", info={**INFO, "image_size": SIZE})
-    variant_row = run / "multiscale-cnn+crf"
-    variant_row.mkdir()
-    (variant_row / "status.json").write_text(json.dumps(
-        {"method": "multiscale-cnn", "variant": "crf", "status": "done"}))
-    assert resolve_model_dir(variant_row) == (run / "multiscale-cnn" / "model", "crf")
+    layout = RunLayout(run)
+    save_model(method, layout.model_dir(JobKey("multiscale-cnn", 0)),
+               info={**INFO, "image_size": SIZE})
+    RunWriter(layout).write_status(JobKey("multiscale-cnn+crf", 0), "done",
+                                   method="multiscale-cnn", variant="crf",
+                                   job="multiscale-cnn/seed-0")
+    variant_row = layout.row_dir("multiscale-cnn+crf")
+    assert find_model(variant_row) == ModelRef(layout.model_dir(JobKey("multiscale-cnn", 0)),
+                                               "crf")
     images = tmp_path / "images"
     paths = write_pngs(images, tiny_samples(n=4, size=SIZE, seed=11))
     from mribench.model.predict import predict_folder
 
-    result = predict_folder(variant_row, images, tmp_path / "out")
+    result = predict_folder(find_model(variant_row), images, tmp_path / "out")
     expected = method.predict(as_samples(paths, images), Context()).variants["crf"]
     for i, p in enumerate(paths):
         assert result.labels[p.relative_to(images).as_posix()] == expected.labels[i]
@@ -126,10 +131,12 @@ def test_variant_row_predicts_through_its_base_model(tmp_path, tiny_samples,
 
 
 def test_model_dir_errors_are_one_line(tmp_path) -> None:
-    (tmp_path / "unet+crf").mkdir()
+    (tmp_path / "unet+crf" / "seed-0").mkdir(parents=True)
     with pytest.raises(ModelError, match="variant row 'unet\\+crf' has no model"):
-        resolve_model_dir(tmp_path / "unet+crf")
+        find_model(tmp_path / "unet+crf")
     with pytest.raises(ModelError, match="no saved model"):
+        find_model(tmp_path)
+    with pytest.raises(ModelError, match="not a model folder"):
         resolve_model_dir(tmp_path)
 
 

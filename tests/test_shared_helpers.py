@@ -14,6 +14,7 @@ from mribench.api import ParamError, registry
 from mribench.api.overlap import dice_from_counts, iou_from_counts, pooled_dice
 from mribench.api.params import format_spec, parse_overrides, parse_spec, split_top_level
 from mribench.api.seeding import seed_everything
+from mribench.api.specs import resolve_methods
 from mribench.blocks.nn.patches import PatchCNNParams, dice_optimal_offset
 from mribench.blocks.nn.train import TRAINING_RULES, TrainParams
 from mribench.blocks.resize import mask_cover, resize_image, resize_mask
@@ -102,15 +103,22 @@ def test_spec_syntax_round_trips_lists_and_strings() -> None:
     assert parse_spec(spec) == ("unet", overrides)
     assert parse_spec("svm") == ("svm", {})
     assert parse_overrides("epochs=5, augment=false") == {"epochs": 5, "augment": False}
-    assert registry.resolve_methods("unet[hidden=[32,16],epochs=2],svm") == [
+    assert resolve_methods("unet[hidden=[32,16],epochs=2],svm") == [
         ("unet", {"hidden": [32, 16], "epochs": 2}), ("svm", {})]
 
 
-def test_split_option_is_added_through_the_parser() -> None:
-    from mribench.cli.split import _with_option
+def test_split_option_is_added_through_the_spec() -> None:
+    from mribench.api.specs import DatasetSpec
 
-    assert _with_option("br35h", "threshold", 0.9) == "br35h[threshold=0.9]"
-    assert _with_option("br35h[threshold=0.5]", "threshold", 0.9) == "br35h[threshold=0.9]"
+    def with_threshold(text: str) -> str:
+        return DatasetSpec.parse(text).with_options(threshold=0.9).text
+
+    assert with_threshold("br35h") == "br35h[threshold=0.9]"
+    assert with_threshold("br35h[threshold=0.5]") == "br35h[threshold=0.9]"
+    assert with_threshold("folder:/data/x[positive=t]") == (
+        'folder:/data/x[positive="t",threshold=0.9]')
+    assert DatasetSpec.parse(with_threshold("folder:/data/x[positive=t]")).option_dict == {
+        "positive": "t", "threshold": 0.9}
 
 
 # --------------------------------------------------------------------------- TrainParams

@@ -12,18 +12,13 @@ import inspect
 import pkgutil
 from functools import cache
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
 
 from mribench.api.dataset import Dataset
 from mribench.api.errors import MribenchError
 from mribench.api.method import Method
 from mribench.api.params import format_spec, parse_spec
 
-if TYPE_CHECKING:
-    from mribench.api.specs import DatasetSpec
-
-__all__ = ["datasets", "format_spec", "get_dataset", "get_method", "methods", "parse_spec",
-           "resolve_methods"]
+__all__ = ["datasets", "format_spec", "get_method", "methods", "parse_spec"]
 
 
 def _discover(package_name: str, base: type, group: str) -> dict[str, type]:
@@ -63,25 +58,3 @@ def get_method(name: str) -> type[Method]:
             f"unknown method {name!r}; known methods: {', '.join(table)} (see `bench list`)"
         )
     return table[name]
-
-
-def resolve_methods(spec: str) -> list[tuple[str, dict[str, Any]]]:
-    """Turn ``--method`` text (``all``, a name, or a comma list of ``name[k=v]``) into a list
-    of (name, overrides); see :func:`mribench.api.specs.parse_methods`."""
-    from mribench.api.specs import parse_methods
-
-    return [(m.name, m.override_dict) for m in parse_methods(spec)]
-
-
-def get_dataset(spec: str | DatasetSpec) -> tuple[type[Dataset], dict[str, Any]]:
-    """The plugin class of a ``--dataset`` spec and its options (with ``data_dir`` for
-    ``name:PATH`` and ``image_size`` when the spec sets them)."""
-    from mribench.api.specs import DatasetSpec
-
-    parsed = DatasetSpec.parse(spec, tuple(datasets()))
-    options = parsed.option_dict
-    if parsed.data_dir is not None:
-        options["data_dir"] = parsed.data_dir
-    if parsed.image_size is not None:
-        options["image_size"] = parsed.image_size
-    return datasets()[parsed.name], options

@@ -25,7 +25,8 @@ from mribench.api.errors import MribenchError
 from mribench.api.params import format_spec, int_from_text, parse_spec, split_top_level
 
 __all__ = ["DEFAULT_IMAGE_SIZE", "IMAGE_SIZE_RANGE", "NO_SKILL", "DatasetSpec", "MethodSpec",
-           "check_image_size", "parse_methods", "resolve_image_size"]
+           "check_image_size", "get_dataset", "parse_methods", "resolve_image_size",
+           "resolve_methods"]
 
 #: Smallest and largest side (pixels) of the square slices a run works at.
 IMAGE_SIZE_RANGE: tuple[int, int] = (8, 1024)
@@ -184,3 +185,22 @@ def parse_methods(text: str) -> tuple[MethodSpec, ...]:
     if not specs:
         raise MribenchError("no method given; use --method all or a name from `bench list`")
     return tuple(specs)
+
+
+def resolve_methods(spec: str) -> list[tuple[str, dict[str, Any]]]:
+    """``--method`` text as (name, overrides) pairs (:func:`parse_methods`)."""
+    return [(m.name, m.override_dict) for m in parse_methods(spec)]
+
+
+def get_dataset(spec: str | DatasetSpec) -> tuple[type[Any], dict[str, Any]]:
+    """The plugin class of a ``--dataset`` spec and its options (with ``data_dir`` for
+    ``name:PATH`` and ``image_size`` when the spec sets them)."""
+    from mribench.api.registry import datasets
+
+    parsed = DatasetSpec.parse(spec, tuple(datasets()))
+    options = parsed.option_dict
+    if parsed.data_dir is not None:
+        options["data_dir"] = parsed.data_dir
+    if parsed.image_size is not None:
+        options["image_size"] = parsed.image_size
+    return datasets()[parsed.name], options

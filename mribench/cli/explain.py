@@ -44,13 +44,15 @@ def explain(model_dir: Path, images: Path, masks: Path | None, out_dir: Path, ki
     """
     from mribench.api.errors import MribenchError
     from mribench.model.explain import explain_folder
+    from mribench.results.read import find_model
 
     try:
         fill_value: float | str = fill if fill == "mean" else float(fill)
     except ValueError:
         raise MribenchError(f"--fill must be a number or 'mean', got {fill!r}") from None
     result, skipped = explain_folder(
-        model_dir, images, out_dir, masks=masks, kinds=kinds, patch=patch, stride=stride,
+        find_model(model_dir), images, out_dir, masks=masks, kinds=kinds, patch=patch,
+        stride=stride,
         fill=fill_value, device=device, n_boot=n_boot,
         show_progress=not quiet and sys.stderr.isatty(),
         log=lambda line: click.echo(line, err=True))

@@ -34,8 +34,10 @@ def predict(model_dir: Path, images: Path, out_dir: Path, device: str, batch_siz
     at training. Unreadable files are reported and skipped (exit status 1 at the end).
     """
     from mribench.model.predict import predict_folder
+    from mribench.results.read import find_model
 
-    result = predict_folder(model_dir, images, out_dir, device=device, batch_size=batch_size,
+    result = predict_folder(find_model(model_dir), images, out_dir, device=device,
+                            batch_size=batch_size,
                             show_progress=not quiet and sys.stderr.isatty(),
                             gallery_max=gallery_max,
                             log=lambda line: click.echo(line, err=True))

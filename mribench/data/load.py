@@ -38,8 +38,7 @@ import numpy as np
 from mribench.api.dataset import Dataset
 from mribench.api.errors import DataError
 from mribench.api.params import Constraint
-from mribench.api.registry import get_dataset
-from mribench.api.specs import DatasetSpec, check_image_size, resolve_image_size
+from mribench.api.specs import DatasetSpec, check_image_size, get_dataset, resolve_image_size
 from mribench.api.types import Sample
 from mribench.data.duplicates import assign_groups, group_names, thumbnail
 from mribench.data.imageio import THUMB_SIZE, LoadedImage, load_image

@@ -453,7 +453,7 @@ def _mask_files(root: Path) -> dict[str, Path]:
     return out
 
 
-def explain_folder(model_dir: Path | str, images: Path | str, out: Path | str, *,
+def explain_folder(model_dir: Any, images: Path | str, out: Path | str, *,
                    masks: Path | str | None = None, kinds: Sequence[str] = ("occlusion",
                                                                             "gradcam"),
                    patch: int = 32, stride: int = 16, fill: float | str = "mean",

@@ -49,7 +49,7 @@ from mribench.data.imageio import is_image_file, load_image
 from mribench.model.state import ModelError, load_model, model_info, read_info
 
 __all__ = ["LoadedFile", "PredictResult", "find_images", "load_files", "overlay_image",
-           "predict_folder", "resolve_model_dir", "run_method", "write_overlay"]
+           "ModelRef", "predict_folder", "resolve_model_dir", "run_method", "write_overlay"]
 
 #: Images per predict call (bounds memory; methods vectorise within a batch).
 BATCH = 64
@@ -78,40 +78,26 @@ class LoadedFile:
     error: str | None = None
 
 
-def resolve_model_dir(path: Path | str) -> tuple[Path, str | None]:
-    """The model folder and the variant (None: the method's own output) for ``MODEL_DIR``."""
+@dataclass(frozen=True)
+class ModelRef:
+    """A saved model folder and the variant of its output to use (None: the method's own)."""
+
+    folder: Path
+    variant: str | None = None
+
+
+def resolve_model_dir(path: Path | str | ModelRef) -> tuple[Path, str | None]:
+    """The model folder and the variant of ``path``: a :class:`ModelRef` (what
+    :func:`mribench.results.read.find_model` makes of a results row) or a model folder."""
+    if isinstance(path, ModelRef):
+        return path.folder, path.variant
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: no such folder; pass results/<run>/<row> or its model/ folder")
     if (path / "info.json").is_file():
         return path, None
-    seeds = sorted((p for p in path.glob("seed-*") if p.is_dir()),
-                   key=lambda p: int(p.name[5:]) if p.name[5:].isdigit() else 1 << 62)
-    if seeds:  # a row folder of a results folder: the first seed's job
-        path = seeds[0]
-    status = {}
-    if (path / "status.json").is_file():
-        import json
-
-        try:
-            status = json.loads((path / "status.json").read_text(encoding="utf-8"))
-        except ValueError:
-            status = {}
-    variant = status.get("variant") or (path.name.split("+", 1)[1] if "+" in path.name
-                                        else None)
-    if (path / "model" / "info.json").is_file():
-        return path / "model", variant
-    if variant:
-        base = status.get("method") or path.name.split("+", 1)[0]
-        base_model = path.parent / base / "model"
-        if path.name.startswith("seed-") and status.get("job"):  # <run>/<row>/seed-<s>
-            base_model = path.parent.parent / str(status["job"]) / "model"
-        if (base_model / "info.json").is_file():
-            return base_model, variant
-        raise ModelError(f"{path}: variant row {path.name!r} has no model; its base row "
-                         f"{base_model.parent} holds none either (re-run {base} to save one)")
-    raise ModelError(f"{path}: no saved model (no model/info.json); re-run the method with a "
-                     "mribench that saves models, or pass a model folder")
+    raise ModelError(f"{path}: not a model folder (no info.json); pass a model/ folder, or a "
+                     "results row to bench predict / bench explain")
 
 
 def find_images(path: Path | str) -> tuple[Path, list[Path]]:
@@ -298,7 +284,7 @@ class _Job:
     names: dict[str, str]  # rel -> output file name (.png)
 
 
-def predict_folder(model_dir: Path | str, images: Path | str, out: Path | str, *,
+def predict_folder(model_dir: Path | str | ModelRef, images: Path | str, out: Path | str, *,
                    device: str = "cpu", batch_size: int = BATCH, show_progress: bool = False,
                    gallery_max: int = 500, write_images: bool = True,
                    log: Callable[[str], None] | None = None) -> PredictResult:
@@ -340,7 +326,8 @@ def predict_folder(model_dir: Path | str, images: Path | str, out: Path | str, *
     return result
 
 
-def _open_job(model_dir: Path | str, images: Path | str, out: Path | str, device: str) -> _Job:
+def _open_job(model_dir: Path | str | ModelRef, images: Path | str, out: Path | str,
+              device: str) -> _Job:
     """Load the saved method, find the images, make ``out``."""
     model_folder, variant = resolve_model_dir(model_dir)
     method = load_model(model_folder)

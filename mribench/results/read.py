@@ -28,6 +28,7 @@ from mribench.results.layout import (
     JobKey,
     RunLayout,
     is_row_name,
+    job_of,
     seed_folders,
 )
 
@@ -366,3 +367,42 @@ def _unpack_masks(arrays: dict[str, np.ndarray]) -> np.ndarray | None:
         shape = tuple(int(s) for s in arrays["mask_shape"])
         masks = np.unpackbits(masks, axis=-1, count=shape[-1]).astype(bool).reshape(shape)
     return masks
+
+
+def find_model(path: Path | str) -> Any:
+    """The saved model behind ``path`` as a :class:`mribench.model.predict.ModelRef`: a model
+    folder itself, a job folder (``<run>/<row>/seed-<s>``), or a row folder (its first seed's
+    job). A variant row (``two-pathway-cnn+crf``) has no model of its own: it points to its
+    base job's model, with the variant to apply."""
+    from mribench.model.predict import ModelRef
+    from mribench.model.state import ModelError
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: no such folder; pass results/<run>/<row> or its model/ folder")
+    if (path / "info.json").is_file():
+        return ModelRef(path)
+    seeds = seed_folders(path)
+    if seeds:  # a row folder: the first seed's job
+        path = next(iter(seeds.values()))
+    where = job_of(path)
+    status = _read(path / STATUS_FILE, {}) if where else {}
+    status = status if isinstance(status, dict) else {}
+    row = where[1].row if where else path.name
+    variant = status.get("variant") or (row.split("+", 1)[1] if "+" in row else None)
+    model = where[0].model_dir(where[1]) if where else path / "model"
+    if (model / "info.json").is_file():
+        return ModelRef(model, variant)
+    if variant and where:
+        layout, key = where
+        base_key = JobKey(row.split("+", 1)[0], key.seed)
+        if isinstance(status.get("job"), str) and "/" in status["job"]:
+            base_key = JobKey(status["job"].split("/", 1)[0], key.seed)
+        base_model = layout.model_dir(base_key)
+        if (base_model / "info.json").is_file():
+            return ModelRef(base_model, variant)
+        raise ModelError(f"{path}: variant row {row!r} has no model; its base row "
+                         f"{layout.row_dir(base_key.row)} holds none either (re-run "
+                         f"{base_key.row} to save one)")
+    raise ModelError(f"{path}: no saved model (no model/info.json); re-run the method with a "
+                     "mribench that saves models, or pass a model folder")
