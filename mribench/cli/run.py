@@ -69,6 +69,9 @@ Examples:
                    "finished jobs.")
 @click.option("--jobs", default="1", show_default=True, metavar="N",
               help="Jobs run in parallel worker processes (one BLAS thread each): 1 to 64.")
+@click.option("--threads", default="1", show_default=True, metavar="N",
+              help="BLAS/OpenMP and torch threads of each job, under every executor (part of "
+                   "the run: deep rows' numbers depend on it); use --jobs for more cores.")
 @click.option("--executor", default="local", show_default=True,
               help="Where jobs run: local (this machine), dask (a dask.distributed cluster) or "
                    "slurm (submitit job arrays); see README 'Running on a cluster'.")

@@ -15,8 +15,8 @@ folder and the data cache (``$MRIBENCH_CACHE``) must be on a file system the wor
   ``array_parallelism`` (default ``--jobs`` when above 1), ``account``, ``qos`` and
   ``cluster=slurm|local|debug`` (``local``/``debug`` run the array on this machine, for tests).
 
-Every job pins BLAS/OpenMP and torch to one thread (``cpus`` threads on SLURM) in the thread
-that runs it. A job whose worker died (killed, out of memory, time limit) comes back as a
+Every job pins BLAS/OpenMP and torch to its configured threads (``--threads``, part of the
+run's identity, so a node with more cores gives the same numbers) in the thread that runs it. A job whose worker died (killed, out of memory, time limit) comes back as a
 failed row with the reason; its folder has no ``status.json``, so ``--resume`` reruns it.
 
 dask and submitit are optional (``pip install "mribench[cluster]"``); this module imports
@@ -25,7 +25,6 @@ them only when an executor is made.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import shutil
@@ -63,10 +62,10 @@ SLURM_CLUSTERS = ("slurm", "local", "debug")
 INSTALL = 'pip install "mribench[cluster]"'
 
 
-def run_pinned(job: Job, threads: int = 1) -> list[RowOutcome]:
-    """:func:`run_job` with BLAS/OpenMP and torch pinned to ``threads`` in the calling thread
-    (what a dask worker thread or a SLURM task runs)."""
-    pin_threads(threads)
+def run_pinned(job: Job) -> list[RowOutcome]:
+    """:func:`run_job` with BLAS/OpenMP and torch pinned to the job's threads in the calling
+    thread (what a dask worker thread or a SLURM task runs)."""
+    pin_threads(job.threads)
     return run_job(job)
 
 
@@ -206,7 +205,7 @@ def slurm_parameters(options: dict[str, Any], jobs: Sequence[Job] = (),
     """submitit's ``update_parameters`` keywords for ``--executor-option`` ``options``.
 
     ``partition`` -> ``slurm_partition``, ``time`` (minutes) -> ``timeout_min``, ``cpus`` ->
-    ``cpus_per_task`` (default 1), ``gpus`` -> ``gpus_per_node``, ``mem_gb`` -> ``mem_gb``,
+    ``cpus_per_task`` (default: the jobs' ``--threads``), ``gpus`` -> ``gpus_per_node``, ``mem_gb`` -> ``mem_gb``,
     ``array_parallelism`` -> ``slurm_array_parallelism`` (default ``parallel``, the run's
     ``--jobs``, when above 1), ``account``/``qos`` -> ``slurm_account``/``slurm_qos``.
     ``cluster`` is checked (slurm, local or debug) but is no parameter. When ``gpus`` is not
@@ -228,7 +227,8 @@ def slurm_parameters(options: dict[str, Any], jobs: Sequence[Job] = (),
             out[SLURM_OPTIONS[key]] = str(value).strip()
     if "time" in options:
         out["timeout_min"] = _positive_int("slurm", "time", options["time"])
-    out["cpus_per_task"] = _positive_int("slurm", "cpus", options.get("cpus", 1))
+    threads = max((job.threads for job in jobs), default=1)
+    out["cpus_per_task"] = _positive_int("slurm", "cpus", options.get("cpus", threads))
     if "gpus" in options:
         gpus = _positive_int("slurm", "gpus", options["gpus"], minimum=0)
         if gpus:
@@ -274,9 +274,8 @@ class SlurmExecutor:
             if self.cluster != "slurm":  # slurm_* keys mean nothing on this machine
                 params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
             executor.update_parameters(**params)
-            task = functools.partial(run_pinned, threads=int(params.get("cpus_per_task", 1)))
             try:
-                handles = executor.map_array(task, list(group))
+                handles = executor.map_array(run_pinned, list(group))
             except Exception as exc:  # sbatch missing or refused the array
                 for _, handle in submitted:
                     handle.cancel(check=False)

@@ -73,6 +73,7 @@ RULES: dict[str, Rule] = {
     "device": Rule("--device", OneOf(("auto", "cpu", "cuda"))),
     "jobs": Rule("--jobs", Interval(1, 64, integer=True)),
     "n_boot": Rule("--n-boot", Interval(0, 100000, integer=True)),
+    "threads": Rule("--threads", Interval(1, 256, integer=True)),
 }
 
 
@@ -89,7 +90,10 @@ class RunConfig:
     :func:`~mribench.api.specs.resolve_image_size` (the data-set spec's ``image_size=``, else
     this field, else 256). ``test_on`` lists external evaluation sets; ``test_split`` names a
     split strategy or manifest whose test part is used on them (default: all their labelled
-    samples). ``jobs`` is the executor's number of workers. ``report_dir`` is where the
+    samples). ``jobs`` is the executor's number of workers; ``threads`` the BLAS/OpenMP and
+    torch intra-op threads *each job* computes with, under every executor: floating-point sums
+    in another order give deep rows other weights, so it is part of the run's identity and the
+    way to use more cores without changing numbers is ``jobs``. ``report_dir`` is where the
     report goes (default: ``report/`` inside the results folder). ``baselines`` adds the
     no-skill rows of every task the run's methods answer.
     """
@@ -107,6 +111,7 @@ class RunConfig:
     split: str | None = None
     image_size: int | None = None
     jobs: int = 1
+    threads: int = 1
     n_boot: int = 1000
     test_on: tuple[DatasetSpec, ...] | str = ()
     test_split: str | None = None
@@ -206,6 +211,7 @@ class RunConfig:
             "test_on": [s.text for s in self.test_on],
             "test_split": self.test_split,
             "n_boot": self.n_boot,
+            "threads": self.threads,
             "mribench": version,
         }))
 

@@ -9,10 +9,12 @@ from the run folder's ``split.json``. A failure is recorded in the job's folder 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +120,37 @@ def _tasks_of(method: Method, task: str | None) -> list[str]:
     return [t for t in method.tasks if task in (None, t)]
 
 
+@contextlib.contextmanager
+def compute_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` BLAS/OpenMP (threadpoolctl) and torch intra-op threads
+    and with torch's deterministic algorithms (cuDNN deterministic, its autotuner off); the
+    previous settings come back after.
+
+    Every executor runs a job inside this, so a job computes with the threads its
+    configuration says whatever the machine's cores or the process's ``OMP_NUM_THREADS``: a
+    deep row's floating-point sums, and so its weights, depend on the thread count. Kernels
+    that have no deterministic version only warn (``warn_only``): they are not used on the CPU
+    by the shipped methods.
+    """
+    # cuBLAS is deterministic only with a fixed workspace, read when CUDA starts
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    with threadpool_limits(threads):
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before[0])
+            torch.use_deterministic_algorithms(before[1])
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2:]
+
+
 def _compute_threads(kind: str) -> dict[str, int]:
     """The threads the job computed with: torch's intra-op threads for deep methods (their
     floating-point sums, and so their trained weights, depend on it), BLAS/OpenMP for all."""
@@ -188,7 +221,8 @@ def run_job(job: Job) -> list[RowOutcome]:
     ctx = _context(job, logger)
     built: list[Method] = []
     try:
-        return _fit_and_score(job, ctx, writer, built)
+        with compute_threads(job.threads):
+            return _fit_and_score(job, ctx, writer, built)
     except Exception as exc:  # one job's failure must not stop the others
         return _record_failure(job, ctx, writer, built[0] if built else None, exc, logger)
     finally:

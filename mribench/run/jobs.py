@@ -54,6 +54,8 @@ class Job:
     device: str
     n_boot: int
     eval_sets: tuple[EvalSet, ...] = ()
+    #: BLAS/OpenMP and torch threads the job computes with (part of the run's identity).
+    threads: int = 1
     show_progress: bool = False
     #: Whether the device is checked on the worker (remote executors) rather than the driver.
     resolve_on_worker: bool = False
@@ -146,6 +148,7 @@ def plan_jobs(config: RunConfig, rows: list[tuple[str, Method]], run_dir: Path, 
                 data_dir=str(config.data_dir) if config.data_dir else None,
                 image_size=config.image_size, profile=config.profile, task=config.task,
                 device=device, n_boot=config.n_boot, eval_sets=eval_sets,
+                threads=config.threads,
                 show_progress=config.show_progress, method_cls=type(method),
                 resolve_on_worker=config.executor != "local"))
     return jobs
