@@ -391,3 +391,21 @@ def test_only_results_knows_the_layout() -> None:
 def test_layout_check_catches_a_path_built_elsewhere() -> None:
     source = 'def f(run, row, s):\n    """Writes run.json."""\n    return run / row / f"seed-{s}"\n'
     assert [t for _, t in layout_literals(source, Path("x.py"))] == ["seed-"]
+
+
+#: Longest function the engine and the plugins may hold (lines, decorators excluded).
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_is_longer_than_a_recipe() -> None:
+    """Functions read like their recipe: cut into named steps past 80 lines."""
+    long = []
+    for path in MODULES:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.name} "
+                                f"({lines} lines)")
+    assert not long, "functions over 80 lines:\n" + "\n".join(long)
