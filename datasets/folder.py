@@ -39,8 +39,9 @@ _MASK_ENDINGS = ("_mask", "-mask")
 
 
 #: A class folder's name (a class named images/ or masks/ would clash with pairs).
-FOLDER_NAME = Check(lambda v: isinstance(v, str) and bool(v) and "/" not in v
-                    and v not in ("images", "masks"), "a folder name (not images/ or masks/)")
+FOLDER_NAME = Check(lambda v: isinstance(v, str) and bool(v.strip()) and "/" not in v
+                    and "\\" not in v and v not in (".", "..", "images", "masks"),
+                    "a folder name inside PATH (not ., .., images/ or masks/)")
 
 
 class Folder(Dataset):

@@ -119,3 +119,34 @@ def test_explicit_options_win_over_a_suite(tmp_path):
     config = RunConfig.from_sources({"image_size": "48", "profile": "quick"}, suite=str(suite),
                                     explicit={"image_size"})
     assert config.image_size == 48 and config.profile == "paper"
+
+
+def test_folder_positive_dotdot_is_refused_not_read_as_the_parent(tmp_path):
+    from mribench.data.load import load_dataset
+
+    (tmp_path / "data" / "no").mkdir(parents=True)
+    with pytest.raises(MribenchError, match=r"option 'positive' must be a folder name inside"):
+        load_dataset(f"folder:{tmp_path / 'data'}[positive=..]", image_size=16)
+
+
+def test_test_on_missing_path_blames_the_spec_not_data_dir():
+    from mribench.data.load import load_dataset
+
+    with pytest.raises(MribenchError) as info:
+        load_dataset("lgg:/nonexistent/kaggle_3m", image_size=16)
+    assert str(info.value).startswith("lgg:/nonexistent/kaggle_3m: no lgg data there")
+    assert "--data-dir" not in str(info.value)
+
+
+def test_run_json_methods_as_text_is_read_as_row_names(tmp_path):
+    from mribench.results.read import run_rows
+
+    assert run_rows({"methods": "glcm-knn"}) == ["glcm-knn"]
+    assert run_rows({"methods": "glcm-knn, svm"}) == ["glcm-knn", "svm"]
+    assert run_rows({"methods": ["a", 3, "b"]}) == ["a", "b"]
+    assert run_rows({"methods": 7}) == []
+
+
+def test_seeds_over_the_cap_name_the_cap():
+    with pytest.raises(MribenchError, match="at most 1000"):
+        RunConfig(seeds="0-100000")

@@ -71,11 +71,31 @@ def test_mismatched_split_advises_the_real_split_make_syntax():
     with pytest.raises(DataError) as info:
         apply(manifest, [_sample("yes/y1", 1)])
     message = str(info.value)
-    assert "`bench split make br35h --strategy leak-free`" in message
+    assert ("`bench split make br35h --data-dir PATH --strategy leak-free --out my-split.json`"
+            ", then run with `--split my-split.json`") in message
     assert "--dataset" not in message
     folder = Manifest("folder-mine", "stratified", 0, 0.995, ("a",), ("b",), ("c",))
-    with pytest.raises(DataError, match=r"`bench split make folder:PATH --strategy stratified`"):
+    with pytest.raises(DataError, match=r"`bench split make folder:PATH --strategy stratified "
+                                        r"--out my-split.json`"):
         apply(folder, [])
+
+
+def test_stale_default_split_advice_never_overwrites_the_committed_manifest(
+        tmp_path, monkeypatch, capsys):
+    """Followed literally, the advice writes the user's own file; without --out, `bench split
+    make` refuses to replace a committed manifest."""
+    from mribench.cli import main
+    from mribench.split.manifest import manifest_path
+
+    committed = manifest_path("synthetic", "stratified")
+    before = committed.read_bytes()
+    with pytest.raises(SystemExit) as info:
+        main(["split", "make", "synthetic", "--strategy", "stratified"])
+    assert info.value.code == 2 and committed.read_bytes() == before
+    assert "write yours with --out FILE" in capsys.readouterr().err
+    out = tmp_path / "mine.json"
+    main(["split", "make", "synthetic", "--strategy", "stratified", "--out", str(out)])
+    assert out.is_file()
 
 
 # --------------------------------------------------------------------------- parts at start-up

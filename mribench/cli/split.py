@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from mribench.api.errors import MribenchError
 from mribench.cli.options import data_dir_option, image_size_option, seed_option
 
 
@@ -48,7 +49,11 @@ def make(dataset: str, data_dir: Path | None, image_size: int, strategy: str | N
     used_threshold = float(ds.options.get("threshold", splits.DEFAULT_THRESHOLD))
     manifest = splits.make_split(ds.split_name, samples, official, strategy, seed,
                                  used_threshold, ds.options)
-    path = splits.save_manifest(manifest, out or splits.manifest_path(ds.split_name, strategy))
+    default = splits.manifest_path(ds.split_name, strategy)
+    if out is None and default.exists():
+        raise MribenchError(f"{default} exists (a committed split other runs are compared "
+                            "on); write yours with --out FILE and run with --split FILE")
+    path = splits.save_manifest(manifest, out or default)
     leaks = splits.audit(manifest, samples)["leaks"]
     counts = manifest.counts
     click.echo(f"wrote {path}: train {counts['train']}, val {counts['val']}, test "

@@ -23,6 +23,7 @@ folder itself or a parent holding it), then ``<cache>/data/<name>``.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import os
 import shutil
@@ -60,6 +61,13 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "mribench"
 
 
+#: How the folder a data set reads was named, for messages: ``--data-dir `` by default,
+#: ``lgg:`` when the spec itself held the path (``lgg:PATH``), so an error never blames an
+#: option the user did not pass.
+_DATA_DIR_OPTION: contextvars.ContextVar[str] = contextvars.ContextVar("data_dir_option",
+                                                                       default="--data-dir ")
+
+
 def find_data_dir(name: str, explicit: Path | str | None, *, looks_like: Callable[[Path], bool],
                   how_to_get: str) -> Path:
     """The folder of data set ``name``: ``explicit``, else ``$MRIBENCH_DATA``, else the cache.
@@ -76,7 +84,7 @@ def find_data_dir(name: str, explicit: Path | str | None, *, looks_like: Callabl
         for path in candidates(base):
             if looks_like(path):
                 return path
-        raise DataError(f"--data-dir {base}: no {name} data there; {how_to_get}")
+        raise DataError(f"{_DATA_DIR_OPTION.get()}{base}: no {name} data there; {how_to_get}")
     tried = []
     env = os.environ.get(ENV_DATA)
     if env:
@@ -272,8 +280,12 @@ def load_dataset(spec: str | DatasetSpec, data_dir: Path | str | None = None,
     if image_size is not None:
         image_size = check_image_size(image_size)
     size = resolve_image_size(parsed.image_size, image_size, parsed.text)
-    ds = cls(spec_dir if spec_dir is not None else data_dir, image_size=size,
-             show_progress=show_progress, **options)
+    token = _DATA_DIR_OPTION.set(f"{parsed.name}:" if spec_dir is not None else "--data-dir ")
+    try:
+        ds = cls(spec_dir if spec_dir is not None else data_dir, image_size=size,
+                 show_progress=show_progress, **options)
+    finally:
+        _DATA_DIR_OPTION.reset(token)
     folder = _cache_folder(ds) if use_cache and getattr(cls, "cacheable", False) else None
     if folder is None:
         return ds, _with_groups(list(ds.load()))

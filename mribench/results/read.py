@@ -329,6 +329,17 @@ class RunResults:
                               "value", "ci_low", "ci_high", "n"])
 
 
+def run_rows(run: dict[str, Any]) -> list[str]:
+    """The rows ``run.json`` lists under ``methods``: a list of names, or one name or a comma
+    list as text (a hand-edited record: never its characters one by one)."""
+    listed = run.get("methods")
+    if isinstance(listed, str):
+        listed = [part.strip() for part in listed.split(",")]
+    if not isinstance(listed, list):
+        return []
+    return [str(n) for n in listed if isinstance(n, str) and n.strip()]
+
+
 def load_results(path: str | Path) -> RunResults:
     """Read a results folder written by the runner.
 
@@ -346,7 +357,7 @@ def load_results(path: str | Path) -> RunResults:
     if not isinstance(run, dict):
         raise MribenchError(f"{run_file} is not a run record (a JSON object); pass a folder "
                             "that `bench run` wrote")
-    names = [str(n) for n in run.get("methods", []) if isinstance(n, str) and is_row_name(n)]
+    names = [n for n in run_rows(run) if is_row_name(n)]
     extra = [n for n in layout.row_names() if n not in names]
     rows = {name: RowResult.load(layout.row_dir(name)) for name in [*names, *extra]}
     return RunResults(path=layout.root, run=run, rows=rows)

@@ -16,7 +16,7 @@ from typing import Any
 
 from mribench.results.layout import JobKey, RunLayout
 from mribench.results.lock import driver_pid
-from mribench.results.read import job_status, load_results
+from mribench.results.read import job_status, load_results, run_rows
 
 __all__ = ["STATES", "run_status"]
 
@@ -39,8 +39,7 @@ def run_status(run_dir: Path | str) -> dict[str, Any]:
     layout = RunLayout(Path(run_dir))
     results = load_results(layout.root)
     run = results.run
-    rows = [str(r) for r in run.get("methods") or [] if isinstance(r, str)] or list(
-        results.rows)
+    rows = run_rows(run) or list(results.rows)
     seeds = [int(s) for s in run.get("seeds") or [] if isinstance(s, int)]
     if not seeds:  # a run.json without seeds: the seeds its folders hold
         seeds = sorted({s for r in rows for s in layout.seeds_of(r)}) or [

@@ -404,11 +404,13 @@ def apply(manifest: Manifest, samples: Sequence[Sample], *, source: str | None =
 
 
 def _make_command(manifest: Manifest) -> str:
-    """The ``bench split make`` command line that remakes ``manifest``'s kind of split."""
+    """The command lines that make ``manifest``'s kind of split for the data at hand, into a
+    file of the user's own (never over a committed manifest), and use it."""
     dataset = manifest.dataset
-    spec = "folder:PATH" if dataset.startswith("folder-") else dataset
+    spec = "folder:PATH" if dataset.startswith("folder-") else f"{dataset} --data-dir PATH"
     strategy = f" --strategy {manifest.strategy}" if manifest.strategy in STRATEGIES else ""
-    return f"bench split make {spec}{strategy}"
+    return (f"bench split make {spec}{strategy} --out my-split.json`, then run with "
+            "`--split my-split.json")
 
 
 def audit(manifest: Manifest, samples: Sequence[Sample]) -> dict[str, Any]:
