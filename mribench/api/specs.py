@@ -16,6 +16,7 @@ The image size has one default (:data:`DEFAULT_IMAGE_SIZE`), one range
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from mribench.api.errors import MribenchError
 from mribench.api.params import format_spec, int_from_text, parse_spec, split_top_level
 
 __all__ = ["DEFAULT_IMAGE_SIZE", "IMAGE_SIZE_RANGE", "NO_SKILL", "DatasetSpec", "MethodSpec",
-           "check_image_size", "get_dataset", "parse_methods", "resolve_image_size",
+           "check_image_size", "get_dataset", "unique_labels", "parse_methods", "resolve_image_size",
            "resolve_methods"]
 
 #: Smallest and largest side (pixels) of the square slices a run works at.
@@ -77,6 +78,8 @@ class DatasetSpec:
         The path of ``name:PATH``.
     image_size : int or None
         ``image_size=`` when the spec sets it.
+    display : str or None
+        ``name=``: what tables and folders call the data set.
     """
 
     text: str
@@ -84,6 +87,7 @@ class DatasetSpec:
     options: tuple[tuple[str, Any], ...] = ()
     data_dir: str | None = None
     image_size: int | None = None
+    display: str | None = None
 
     @classmethod
     def parse(cls, text: str | DatasetSpec, known: tuple[str, ...] | None = None
@@ -117,8 +121,12 @@ class DatasetSpec:
         size = options.pop("image_size", None)
         if size is not None:
             size = check_image_size(size, f"{raw}: image_size")
+        display = options.pop("name", None)
+        if display is not None and (not isinstance(display, str) or not _safe(display)):
+            raise MribenchError(f"{raw}: name= must be a short name of letters, digits, - or _, "
+                                f"got {display!r}")
         return cls(text=raw, name=name, options=tuple(sorted(options.items())),
-                   data_dir=data_dir, image_size=size)
+                   data_dir=data_dir, image_size=size, display=display)
 
     @property
     def option_dict(self) -> dict[str, Any]:
@@ -129,17 +137,26 @@ class DatasetSpec:
         from dataclasses import replace
 
         options = {**self.option_dict, **changes}
-        inner = format_spec(self.name, options)
+        inner = format_spec(self.name, {**options, **({"name": self.display}
+                                                          if self.display else {})})
         text = inner if self.data_dir is None else (
             f"{self.name}:{self.data_dir}" + inner[len(self.name):])
         return replace(self, text=text, options=tuple(sorted(options.items())))
 
     @property
     def label(self) -> str:
-        """A short, path-safe name for tables and folders: the ``name=`` option when given,
-        else the plugin's name."""
-        base = str(self.option_dict.get("name") or self.name).strip().lower() or "external"
-        return "".join(c if c.isalnum() or c in "-_" else "-" for c in base)
+        """A short, path-safe name for tables and folders, from what the user wrote: the
+        ``name=`` option, else the folder's name for ``folder:PATH``, else the plugin's name
+        (:func:`unique_labels` tells apart two sets of one plugin by their folders)."""
+        if self.display:
+            return self.display
+        base = self.folder_name if self.name == "folder" and self.data_dir else self.name
+        return _sanitise(base) or "external"
+
+    @property
+    def folder_name(self) -> str:
+        """The last part of the spec's path (``kaggle_3m`` of ``lgg:PATH/kaggle_3m``)."""
+        return _sanitise(Path(self.data_dir).name) if self.data_dir else ""
 
     def __str__(self) -> str:
         return self.text
@@ -163,6 +180,32 @@ class MethodSpec:
 
     def __str__(self) -> str:
         return format_spec(self.name, self.override_dict)
+
+
+def _sanitise(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text.strip()).strip("-")
+
+
+def _safe(text: str) -> bool:
+    return bool(text) and len(text) <= 64 and _sanitise(text) == text and text[0] not in "-_"
+
+
+def unique_labels(specs: Sequence[DatasetSpec], taken: Sequence[str] = ()) -> list[str]:
+    """Distinct names for ``specs``: each :attr:`~DatasetSpec.label`; two of one plugin are
+    told apart by their folders' names, then by ``-2``, ``-3``; never a name in ``taken``."""
+    first = [s.label for s in specs]
+    labels = [f"{s.name}-{s.folder_name}" if first.count(first[i]) > 1 and not s.display
+              and s.folder_name and s.name != "folder" else first[i]
+              for i, s in enumerate(specs)]
+    out: list[str] = []
+    used = set(taken)
+    for label in labels:
+        name, k = label, 2
+        while name in used:
+            name, k = f"{label}-{k}", k + 1
+        used.add(name)
+        out.append(name)
+    return out
 
 
 def parse_methods(text: str) -> tuple[MethodSpec, ...]:

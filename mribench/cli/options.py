@@ -14,7 +14,9 @@ data_dir_option = click.option(
          "Default: $MRIBENCH_DATA, then ~/.cache/mribench/data/<name>.")
 dataset_option = click.option(
     "--dataset", default="synthetic", show_default=True,
-    help="Data set: a name from `bench list`, name[k=v] (e.g. synthetic[n=200]), or folder:PATH.")
+    help="Data set: a name from `bench list`, name[k=v] (e.g. synthetic[n=200]), or folder:PATH; "
+         "`bench run` takes a comma list (each split on its own, the transfer matrix between "
+         "them); name=... names one in tables.")
 # Values pass through as typed and are checked by the library (one range, one message, the
 # same from a suite file): see mribench.api.specs.check_image_size and RunConfig.
 image_size_option = click.option(

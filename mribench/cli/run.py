@@ -69,6 +69,9 @@ Examples:
                    "finished jobs.")
 @click.option("--jobs", default="1", show_default=True, metavar="N",
               help="Jobs run in parallel worker processes (one BLAS thread each): 1 to 64.")
+@click.option("--folds", default=None, metavar="K",
+              help="Patient-level K-fold cross-validation (2 to 20): stratified, grouped folds; "
+                   "every sample is predicted once out of fold per seed.")
 @click.option("--threads", default="1", show_default=True, metavar="N",
               help="BLAS/OpenMP and torch threads of each job, under every executor (part of "
                    "the run: deep rows' numbers depend on it); use --jobs for more cores.")

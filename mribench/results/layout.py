@@ -9,7 +9,10 @@
     .cache/features/         features shared by the run's jobs
     .submitit/               submitit's scripts and logs (``--executor slurm``)
     report/                  the report (``index.html``, ``report.md``, ``figures/``) by default
+    folds.json               with ``--folds K``: the K folds (train/val/test ids), hashed;
+                             each fold's manifest is ``split-fold-<k>.json``
     <row>/seed-<s>/          one job (:class:`JobKey`): one row fitted under one seed
+    <row>/fold-<k>/seed-<s>/ with ``--folds K``: one row, one fold, one seed
         status.json          written last: a job whose status is "done" is complete
         metrics.json         {"method", "tasks": {...}} on the run's own test part
         per_case.json        one record per test image (label, pred, score, pixel counts)
@@ -17,8 +20,11 @@
         history.json, log.txt, traceback.txt (on failure), checkpoints/, model/
         eval/<set>/          metrics, per-case records and predictions on each external set
 
-A new axis of a run (a data set, a fold) is a field of :class:`JobKey` and a level of
-:meth:`JobKey.parts`: nothing else builds these paths. :mod:`mribench.results.write` is the one
+With several data sets (``--dataset a,b``) each has its own folder ``<run>/<data set>/`` laid
+out as above from ``split.json`` down (:meth:`RunLayout.for_dataset`); ``run.json``, the lock
+and the report stay at the run's root. A new axis of a run is a field of :class:`JobKey` and a
+level of :meth:`JobKey.parts` (the fold), or a scope of the layout (the data set): nothing else
+builds these paths. :mod:`mribench.results.write` is the one
 writer and :mod:`mribench.results.read` the one reader; both ask this module for paths.
 """
 
@@ -47,6 +53,8 @@ MODEL_DIR = "model"
 EVAL_DIR = "eval"
 REPORT_DIR = "report"
 _SEED_PREFIX = "seed-"
+_FOLD_PREFIX = "fold-"
+FOLDS_FILE = "folds.json"
 
 
 @dataclass(frozen=True, order=True)
@@ -56,10 +64,13 @@ class JobKey:
 
     row: str
     seed: int
+    #: The cross-validation fold (``--folds``), None for a single split.
+    fold: int | None = None
 
     def parts(self) -> tuple[str, ...]:
-        """The folder levels of the job below the run folder."""
-        return (self.row, f"{_SEED_PREFIX}{self.seed}")
+        """The folder levels of the job below the run (or data-set) folder."""
+        fold = () if self.fold is None else (f"{_FOLD_PREFIX}{self.fold}",)
+        return (self.row, *fold, f"{_SEED_PREFIX}{self.seed}")
 
     @property
     def text(self) -> str:
@@ -68,18 +79,21 @@ class JobKey:
 
     def variant(self, name: str) -> JobKey:
         """The key of this job's variant row ``<row>+<name>`` (written by the same job)."""
-        return JobKey(f"{self.row}+{name}", self.seed)
+        return JobKey(f"{self.row}+{name}", self.seed, self.fold)
+
+
+def _number(name: str, prefix: str) -> int | None:
+    if not name.startswith(prefix):
+        return None
+    try:
+        return int(name.removeprefix(prefix))
+    except ValueError:
+        return None
 
 
 def seed_of(folder: Path) -> int | None:
     """The seed of a ``seed-<s>`` folder, or None when the name is not one."""
-    name = Path(folder).name
-    if not name.startswith(_SEED_PREFIX):
-        return None
-    try:
-        return int(name.removeprefix(_SEED_PREFIX))
-    except ValueError:
-        return None
+    return _number(Path(folder).name, _SEED_PREFIX)
 
 
 def is_row_name(name: str) -> bool:
@@ -90,12 +104,31 @@ def is_row_name(name: str) -> bool:
 
 @dataclass(frozen=True)
 class RunLayout:
-    """Paths of one results folder."""
+    """Paths of one results folder, or of one data set's part of it (``dataset``)."""
 
     root: Path
+    #: The data set this view is scoped to in a run of several (None: the run's only one).
+    dataset: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+
+    def for_dataset(self, name: str | None) -> RunLayout:
+        """The view of data set ``name`` (itself for None)."""
+        return RunLayout(self.root, name)
+
+    @property
+    def base(self) -> Path:
+        """Where this view's rows and split live (the run folder, or its data set's)."""
+        return self.root if self.dataset is None else self.root / self.dataset
+
+    @property
+    def datasets_of_run(self) -> list[str]:
+        """Data-set folders of a run of several (those holding a split), sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and is_row_name(p.name)
+                      and ((p / SPLIT_FILE).is_file() or (p / FOLDS_FILE).is_file()))
 
     # ---------------------------------------------------------------- the run's own files
     @property
@@ -104,11 +137,19 @@ class RunLayout:
 
     @property
     def split_file(self) -> Path:
-        return self.root / SPLIT_FILE
+        return self.base / SPLIT_FILE
+
+    def split_file_for(self, fold: int | None) -> Path:
+        """The manifest a job of ``fold`` reads (``split.json`` without folds)."""
+        return self.split_file if fold is None else self.base / f"split-{_FOLD_PREFIX}{fold}.json"
+
+    @property
+    def folds_file(self) -> Path:
+        return self.base / FOLDS_FILE
 
     @property
     def test_images_file(self) -> Path:
-        return self.root / TEST_IMAGES_FILE
+        return self.base / TEST_IMAGES_FILE
 
     @property
     def lock_file(self) -> Path:
@@ -116,7 +157,8 @@ class RunLayout:
 
     @property
     def feature_cache_dir(self) -> Path:
-        return self.root / ".cache" / "features"
+        """Features shared by the jobs of one data set (ids of two data sets may coincide)."""
+        return self.base / ".cache" / "features"
 
     @property
     def submitit_dir(self) -> Path:
@@ -128,10 +170,10 @@ class RunLayout:
 
     # ---------------------------------------------------------------- rows and jobs
     def row_dir(self, row: str) -> Path:
-        return self.root / row
+        return self.base / row
 
     def job_dir(self, key: JobKey) -> Path:
-        return self.root.joinpath(*key.parts())
+        return self.base.joinpath(*key.parts())
 
     def scores_dir(self, key: JobKey, eval_set: str = IN_DISTRIBUTION) -> Path:
         """Where a job's scores on ``eval_set`` live (the job folder for its own test part)."""
@@ -154,15 +196,26 @@ class RunLayout:
         return self.job_dir(key) / MODEL_DIR
 
     def seeds_of(self, row: str) -> dict[int, Path]:
-        """``{seed: job folder}`` of a row, by seed (only folders that exist)."""
+        """``{seed: job folder}`` of a row, by seed (only folders that exist; without folds)."""
         return seed_folders(self.row_dir(row))
 
+    def jobs_of(self, row: str) -> list[JobKey]:
+        """The jobs a row's folder holds (every fold and seed), sorted."""
+        row_dir = self.row_dir(row)
+        keys = [JobKey(row, seed) for seed in seed_folders(row_dir)]
+        if row_dir.is_dir():
+            for p in row_dir.iterdir():
+                fold = _number(p.name, _FOLD_PREFIX)
+                if p.is_dir() and fold is not None:
+                    keys += [JobKey(row, seed, fold) for seed in seed_folders(p)]
+        return sorted(keys, key=lambda k: (k.fold if k.fold is not None else -1, k.seed))
+
     def row_names(self) -> list[str]:
-        """Folders of the run that hold a row (a job folder inside), sorted."""
-        if not self.root.is_dir():
+        """Folders of this view that hold a row (a job folder inside), sorted."""
+        if not self.base.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and is_row_name(p.name) and seed_folders(p))
+        return sorted(p.name for p in self.base.iterdir()
+                      if p.is_dir() and is_row_name(p.name) and self.jobs_of(p.name))
 
 
 def seed_folders(row_dir: Path) -> dict[int, Path]:
@@ -178,9 +231,16 @@ def seed_folders(row_dir: Path) -> dict[int, Path]:
 
 
 def job_of(folder: Path) -> tuple[RunLayout, JobKey] | None:
-    """The run and job of a job folder ``<run>/<row>/seed-<s>``, or None when it is not one."""
+    """The layout and job of a job folder (``<run>/<row>/seed-<s>``, with ``fold-<k>`` and a
+    data-set level where the run has them), or None when it is not one."""
     folder = Path(folder)
     seed = seed_of(folder)
     if seed is None:
         return None
-    return RunLayout(folder.parent.parent), JobKey(folder.parent.name, seed)
+    fold = _number(folder.parent.name, _FOLD_PREFIX)
+    row_dir = folder.parent if fold is None else folder.parent.parent
+    base = row_dir.parent
+    layout = RunLayout(base)
+    if not (base / RUN_FILE).is_file() and (base.parent / RUN_FILE).is_file():
+        layout = RunLayout(base.parent, base.name)
+    return layout, JobKey(row_dir.name, seed, fold)

@@ -66,15 +66,21 @@ class RunWriter:
             except OSError:
                 pass
 
-    def write_split(self, manifest: Any) -> None:
-        """``split.json``: the manifest every job reads."""
+    def write_split(self, manifest: Any, fold: int | None = None) -> None:
+        """``split.json`` (or fold ``fold``'s manifest): the manifest the jobs read."""
         from mribench.split.manifest import save_manifest
 
-        save_manifest(manifest, self.layout.split_file)
+        self.layout.base.mkdir(parents=True, exist_ok=True)
+        save_manifest(manifest, self.layout.split_file_for(fold))
+
+    def write_folds(self, record: dict[str, Any]) -> None:
+        """``folds.json``: every fold's train/val/test ids and their hash."""
+        atomic_write_json(self.layout.folds_file, record)
 
     def write_test_images(self, ids: Sequence[str], images: np.ndarray, masks: np.ndarray,
                           labels: Sequence[int], **extra: np.ndarray) -> None:
         """``test_images.npz``: a few test slices for the report's montage."""
+        self.layout.base.mkdir(parents=True, exist_ok=True)
         atomic_save_npz(self.layout.test_images_file, ids=np.array(list(ids)),
                         images=images.astype(np.float16), masks=masks,
                         labels=np.array(list(labels)), **extra)

@@ -74,6 +74,7 @@ RULES: dict[str, Rule] = {
     "jobs": Rule("--jobs", Interval(1, 64, integer=True)),
     "n_boot": Rule("--n-boot", Interval(0, 100000, integer=True)),
     "threads": Rule("--threads", Interval(1, 256, integer=True)),
+    "folds": Rule("--folds", Interval(2, 20, integer=True), optional=True),
 }
 
 
@@ -99,7 +100,7 @@ class RunConfig:
     """
 
     methods: tuple[MethodSpec, ...] | str = "all"
-    dataset: DatasetSpec | str = "synthetic"
+    dataset: DatasetSpec | str | tuple[DatasetSpec, ...] = "synthetic"
     data_dir: Path | None = None
     task: str | None = None
     profile: str = "quick"
@@ -112,6 +113,7 @@ class RunConfig:
     image_size: int | None = None
     jobs: int = 1
     threads: int = 1
+    folds: int | None = None
     n_boot: int = 1000
     test_on: tuple[DatasetSpec, ...] | str = ()
     test_split: str | None = None
@@ -124,6 +126,9 @@ class RunConfig:
     baselines: bool = True
     #: Whether ``methods`` was ``all`` (methods that do not answer ``task`` are then dropped).
     all_methods: bool = field(default=False, init=False)
+    #: Every data set of the run (``dataset`` is the first): each gets its own split (or
+    #: folds), every method is trained on each and scored on the others (the transfer matrix).
+    datasets: tuple[DatasetSpec, ...] = field(default=(), init=False)
 
     def __post_init__(self) -> None:
         for name, rule in RULES.items():
@@ -136,12 +141,15 @@ class RunConfig:
             self.all_methods = self.methods.strip() == "all"
             self.methods = parse_methods(self.methods)
         self.methods = tuple(self.methods)
-        self.dataset = DatasetSpec.parse(self.dataset)
+        self.datasets = _parse_datasets(self.dataset)
+        self.dataset = self.datasets[0]
         self.test_on = _parse_test_on(self.test_on)
         self.seeds = _parse_seed_field(self.seeds, self.seed)
         self.seed = self.seeds[0]
         size = None if self.image_size is None else check_image_size(self.image_size)
-        self.image_size = resolve_image_size(self.dataset.image_size, size, self.dataset.text)
+        for spec in self.datasets:  # one run, one size: each spec's own size must agree
+            size = resolve_image_size(spec.image_size, size, spec.text)
+        self.image_size = resolve_image_size(None, size)
         for spec in self.test_on:
             if spec.image_size not in (None, self.image_size):
                 raise MribenchError(f"--test-on {spec.text}: sets image_size={spec.image_size}; "
@@ -175,6 +183,10 @@ class RunConfig:
     def split_seed(self) -> int:
         return self.seeds[0]
 
+    def dataset_text(self) -> str:
+        """``--dataset`` as text (a comma list for several data sets)."""
+        return ",".join(spec.text for spec in self.datasets)
+
     def method_text(self) -> str:
         """``--method`` as text (``all`` when every method was asked for)."""
         return "all" if self.all_methods else ",".join(str(m) for m in self.methods)
@@ -188,7 +200,7 @@ class RunConfig:
                 value = self.method_text()
             elif isinstance(value, DatasetSpec | Path):
                 value = str(value)
-            elif f.name == "test_on":
+            elif f.name in ("test_on", "datasets"):
                 value = [s.text for s in value]
             out[f.name] = value
         return json.loads(json.dumps(out, default=str))
@@ -201,7 +213,8 @@ class RunConfig:
         """
         return json.loads(json.dumps({
             "methods": methods,
-            "dataset": self.dataset.text,
+            "dataset": self.dataset_text(),
+            "folds": self.folds,
             "task": self.task,
             "profile": self.profile,
             "image_size": self.image_size,
@@ -220,7 +233,7 @@ class RunConfig:
 #: allowed; specs may also come typed (tuples of MethodSpec, a DatasetSpec).
 _TEXT_FIELDS: dict[str, tuple[str, bool, tuple[type, ...]]] = {
     "methods": ("--method", False, (str, tuple, list)),
-    "dataset": ("--dataset", False, (str, DatasetSpec)),
+    "dataset": ("--dataset", False, (str, DatasetSpec, tuple, list)),
     "data_dir": ("--data-dir", True, (str, Path)),
     "out": ("--out", True, (str, Path)),
     "report_dir": ("--report-dir", True, (str, Path)),
@@ -254,6 +267,21 @@ def _check_types(config: RunConfig) -> None:
 
 def _as_path(value: Any) -> Path | None:
     return None if value in (None, "") else Path(value)
+
+
+def _parse_datasets(value: Any) -> tuple[DatasetSpec, ...]:
+    items = split_top_level(value) if isinstance(value, str) else (
+        [value] if isinstance(value, DatasetSpec) else list(value))
+    if not all(isinstance(v, str | DatasetSpec) for v in items):
+        raise MribenchError(f"--dataset must be data-set specs (e.g. br35h,lgg:PATH), got "
+                            f"{value!r}")
+    specs = tuple(DatasetSpec.parse(v) for v in items if str(v).strip())
+    if not specs:
+        raise MribenchError("--dataset is empty; give a name from `bench list` or folder:PATH")
+    texts = [s.text for s in specs]
+    if len(set(texts)) != len(texts):
+        raise MribenchError(f"--dataset names a data set twice: {', '.join(texts)}")
+    return specs
 
 
 def _parse_test_on(value: Any) -> tuple[DatasetSpec, ...]:

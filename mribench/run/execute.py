@@ -73,7 +73,7 @@ def load_parts(job: Job) -> tuple[list[Sample], list[Sample], list[Sample]]:
     from mribench.split.manifest import apply, load_manifest
 
     _, samples = load_samples(job.dataset, job.data_dir, job.image_size, job.show_progress)
-    split_file = job.layout.split_file
+    split_file = job.layout.split_file_for(job.fold)
     return apply(load_manifest(split_file), samples, source=str(split_file))
 
 

@@ -23,7 +23,7 @@ from mribench.api import registry
 from mribench.api.errors import MribenchError
 from mribench.api.method import Method
 from mribench.api.specs import NO_SKILL, DatasetSpec
-from mribench.results.layout import IN_DISTRIBUTION, JobKey, RunLayout
+from mribench.results.layout import JobKey, RunLayout
 from mribench.run.config import RunConfig
 
 
@@ -56,6 +56,10 @@ class Job:
     eval_sets: tuple[EvalSet, ...] = ()
     #: BLAS/OpenMP and torch threads the job computes with (part of the run's identity).
     threads: int = 1
+    #: The data set's folder in a run of several (None: the run's only data set).
+    dataset_name: str | None = None
+    #: The cross-validation fold (None: the run's single split).
+    fold: int | None = None
     show_progress: bool = False
     #: Whether the device is checked on the worker (remote executors) rather than the driver.
     resolve_on_worker: bool = False
@@ -67,11 +71,11 @@ class Job:
 
     @property
     def key(self) -> JobKey:
-        return JobKey(self.row, self.seed)
+        return JobKey(self.row, self.seed, self.fold)
 
     @property
     def layout(self) -> RunLayout:
-        return RunLayout(self.run_dir)
+        return RunLayout(self.run_dir, self.dataset_name)
 
     @property
     def folder(self) -> Path:
@@ -80,18 +84,6 @@ class Job:
     def build(self) -> Method:
         cls = self.method_cls or registry.get_method(self.method)
         return cls(profile=self.profile, **dict(self.overrides))
-
-
-def eval_set_name(spec: DatasetSpec, taken: set[str]) -> str:
-    """A short, unique, path-safe name for an evaluation set (``lgg``, ``brats``, ``lgg-2``)."""
-    base = spec.label
-    if base == IN_DISTRIBUTION:
-        base = "test-set"
-    name, k = base, 2
-    while name in taken:
-        name, k = f"{base}-{k}", k + 1
-    taken.add(name)
-    return name
 
 
 def plan_methods(config: RunConfig) -> list[tuple[str, Method]]:
@@ -135,23 +127,38 @@ def _no_skill_rows(config: RunConfig, chosen: set[str], tasks: set[str]
     return rows
 
 
+@dataclass(frozen=True)
+class DatasetPlan:
+    """One data set of a run: its spec, its folder name (None for a run's only data set) and
+    the folds (None: one split) its jobs are trained on, and the sets they are scored on."""
+
+    spec: DatasetSpec
+    folder: str | None
+    folds: tuple[int | None, ...]
+    eval_sets: tuple[EvalSet, ...]
+
+
 def plan_jobs(config: RunConfig, rows: list[tuple[str, Method]], run_dir: Path, device: str,
-              eval_sets: tuple[EvalSet, ...]) -> list[Job]:
-    """One job per (row, seed), rows in the order asked, seeds innermost."""
+              datasets: tuple[DatasetPlan, ...]) -> list[Job]:
+    """One job per (data set, row, fold, seed), in that order (seeds innermost)."""
     jobs = []
-    for row, method in rows:
-        overrides = tuple(sorted(_overrides(method).items()))
-        for seed in config.seeds:
-            jobs.append(Job(
-                row=row, method=method.name, overrides=overrides, seed=seed, run_dir=run_dir,
-                dataset=config.dataset,
-                data_dir=str(config.data_dir) if config.data_dir else None,
-                image_size=config.image_size, profile=config.profile, task=config.task,
-                device=device, n_boot=config.n_boot, eval_sets=eval_sets,
-                threads=config.threads,
-                show_progress=config.show_progress, method_cls=type(method),
-                resolve_on_worker=config.executor != "local"))
+    for data in datasets:
+        for row, method in rows:
+            overrides = tuple(sorted(_overrides(method).items()))
+            for fold in data.folds:
+                for seed in config.seeds:
+                    jobs.append(Job(
+                        row=row, method=method.name, overrides=overrides, seed=seed,
+                        run_dir=run_dir, dataset=data.spec,
+                        data_dir=str(config.data_dir) if config.data_dir else None,
+                        image_size=config.image_size, profile=config.profile,
+                        task=config.task, device=device, n_boot=config.n_boot,
+                        eval_sets=data.eval_sets,
+                        threads=config.threads, dataset_name=data.folder, fold=fold,
+                        show_progress=config.show_progress, method_cls=type(method),
+                        resolve_on_worker=config.executor != "local"))
     return jobs
+
 
 
 def _overrides(method: Method) -> dict[str, Any]:

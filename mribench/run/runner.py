@@ -43,10 +43,16 @@ from mribench.results.layout import RunLayout
 from mribench.results.lock import RunLock
 from mribench.results.write import RunWriter, now, writable_error
 from mribench.run.config import RunConfig, identity_diff
+from mribench.run.data_plan import (
+    PlannedData,
+    plan_datasets,
+    run_fingerprint,
+    run_split_sha256,
+)
 from mribench.run.device import resolve_device
 from mribench.run.execute import RowOutcome, job_finished, remember_samples
 from mribench.run.executors import Executor, make_executor
-from mribench.run.jobs import EvalSet, Job, eval_set_name, plan_jobs, plan_methods
+from mribench.run.jobs import Job, plan_jobs, plan_methods
 from mribench.run.provenance import command_line, git_revision, machine, package_versions
 
 __all__ = ["RowOutcome", "RunConfig", "RunOutcome", "RunPlan", "run_benchmark"]
@@ -70,23 +76,20 @@ class RunOutcome:
 @dataclass
 class RunPlan:
     """What a run will do, decided before anything trains: the rows (methods constructed,
-    params validated), the executor, the data and its split, the evaluation sets and the
-    results folder."""
+    params validated), the executor, every data set with its split(s) and evaluation sets,
+    and the results folder."""
 
     config: RunConfig
     device: str
     rows: list[tuple[str, Method]]
     executor: Executor
-    dataset: Any
-    samples: list[Sample]
-    split: Any
-    eval_sets: tuple[EvalSet, ...]
+    data: list[PlannedData]
     layout: RunLayout
 
     def identity(self) -> dict[str, Any]:
         return self.config.identity(
             {row: {"method": m.name, "params": m.params.as_dict()} for row, m in self.rows},
-            self.split.sha256, self.dataset.fingerprint(), __version__)
+            run_split_sha256(self.data), run_fingerprint(self.data), __version__)
 
 
 def _run_id(config: RunConfig, dataset_name: str) -> str:
@@ -161,31 +164,16 @@ def run_benchmark(config: RunConfig, *, on_row: Callable[[RowOutcome], None] | N
 
 
 def plan_run(config: RunConfig) -> RunPlan:
-    """Decide the run: construct every method, the executor, load the data set and every
-    evaluation set, make the split; bad input fails here, before anything is written."""
-    from mribench.data.load import load_dataset
-    from mribench.run.execute import load_eval_samples
-    from mribench.split.choose import choose_split
-
+    """Decide the run: construct every method and the executor, load and split every data
+    set, load every evaluation set; bad input fails here, before anything is written."""
     # Remote executors (dask, SLURM) resolve "auto"/"cuda" on the node that runs the job.
     device = resolve_device(config.device) if config.executor == "local" else config.device
     rows = plan_methods(config)
     executor = make_executor(config.executor, config.jobs, config.executor_options)
-    dataset, samples = load_dataset(config.dataset, data_dir=config.data_dir,
-                                    image_size=config.image_size,
-                                    show_progress=config.show_progress)
-    # An explicit --task is checked strictly; otherwise segment is checked only where the
-    # data set has masks (class folders have none; their segmenters still answer classify).
-    tasks = {config.task} if config.task else None
-    split = choose_split(dataset, samples, config.split, seed=config.split_seed, tasks=tasks)
-    taken: set[str] = set()
-    eval_sets = tuple(EvalSet(eval_set_name(spec, taken), spec, config.test_split)
-                      for spec in config.test_on)
-    for eval_set in eval_sets:  # fail early on a bad --test-on (and warm the data cache)
-        load_eval_samples(eval_set.spec, eval_set.split, config.image_size)
-    root = config.out or config.results_root / _run_id(config, dataset.name)
-    return RunPlan(config, device, rows, executor, dataset, samples, split, eval_sets,
-                   RunLayout(root))
+    data = plan_datasets(config, rows)
+    name = "+".join(d.dataset.name for d in data)
+    root = config.out or config.results_root / _run_id(config, name)
+    return RunPlan(config, device, rows, executor, data, RunLayout(root))
 
 
 def _check_resume(plan: RunPlan, previous: dict[str, Any]) -> None:
@@ -205,10 +193,11 @@ def _check_resume(plan: RunPlan, previous: dict[str, Any]) -> None:
 
 
 def prepare_run(plan: RunPlan, writer: RunWriter, previous: dict[str, Any]) -> dict[str, Any]:
-    """Write ``split.json``, ``run.json`` (status running) and the montage slices; returns
-    the run record."""
-    config, dataset, split = plan.config, plan.dataset, plan.split
-    writer.write_split(split.manifest)
+    """Write each data set's split(s), ``run.json`` (status running) and the montage slices;
+    returns the run record."""
+    config = plan.config
+    records = [_write_data(plan, writer, data) for data in plan.data]
+    first = records[0]
     info = {
         "run_id": plan.layout.root.name,
         "command": command_line(),
@@ -220,15 +209,15 @@ def prepare_run(plan: RunPlan, writer: RunWriter, previous: dict[str, Any]) -> d
         "device": plan.device,
         "seed": config.seeds[0],
         "seeds": list(config.seeds),
+        "folds": config.folds,
+        "threads": config.threads,
         "profile": config.profile,
         "image_size": config.image_size,
-        "dataset": {"name": dataset.name, "spec": config.dataset.text,
-                    "data_dir": str(dataset.data_dir) if dataset.data_dir else None,
-                    "n_samples": len(plan.samples), "fingerprint": dataset.fingerprint()},
-        "split": {**split.describe(),
-                  **({} if split.path else {"path": plan.layout.split_file.name})},
+        "dataset": first["dataset"],
+        "split": first["split"],
+        "datasets": records if len(records) > 1 else [],
         "eval_sets": [{"name": e.name, "spec": e.spec.text, "split": e.split}
-                      for e in plan.eval_sets],
+                      for e in plan.data[0].plan.eval_sets],
         "methods": [row for row, _ in plan.rows],
         "rows": {row: {"method": m.name, "params": m.params.as_dict()} for row, m in plan.rows},
         "executor": config.executor,
@@ -237,17 +226,42 @@ def prepare_run(plan: RunPlan, writer: RunWriter, previous: dict[str, Any]) -> d
         "status": "running",
     }
     writer.write_run(info)
-    _save_test_images(writer, split.parts[2], config.split_seed)
-    remember_samples(config.dataset, str(config.data_dir) if config.data_dir else None,
-                     config.image_size, dataset, plan.samples)
+    last = plan.data[-1]
+    remember_samples(last.plan.spec, str(config.data_dir) if config.data_dir else None,
+                     config.image_size, last.dataset, last.samples)
     return info
+
+
+def _write_data(plan: RunPlan, writer: RunWriter, data: PlannedData) -> dict[str, Any]:
+    """One data set's split(s) and montage slices written; its record for run.json."""
+    scoped = RunWriter(plan.layout.for_dataset(data.plan.folder))
+    for fold, split in zip(data.plan.folds, data.splits, strict=True):
+        scoped.write_split(split.manifest, fold)
+    if data.folds_record is not None:
+        scoped.write_folds(data.folds_record)
+    first = data.splits[0]
+    _save_test_images(scoped, first.parts[2], plan.config.split_seed)
+    dataset = data.dataset
+    split = {**first.describe(), **({} if first.path else
+                                    {"path": scoped.layout.split_file_for(data.plan.folds[0])
+                                     .name})}
+    if data.folds_record is not None:
+        split = {"name": f"{dataset.split_name}-{len(data.splits)}-fold", "folds":
+                 len(data.splits), "sha256": data.sha256, "strategy": "k-fold",
+                 "counts": [s.describe()["counts"] for s in data.splits]}
+    return {"name": data.plan.folder or dataset.name, "spec": data.plan.spec.text,
+            "dataset": {"name": dataset.name, "spec": data.plan.spec.text,
+                        "data_dir": str(dataset.data_dir) if dataset.data_dir else None,
+                        "n_samples": len(data.samples), "fingerprint": dataset.fingerprint()},
+            "split": split}
 
 
 def dispatch(plan: RunPlan, on_row: Callable[[RowOutcome], None] | None = None
              ) -> list[RowOutcome]:
     """Run every job not finished yet through the executor; outcomes as they come."""
     config = plan.config
-    jobs = plan_jobs(config, plan.rows, plan.layout.root, plan.device, plan.eval_sets)
+    jobs = plan_jobs(config, plan.rows, plan.layout.root, plan.device,
+                     tuple(d.plan for d in plan.data))
     outcomes: list[RowOutcome] = []
 
     def report(outcome: RowOutcome) -> None:
