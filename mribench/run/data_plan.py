@@ -45,9 +45,10 @@ class PlannedData:
 
 
 def _tasks_of_data(samples: Sequence[Sample]) -> set[str]:
-    """What a data set can score: classify (labels), segment (where a mask is known)."""
+    """What a data set can train and score: classify (labels), segment (annotated masks;
+    slices whose truth is only inferred empty from a label do not make a segmentation set)."""
     tasks = {"classify"}
-    if any(s.mask_or_empty() is not None for s in samples):
+    if any(s.has_mask for s in samples):
         tasks.add("segment")
     return tasks
 
