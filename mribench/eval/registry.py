@@ -28,7 +28,9 @@ how its bootstrap interval and its paired test are computed:
     labels for ``classify``, pixels for ``segment``). It must be vectorised: it is called
     with scalars and with arrays of any shape (one set of summed counts per bootstrap or
     permutation resample) and returns values of the same shape; a zero denominator should
-    give 0.0, like the built-ins (:func:`mribench.api.overlap.safe_ratio`).
+    give 0.0, like the built-ins (:func:`mribench.api.overlap.safe_ratio`): where that 0 is a
+    fact about the population rather than a measurement, declare ``requires`` (below) and
+    the value becomes null with its reason.
 ``"per_image"`` (``segment`` only)
     the mean over images of each image's ``from_counts`` of its own pixel counts, under the
     empty-mask policy of :func:`mribench.eval.metrics.per_image_scores`; ``key`` names the
@@ -101,8 +103,10 @@ DISPLAYS: tuple[str, ...] = ("always", "no-positive")
 ENTRY_POINT_GROUP = "mribench.metrics"
 
 #: Column names of a ranked table that a metric name may not take.
-_RESERVED_NAMES = frozenset({"rank", "group", "p_vs_leader", "method", "kind", "n", "seeds",
-                             "time_capped", "fit_s", "predict_ms", "p_secondary", "test"})
+_RESERVED_NAMES = frozenset({"rank", "group", "group_undecided", "p_vs_leader",
+                             "p_vs_leader_se", "method", "kind", "no_skill", "n", "n_clusters",
+                             "seeds", "time_capped", "fit_s", "predict_ms", "p_secondary",
+                             "test"})
 #: Keys of a per-case record that a per-image metric's ``key`` may not take.
 _RESERVED_KEYS = frozenset({"id", "group", "label", "pred", "score", "truth", "tp", "fp", "tn", "fn",
                             "gt_area", "pred_area"})
