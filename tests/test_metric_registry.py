@@ -60,12 +60,13 @@ def cache(tmp_path, monkeypatch):
 
 
 def _table(output: str, heading: str) -> list[str]:
-    """The method column of the table printed after the line starting with ``heading``."""
+    """The method column of the table printed after the line starting with ``heading``
+    (the ranked rows: the no-skill rows listed below them are not ranked)."""
     lines = output.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(heading))
     rows = []
     for line in lines[start + 3:]:  # heading, header, rule
-        if not line.strip():
+        if not line.strip() or "(no skill)" in line:
             break
         rows.append(line.split()[3])
     return rows

@@ -34,6 +34,7 @@ def sklearn_metrics(t: np.ndarray, p: np.ndarray) -> dict[str, float]:
         "precision": skm.precision_score(t, p, **kw),
         "recall": skm.recall_score(t, p, **kw),
         "specificity": skm.recall_score(t, p, pos_label=0, **kw),
+        "fp_rate": 1 - skm.recall_score(t, p, pos_label=0, **kw),
     }
 
 
@@ -57,19 +58,54 @@ def test_classification_matches_sklearn(seed: int) -> None:
 
 
 def test_zero_division_is_zero_like_sklearn() -> None:
-    t = np.array([0, 0, 0, 0])
+    # a population with a tumour, a method that predicts none: precision 0 (zero_division=0)
+    t = np.array([1, 0, 0, 0])
     p = np.array([0, 0, 0, 0])
     got = metrics_from_counts(**confusion_counts(t, p))
-    want = sklearn_metrics(t, p)
-    assert got == pytest.approx(want)
-    assert got["precision"] == 0.0 and got["f1"] == 0.0 and got["accuracy"] == 1.0
+    assert got == pytest.approx(sklearn_metrics(t, p))
+    assert got["precision"] == 0.0 and got["f1"] == 0.0 and got["accuracy"] == 0.75
+
+
+def test_a_population_without_a_positive_leaves_its_metrics_undefined() -> None:
+    t = np.array([0, 0, 0, 0])
+    p = np.array([0, 1, 0, 0])
+    got = metrics_from_counts(**confusion_counts(t, p))
+    assert all(np.isnan(got[k]) for k in ("f1", "iou", "recall"))
+    assert got["precision"] == 0.0 and got["accuracy"] == 0.75
+    assert got["specificity"] == 0.75 and got["fp_rate"] == 0.25
+    block = classification_metrics(t, p, [0.1, 0.9, 0.2, 0.3], n_boot=20)
+    for name in ("f1", "iou", "recall", "auc"):
+        entry = block["metrics"][name]
+        assert entry["value"] is None and entry["ci_low"] is None, name
+    assert block["metrics"]["f1"]["undefined"] == "no tumour image in the population"
+    assert block["metrics"]["auc"]["undefined"].startswith("one class only")
+    assert block["metrics"]["precision"] == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+
+
+def test_healthy_slices_alone_report_what_is_defined_there() -> None:
+    truth = np.zeros((4, 8, 8), bool)
+    guess = np.zeros((4, 8, 8), bool)
+    guess[1, :2, :2] = True  # 4 false-positive pixels on one of four healthy slices
+    block = segmentation_metrics(truth, guess, empty_policy="one-if-both-empty", n_boot=50)
+    for name in ("f1", "iou", "recall"):
+        assert block["metrics"][name]["value"] is None
+        assert block["metrics"][name]["undefined"] == "no tumour pixel in the population"
+    assert block["metrics"]["fp_rate"]["value"] == pytest.approx(4 / 256)
+    assert block["metrics"]["specificity"]["value"] == pytest.approx(1 - 4 / 256)
+    assert block["per_image"]["flagged"]["value"] == pytest.approx(0.25)
+    assert block["per_image"]["dice"]["value"] == pytest.approx(0.75)
+    excluded = segmentation_metrics(truth, guess, empty_policy="exclude", n_boot=0)
+    assert excluded["per_image"]["dice"]["value"] is None
+    assert "empty-mask policy" in excluded["per_image"]["dice"]["undefined"]
+    assert excluded["per_image"]["flagged"]["value"] == pytest.approx(0.25)
 
 
 def test_auc_nan_with_one_class_or_no_scores() -> None:
     m = classification_metrics([1, 1, 1], [1, 0, 1], [0.9, 0.2, 0.8], n_boot=10)
-    assert np.isnan(m["metrics"]["auc"]["value"])
+    assert m["metrics"]["auc"]["value"] is None  # undefined: one class
+    assert "one class only" in m["metrics"]["auc"]["undefined"]
     m = classification_metrics([1, 0, 1], [1, 0, 1], None, n_boot=10)
-    assert np.isnan(m["metrics"]["auc"]["value"])
+    assert np.isnan(m["metrics"]["auc"]["value"])  # no scores: no value, not undefined
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -361,9 +361,15 @@ def test_seed_interval_three_seeds_matches_loop() -> None:
     assert sd == pytest.approx(np.std(per_seed, ddof=1)) and sd > 0
     w = bootstrap_weights(len(t), n_boot, 2)
     assert _f1(t, preds[0], w[0]) == pytest.approx(skm.f1_score(t, preds[0], sample_weight=w[0]))
-    boot = [np.mean([_f1(t, p, w[b]) for p in preds]) for b in range(n_boot)]
+    # two levels: the images' clusters (here each image alone), then 3 seeds with replacement
+    drawn = np.random.default_rng([2, 0x5EED]).integers(0, 3, size=(n_boot, 3))
+    boot = [np.mean([_f1(t, preds[s], w[b]) for s in drawn[b]]) for b in range(n_boot)]
     assert (low, high) == pytest.approx(percentile_ci(np.array(boot)))
     assert low < mean < high
+    # the seed level widens the interval of the images alone
+    images_only = [np.mean([_f1(t, p, w[b]) for p in preds]) for b in range(n_boot)]
+    naive = percentile_ci(np.array(images_only))
+    assert high - low > naive[1] - naive[0]
     # three copies of one seed: the one-seed interval, no spread
     same = seed_pooled_interval([runs[0]] * 3, "f1", "classify", n_boot, seed=2)
     one = seed_pooled_interval(runs[0], "f1", "classify", n_boot, seed=2)

@@ -40,7 +40,7 @@ def test_loader_reads_every_row(run_dir: Path) -> None:
         "two-pathway-cnn": "failed", "fcm-cluster": "skipped"}
     frame = results.frame()
     done = frame[frame.status == "done"]
-    assert len(done) == 7 + 2 * (7 + 8)  # glcm: classify; unet rows: classify + segment
+    assert len(done) == 8 + 2 * (8 + 10)  # glcm: classify; unet rows: classify + segment
     assert set(done.metric) == set(metric_names("classify")) | set(metric_names("segment"))
     # the frame carries metrics.json's numbers
     f1 = json.loads((run_dir / "unet" / "seed-0" / "metrics.json").read_text())["tasks"]["segment"]

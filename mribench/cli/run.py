@@ -146,7 +146,7 @@ def run(ctx: click.Context, executor_option: tuple[str, ...], suite: str | None,
 def print_tables(results_dir: Path, rank_by: str = "f1") -> None:
     """Print each task's ranked table per evaluation set, then the transfer table."""
     from mribench.eval.registry import rank_metric
-    from mribench.report.tables import format_table, transfer_table
+    from mribench.report.tables import format_table, table_notes, transfer_table
     from mribench.results.rank import ranked_table
     from mribench.results.read import load_results
 
@@ -162,12 +162,15 @@ def print_tables(results_dir: Path, rank_by: str = "f1") -> None:
                     continue
                 click.echo(f"\n{task}{where}: ranked by {chosen}; {table.attrs.get('note', '')}")
                 click.echo(format_table(table, fmt="simple", ci=False))
+                for note in table_notes(table, intervals=False, legend=False):
+                    click.echo(note)
     if results.eval_sets:
         for task in results.tasks():
             chosen = rank_metric(task, rank_by)
             table = transfer_table(results, task, chosen)
             if table is not None:
                 click.echo(f"\ntransfer ({task}, {chosen}): in-distribution test vs external "
-                           "sets; drop = external - test, 95% interval")
+                           "sets; drop = external - test, 95% interval from resampling "
+                           "each set's clusters")
                 click.echo(table)
     click.echo("\n95% intervals: report.md / index.html, or `bench report`")

@@ -18,10 +18,15 @@ recall         tp / (tp + fn)                   sensitivity, true positive rate
 specificity    tn / (tn + fp)                   true negative rate
 =============  ===============================  =====================================
 
-**Zero division.** A ratio whose denominator is 0 is reported as 0.0, like scikit-learn's
-``zero_division=0`` (so a method that never predicts tumour has precision 0, not NaN). The one
-exception is the *per-image* Dice/IoU of an image whose ground truth is empty, which follows
-the explicit ``empty_policy`` below, because there "0/0" is a modelling choice, not an accident.
+**Zero division and undefined metrics.** A metric whose *population* lacks what it measures
+has no value (the registry's ``requires``): F1/Dice, IoU and recall need a positive (a tumour
+image for ``classify``, a tumour pixel for ``segment``), specificity a negative, AUC both
+classes. Such a value is stored as null, with its reason in the entry's ``"undefined"`` (e.g.
+``"no tumour pixel in the population"``), never as 0 or 1: over healthy slices alone a pooled
+Dice is 0 for any false positive and 1 for none. Otherwise a ratio whose denominator is 0 is
+0.0, like scikit-learn's ``zero_division=0``: a method that never predicts tumour has precision
+0, a property of the method. The *per-image* Dice/IoU of an image whose ground truth is empty
+follows the explicit ``empty_policy`` below, because there "0/0" is a modelling choice.
 
 **Classification** (task ``classify``) scores one label per image, on the test samples whose
 label is 0 or 1 (unlabelled samples, label -1, are skipped). AUC comes from
@@ -69,12 +74,19 @@ policy; None where it excludes) and ``truth``: ``"annotated"`` (the data set's m
 ``"empty-by-label"`` (label 0 without a mask, truth taken as empty).
 :func:`in_segment_view` says which view a record belongs to.
 
-**Confidence intervals** are 95% percentile bootstrap intervals over images: ``n_boot``
-resamples of the scored images with replacement, from ``numpy.random.default_rng(seed)``.
-The resampling is vectorised through a (n_boot, n) matrix of multiplicities: pooled metrics
-sum the resampled images' counts, per-image means average the resampled images' scores, and
-AUC is computed in closed form from the weighted Mann-Whitney statistic. With the same seed
-and the same number of images, every method sees the same resamples (a paired bootstrap).
+**Confidence intervals** are 95% percentile bootstrap intervals over *clusters* of images:
+test images are not independent (slices of one patient, near-duplicate Br35H images), so each
+of the ``n_boot`` resamples draws the clusters with replacement (``Sample.group``: the patient
+or case on LGG and BraTS, the near-duplicate group on Br35H and the synthetic set, the image
+itself where it has none), from ``numpy.random.default_rng(seed)``, and every image of a drawn
+cluster enters as often as its cluster is drawn (:func:`bootstrap_weights`). With every
+cluster a single image this is exactly the bootstrap over images (the same draws). The
+resampling is vectorised through a (n_boot, n_clusters) matrix of multiplicities expanded to
+the images by indexing: pooled metrics sum the resampled images' counts, per-image means
+average the resampled images' scores, and AUC is computed in closed form from the weighted
+Mann-Whitney statistic. A replicate in which a metric is undefined (it drew no tumour, say) is
+left out of the percentiles. With the same seed and the same clusters, every method sees the
+same resamples (a paired bootstrap). Each block records ``n`` (images) and ``n_clusters``.
 """
 
 from __future__ import annotations
@@ -97,6 +109,7 @@ __all__ = [
     "SEGMENT_VIEWS",
     "bootstrap_weights",
     "classification_metrics",
+    "cluster_index",
     "confusion_counts",
     "evaluate",
     "in_segment_view",
@@ -106,6 +119,7 @@ __all__ = [
     "per_image_values",
     "percentile_ci",
     "segmentation_metrics",
+    "undefined_reasons",
     "weighted_auc",
 ]
 
@@ -142,7 +156,8 @@ def metrics_from_counts(tp: Any, fp: Any, tn: Any, fn: Any,
     """The ``pooled`` metrics of the registry (or those of ``names``) from confusion counts.
 
     Counts may be scalars or arrays of the same shape (one set of counts per bootstrap
-    resample, say); the result has their shape, and plain floats for scalars. Zero
+    resample, say); the result has their shape, and plain floats for scalars. A metric whose
+    population lacks what it requires (F1 without a positive, say) is NaN; other zero
     denominators give 0.0.
 
     Examples
@@ -155,7 +170,7 @@ def metrics_from_counts(tp: Any, fp: Any, tn: Any, fn: Any,
     pooled = registry.metrics(aggregate="pooled")
     if names is not None:
         pooled = tuple(m for m in pooled if m.name in names)
-    out = {m.name: np.asarray(m.from_counts(tp, fp, tn, fn), dtype=np.float64) for m in pooled}
+    out = {m.name: m.value(tp, fp, tn, fn) for m in pooled}
     if np.ndim(tp) == 0:
         return {k: float(v) for k, v in out.items()}
     return out
@@ -177,7 +192,8 @@ def per_image_values(counts: np.ndarray, empty_policy: str = "exclude"
                      ) -> dict[str, np.ndarray]:
     """Each ``per_image`` metric's value per image, by its key, from (n, 4) counts
     ``tp, fp, tn, fn`` under ``empty_policy`` (module docstring; NaN marks an image the policy
-    excludes)."""
+    excludes). A metric registered with ``empty_policy=False`` (``flagged``) takes each
+    image's value as it is."""
     counts = np.asarray(counts, dtype=np.float64).reshape(-1, 4)
     undefined = _undefined(counts, empty_policy)
     tp, fp, tn, fn = counts.T
@@ -187,6 +203,9 @@ def per_image_values(counts: np.ndarray, empty_policy: str = "exclude"
     for metric in registry.metrics(aggregate="per_image"):
         values = np.asarray(metric.from_counts(tp, fp, tn, fn), dtype=np.float64)
         values = np.broadcast_to(values, tp.shape).copy()  # writable, one value per image
+        if not metric.empty_policy:
+            out[metric.key] = values
+            continue
         if empty_policy == "one-if-both-empty":
             values[both] = 1.0
         values[undefined] = np.nan
@@ -225,23 +244,61 @@ def _check_policy(empty_policy: str) -> None:
 # --------------------------------------------------------------------------- bootstrap
 
 
-def bootstrap_weights(n: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """Multiplicities of ``n`` items in ``n_boot`` resamples with replacement, shape (n_boot, n).
+def cluster_index(groups: Sequence[Any] | None, n: int | None = None
+                  ) -> tuple[np.ndarray, int]:
+    """Each item's cluster as an index ``0 .. k-1`` in order of first appearance, and ``k``.
 
-    Row ``b`` says how many times each item appears in resample ``b`` (each row sums to ``n``).
-    Deterministic for a given ``(n, n_boot, seed)``, so methods scored on the same images
-    share their resamples.
+    ``groups`` holds one cluster label per item (None or "" for an item alone: its own
+    cluster). Without ``groups`` every one of the ``n`` items is its own cluster, and with
+    every label distinct the index is ``0 .. n-1``, so a cluster bootstrap draws exactly what
+    the bootstrap over items drew.
+
+    Examples
+    --------
+    >>> idx, k = cluster_index(["p2", "p1", "p2", None])
+    >>> idx.tolist(), k
+    ([0, 1, 0, 2], 3)
+    """
+    if groups is None:
+        count = max(int(n or 0), 0)
+        return np.arange(count, dtype=np.int64), count
+    labels = list(groups)
+    seen: dict[Any, int] = {}
+    out = np.empty(len(labels), dtype=np.int64)
+    for i, label in enumerate(labels):
+        key = ("__alone__", i) if label is None or label == "" else label
+        out[i] = seen.setdefault(key, len(seen))
+    return out, len(seen)
+
+
+def bootstrap_weights(n: int, n_boot: int = 1000, seed: int | Sequence[int] = 0,
+                      groups: Sequence[Any] | None = None) -> np.ndarray:
+    """Multiplicities of ``n`` items in ``n_boot`` cluster resamples, shape (n_boot, n).
+
+    Each resample draws the ``k`` clusters of ``groups`` (:func:`cluster_index`; every item
+    its own cluster without ``groups``) ``k`` times with replacement, and row ``b`` says how
+    many times each item appears: as often as its cluster was drawn (rows sum to ``n`` when
+    every cluster is one item). ``numpy.random.default_rng(seed).integers(0, k, (n_boot,
+    k))``: deterministic for a given ``(clusters, n_boot, seed)``, so methods scored on the
+    same images share their resamples, and with singleton clusters the draws are those of
+    the bootstrap over items.
     """
     if n <= 0 or n_boot <= 0:
         return np.zeros((max(n_boot, 0), max(n, 0)), dtype=np.int64)
+    idx, k = cluster_index(groups, n)
+    if idx.size != n:
+        raise ValueError(f"groups has {idx.size} labels for {n} items")
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    flat = (idx + (np.arange(n_boot) * n)[:, None]).ravel()
-    return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.int64)
+    draws = rng.integers(0, k, size=(n_boot, k))
+    flat = (draws + (np.arange(n_boot) * k)[:, None]).ravel()
+    per_cluster = np.bincount(flat, minlength=n_boot * k).reshape(n_boot, k)
+    return per_cluster[:, idx].astype(np.int64)
 
 
 def percentile_ci(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Percentile interval of bootstrap ``values`` (NaN resamples ignored; NaN if none left)."""
+    """Percentile interval of bootstrap ``values``: replicates where the statistic is
+    undefined (NaN: a resample without a positive, say) are left out, like
+    ``numpy.nanpercentile``; NaN if none is left."""
     values = np.asarray(values, dtype=np.float64).ravel()
     values = values[np.isfinite(values)]
     if values.size == 0:
@@ -251,56 +308,82 @@ def percentile_ci(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[f
     return float(low), float(high)
 
 
-def _entry(value: float, boot: np.ndarray | None) -> dict[str, float]:
+def _entry(value: float, boot: np.ndarray | None, reason: str | None = None
+           ) -> dict[str, Any]:
+    """One metric's entry of a block: value and interval, or nulls with the reason."""
+    if reason is not None:
+        return {"value": None, "ci_low": None, "ci_high": None, "undefined": reason}
     low, high = percentile_ci(boot) if boot is not None and boot.size else (np.nan, np.nan)
     return {"value": float(value), "ci_low": low, "ci_high": high}
+
+
+def undefined_reasons(task: str, confusion: dict[str, Any]) -> dict[str, str]:
+    """The metrics of ``task`` that are undefined on a population with these pooled
+    ``confusion`` counts (``tp, fp, tn, fn``), with their reasons (registry ``requires``)."""
+    counts = [float(confusion.get(k, 0) or 0) for k in ("tp", "fp", "tn", "fn")]
+    out = {}
+    for metric in registry.metrics(task):
+        if metric.aggregate == "per_image":
+            continue
+        reason = metric.undefined_reason(task, *counts)
+        if reason is not None:
+            out[metric.name] = reason
+    return out
 
 
 # --------------------------------------------------------------------------- task summaries
 
 
 def classification_metrics(y_true: Any, y_pred: Any, scores: Any | None = None, *,
-                           n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Image-level metrics with 95% bootstrap CIs.
+                           n_boot: int = 1000, seed: int = 0,
+                           groups: Sequence[Any] | None = None) -> dict[str, Any]:
+    """Image-level metrics with 95% percentile bootstrap intervals over clusters.
 
     Parameters
     ----------
     y_true, y_pred : array-like of 0/1, shape (n,)
     scores : array-like of float, shape (n,), optional
         Higher means more likely tumour; gives the ``scores`` metrics such as ``auc`` (NaN
-        without scores, with a non-finite score or with one class).
+        without scores or with a non-finite score; null with its reason with one class).
     n_boot : int, default=1000
-        Bootstrap resamples over images; 0 gives NaN intervals.
+        Bootstrap resamples of the clusters; 0 gives NaN intervals.
     seed : int, default=0
+    groups : sequence, optional
+        Each image's cluster (patient, near-duplicate group); default: each image alone.
 
     Returns
     -------
     dict
-        ``{"n", "metrics": {name: {"value", "ci_low", "ci_high"}}, "confusion": {tp, fp, tn, fn}}``
-        with every ``pooled`` and ``scores`` metric of ``classify`` in the registry.
+        ``{"n", "n_clusters", "metrics": {name: {"value", "ci_low", "ci_high"}}, "confusion":
+        {tp, fp, tn, fn}}`` with every ``pooled`` and ``scores`` metric of ``classify`` in the
+        registry; a metric undefined on these images (F1 without a tumour image, AUC with one
+        class) is ``{"value": None, "ci_low": None, "ci_high": None, "undefined": reason}``.
     """
     t = np.asarray(y_true).astype(bool).ravel()
     p = np.asarray(y_pred).astype(bool).ravel()
     confusion = confusion_counts(t, p)
     n = t.size
+    reasons = undefined_reasons("classify", confusion) if n else {}
     names = [m.name for m in registry.metrics("classify", "pooled")]
     point = metrics_from_counts(**confusion, names=names) if n else dict.fromkeys(
         names, float("nan"))
-    w = bootstrap_weights(n, n_boot, seed) if n else None
+    w = bootstrap_weights(n, n_boot, seed, groups) if n else None
     boot: dict[str, np.ndarray | None] = dict.fromkeys(names)
     if w is not None and w.size:
         indicators = np.stack([t & p, ~t & p, ~t & ~p, t & ~p], axis=1).astype(np.float64)
         b = w @ indicators
         boot = metrics_from_counts(b[:, 0], b[:, 1], b[:, 2], b[:, 3], names=names)
-    out = {name: _entry(point[name], boot[name]) for name in names}
-    out.update(_score_metrics(t, scores, w))
-    return {"n": int(n), "metrics": out, "confusion": confusion}
+    out = {name: _entry(point[name], boot[name], reasons.get(name)) for name in names}
+    out.update(_score_metrics(t, scores, w, reasons))
+    return {"n": int(n), "n_clusters": cluster_index(groups, n)[1], "metrics": out,
+            "confusion": confusion}
 
 
-def _score_metrics(t: np.ndarray, scores: Any | None, w: np.ndarray | None
-                   ) -> dict[str, dict[str, float]]:
+def _score_metrics(t: np.ndarray, scores: Any | None, w: np.ndarray | None,
+                   reasons: dict[str, str]) -> dict[str, dict[str, Any]]:
     """The ``scores`` metrics of ``classify`` (AUC) with their bootstrap intervals over the
-    resamples ``w``: NaN without scores, with a non-finite score or with one class."""
+    resamples ``w``: NaN without scores or with a non-finite score, null with its reason
+    (``reasons``) with one class."""
     s = None
     if scores is not None and t.size and t.any() and (~t).any():
         s = np.asarray(scores, dtype=np.float64).ravel()
@@ -312,7 +395,7 @@ def _score_metrics(t: np.ndarray, scores: Any | None, w: np.ndarray | None
             value = metric.point(t, s)
             if w is not None and w.size:
                 boot = np.asarray(metric.from_scores(t, s, w), dtype=np.float64)
-        out[metric.name] = _entry(value, boot)
+        out[metric.name] = _entry(value, boot, reasons.get(metric.name))
     return out
 
 
@@ -332,24 +415,30 @@ def _finite_mean(values: np.ndarray) -> float:
 
 def segmentation_metrics(true_masks: np.ndarray, pred_masks: np.ndarray, *,
                          empty_policy: str = "exclude", n_boot: int = 1000, seed: int = 0,
-                         counts: np.ndarray | None = None) -> dict[str, Any]:
-    """Pooled (micro) pixel metrics and per-image means (Dice, IoU), with 95% bootstrap CIs.
+                         counts: np.ndarray | None = None,
+                         groups: Sequence[Any] | None = None) -> dict[str, Any]:
+    """Pooled (micro) pixel metrics and per-image means (Dice, IoU, ...), with 95% percentile
+    bootstrap intervals over clusters.
 
     Parameters
     ----------
     true_masks, pred_masks : bool arrays, shape (n, H, W)
     empty_policy : {"exclude", "one-if-both-empty", "nan-if-both-empty"}, default="exclude"
         How an image with an empty ground truth enters the per-image means (module docstring).
-    n_boot, seed : bootstrap resamples over images and their seed.
+    n_boot, seed : bootstrap resamples of the clusters and their seed.
     counts : (n, 4) array, optional
         Precomputed :func:`mask_counts`, to avoid counting twice.
+    groups : sequence, optional
+        Each image's cluster (patient, near-duplicate group); default: each image alone.
 
     Returns
     -------
     dict
-        ``{"n", "empty_policy", "n_excluded", "metrics" (the registry's pooled metrics of
-        segment), "per_image": {key: ...} (its per-image metrics by key: "dice", "iou"),
-        "confusion" (pooled pixel counts)}``.
+        ``{"n", "n_clusters", "empty_policy", "n_excluded", "metrics" (the registry's pooled
+        metrics of segment), "per_image": {key: ...} (its per-image metrics by key: "dice",
+        "iou", "flagged"), "confusion" (pooled pixel counts)}``. A metric undefined on these
+        slices (pooled Dice without a tumour pixel; a per-image mean with every slice left
+        out by the policy) is null with its reason in ``"undefined"``.
     """
     _check_policy(empty_policy)
     if counts is None:
@@ -357,24 +446,30 @@ def segmentation_metrics(true_masks: np.ndarray, pred_masks: np.ndarray, *,
     counts = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
     n = counts.shape[0]
     total = counts.sum(axis=0)
+    pooled = dict(zip(("tp", "fp", "tn", "fn"), (int(c) for c in total), strict=True))
+    reasons = undefined_reasons("segment", pooled) if n else {}
     names = [m.name for m in registry.metrics("segment", "pooled")]
     point = metrics_from_counts(*total, names=names) if n else dict.fromkeys(
         names, float("nan"))
     per_image = per_image_values(counts, empty_policy)
-    w = bootstrap_weights(n, n_boot, seed) if n else None
+    w = bootstrap_weights(n, n_boot, seed, groups) if n else None
     boot: dict[str, np.ndarray | None] = dict.fromkeys(names)
     per_boot: dict[str, np.ndarray | None] = dict.fromkeys(per_image)
     if w is not None and w.size:
         b = w @ counts.astype(np.float64)
         boot = metrics_from_counts(b[:, 0], b[:, 1], b[:, 2], b[:, 3], names=names)
         per_boot = {key: _boot_mean(w, values) for key, values in per_image.items()}
-    pooled = dict(zip(("tp", "fp", "tn", "fn"), (int(c) for c in total), strict=True))
+    left_out = (f"every slice is left out by the empty-mask policy {empty_policy!r}"
+                if n else None)
     return {
         "n": int(n),
+        "n_clusters": cluster_index(groups, n)[1],
         "empty_policy": empty_policy,
         "n_excluded": int(_undefined(counts, empty_policy).sum()),
-        "metrics": {name: _entry(point[name], boot[name]) for name in names},
-        "per_image": {key: _entry(_finite_mean(values), per_boot[key])
+        "metrics": {name: _entry(point[name], boot[name], reasons.get(name))
+                    for name in names},
+        "per_image": {key: _entry(_finite_mean(values), per_boot[key],
+                                  None if np.isfinite(values).any() else left_out)
                       for key, values in per_image.items()},
         "confusion": pooled,
     }
@@ -420,7 +515,8 @@ def evaluate(prediction: Prediction, samples: Sequence[Sample], tasks: Sequence[
         uses the samples whose ``mask_or_empty()`` is not None (module docstring: annotated
         slices and tumour-free slices) and needs ``prediction.masks``, each of the same shape
         as its sample's mask (or image, for a tumour-free slice without a mask).
-    n_boot, seed : bootstrap resamples over images and their seed.
+    n_boot, seed : bootstrap resamples of the samples' clusters (``Sample.group``: patient,
+        case or near-duplicate group; a sample without one is alone) and their seed.
     empty_policy : per-image Dice/IoU policy for empty ground truths (module docstring),
         default ``"one-if-both-empty"``.
 
@@ -432,7 +528,8 @@ def evaluate(prediction: Prediction, samples: Sequence[Sample], tasks: Sequence[
         is the ``"all"`` view plus ``view``, ``population`` (its label) and
         ``n_empty_by_label``, and holds the ``"tumour_only"`` view as the sub-block
         ``segment["tumour_only"]`` (same keys, without a further sub-block). A task or view
-        with no sample to score has ``n == 0`` and NaN metrics.
+        with no sample to score has ``n == 0`` and NaN metrics. Every block holds ``n`` and
+        ``n_clusters``; a metric undefined on its population is null with ``"undefined"``.
     per_case : list of dict
         One record per sample, in the samples' order: ``id, group`` (the sample's cluster: its
         patient, case or near-duplicate group, the unit that statistics resample), ``label,
@@ -472,7 +569,8 @@ def evaluate(prediction: Prediction, samples: Sequence[Sample], tasks: Sequence[
         keep = np.isin(labels, (0, 1))
         out["classify"] = classification_metrics(
             labels[keep], pred[keep], None if scores is None else scores[keep],
-            n_boot=n_boot, seed=seed)
+            n_boot=n_boot, seed=seed,
+            groups=[r["group"] for r, k in zip(records, keep, strict=True) if k])
     if "segment" in tasks:
         out["segment"] = _score_segment(prediction, samples, order, records, n_boot=n_boot,
                                         seed=seed, empty_policy=empty_policy)
@@ -517,7 +615,8 @@ def _score_segment(prediction: Prediction, samples: Sequence[Sample], order: np.
     for view in SEGMENT_VIEWS:
         rows = [j for j, i in enumerate(idx) if in_segment_view(records[i], view)]
         block = segmentation_metrics(None, None, counts=counts[rows],
-                                     empty_policy=empty_policy, n_boot=n_boot, seed=seed)
+                                     empty_policy=empty_policy, n_boot=n_boot, seed=seed,
+                                     groups=[records[idx[j]]["group"] for j in rows])
         views[view] = {"view": view, "population": SEGMENT_VIEWS[view], **block}
     seg = views["all"]
     seg["n_empty_by_label"] = sum(samples[i].mask is None for i in idx)

@@ -28,7 +28,9 @@ how its bootstrap interval and its paired test are computed:
     labels for ``classify``, pixels for ``segment``). It must be vectorised: it is called
     with scalars and with arrays of any shape (one set of summed counts per bootstrap or
     permutation resample) and returns values of the same shape; a zero denominator should
-    give 0.0, like the built-ins (:func:`mribench.api.overlap.safe_ratio`).
+    give 0.0, like the built-ins (:func:`mribench.api.overlap.safe_ratio`): where that 0 is a
+    fact about the population rather than a measurement, declare ``requires`` (below) and
+    the value becomes null with its reason.
 ``"per_image"`` (``segment`` only)
     the mean over images of each image's ``from_counts`` of its own pixel counts, under the
     empty-mask policy of :func:`mribench.eval.metrics.per_image_scores`; ``key`` names the
@@ -40,8 +42,28 @@ how its bootstrap interval and its paired test are computed:
     ``point_from_scores(y_true, scores)`` the reported value (default: ``from_scores`` with
     weights of one). NaN without scores, with a non-finite score or with one class.
 
+``per_image`` metrics follow the empty-mask policy (a Dice of an image with an empty truth is
+1, 0 or left out); ``empty_policy=False`` takes each image's ``from_counts`` as it is (the
+share of slices with any predicted tumour, ``flagged``).
+
 **Direction**: ``higher_is_better`` (default True). The tables rank in that direction,
 ``bench check`` flags a move the wrong way, the report marks the best cell accordingly.
+
+**Undefined** (``requires``): a metric whose population lacks what it measures has no value.
+``"positive"``: F1/Dice, IoU and recall need a positive in the population (a tumour image for
+``classify``, a tumour pixel for ``segment``): over healthy slices alone a pooled Dice is 0 for
+any false positive and 1 for none, a fact about the population, not a measurement.
+``"negative"``: specificity (and the false-positive pixel rate) need a negative. ``"both"``:
+AUC needs both classes. Such a value is stored as null with its reason
+(:meth:`Metric.undefined_reason`) and printed "n/a"; it never enters a drop or a rank
+correlation. A bootstrap replicate that draws no positive is likewise undefined and left out of
+the percentiles. Precision with no predicted positive stays 0 (``zero_division=0``, as in
+scikit-learn): it says something about the method, not about the population.
+
+**Display** (``display``): ``"always"``, or ``"no-positive"`` for a metric of healthy
+populations (the false-positive pixel rate ``fp_rate``, the share of slices flagged
+``flagged``): computed and stored always, shown in the tables only where the population has no
+positive, where Dice, IoU and recall are n/a.
 
 **Paired test** (``test``): how rank groups and ``bench compare`` test a difference in the
 metric, ``"permutation"`` (default) or ``"bootstrap"``, the two methods of
@@ -62,7 +84,8 @@ from mribench.api.errors import MribenchError
 from mribench.api.overlap import dice_from_counts, iou_from_counts, safe_ratio
 from mribench.eval.auc import roc_auc, weighted_auc
 
-__all__ = ["AGGREGATES", "ENTRY_POINT_GROUP", "TASKS", "TESTS", "Metric", "get_metric",
+__all__ = ["AGGREGATES", "DISPLAYS", "ENTRY_POINT_GROUP", "REQUIRES", "TASKS", "TESTS", "Metric",
+           "get_metric", "shown_metrics",
            "metric_label", "metric_names", "metrics", "per_image_metric", "rank_metric",
            "register_metric", "unregister_metric"]
 
@@ -72,12 +95,18 @@ TASKS: tuple[str, ...] = ("classify", "segment")
 AGGREGATES: tuple[str, ...] = ("pooled", "per_image", "scores")
 #: The paired tests of a metric difference (:func:`mribench.eval.stats.paired_metric_test`).
 TESTS: tuple[str, ...] = ("permutation", "bootstrap")
+#: What a metric's population must hold for the metric to be defined (module docstring).
+REQUIRES: tuple[str, ...] = ("positive", "negative", "both")
+#: When the tables show a metric's column (module docstring).
+DISPLAYS: tuple[str, ...] = ("always", "no-positive")
 #: Entry-point group of metric plugins (each entry point loads a :class:`Metric`).
 ENTRY_POINT_GROUP = "mribench.metrics"
 
 #: Column names of a ranked table that a metric name may not take.
-_RESERVED_NAMES = frozenset({"rank", "group", "p_vs_leader", "method", "kind", "n", "seeds",
-                             "time_capped", "fit_s", "predict_ms", "p_secondary", "test"})
+_RESERVED_NAMES = frozenset({"rank", "group", "group_undecided", "p_vs_leader",
+                             "p_vs_leader_se", "method", "kind", "no_skill", "n", "n_clusters",
+                             "seeds", "time_capped", "fit_s", "predict_ms", "p_secondary",
+                             "test"})
 #: Keys of a per-case record that a per-image metric's ``key`` may not take.
 _RESERVED_KEYS = frozenset({"id", "group", "label", "pred", "score", "truth", "tp", "fp", "tn", "fn",
                             "gt_area", "pred_area"})
@@ -116,6 +145,12 @@ class Metric:
         ``scores`` only: the reported value (default: ``from_scores`` with weights of one).
     description : str
         One line for documentation (``bench list`` style listings).
+    requires : {"positive", "negative", "both"}, optional
+        What the population must hold for the metric to be defined (module docstring).
+    empty_policy : bool, default=True
+        ``per_image`` only: whether the empty-mask policy applies to each image's value.
+    display : {"always", "no-positive"}, default="always"
+        When the tables show the metric's column (module docstring).
     """
 
     name: str
@@ -131,6 +166,9 @@ class Metric:
     point_from_scores: Callable[[np.ndarray, np.ndarray], float] | None = field(
         default=None, compare=False)
     description: str = ""
+    requires: str | None = None
+    empty_policy: bool = True
+    display: str = "always"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -150,6 +188,12 @@ class Metric:
         if self.test not in TESTS:
             raise MribenchError(f"{where}: test must be one of {', '.join(TESTS)}; "
                                 f"got {self.test!r}")
+        if self.requires is not None and self.requires not in REQUIRES:
+            raise MribenchError(f"{where}: requires must be None or one of "
+                                f"{', '.join(REQUIRES)}; got {self.requires!r}")
+        if self.display not in DISPLAYS:
+            raise MribenchError(f"{where}: display must be one of {', '.join(DISPLAYS)}; "
+                                f"got {self.display!r}")
         if self.aggregate in ("pooled", "per_image") and not callable(self.from_counts):
             raise MribenchError(f"{where}: a {self.aggregate} metric needs "
                                 "from_counts(tp, fp, tn, fn)")
@@ -175,6 +219,45 @@ class Metric:
     def label_in(self, task: str) -> str:
         """The column header in ``task``'s tables."""
         return self.segment_label if task == "segment" and self.segment_label else self.label
+
+    def defined(self, tp: Any, fp: Any, tn: Any, fn: Any) -> np.ndarray:
+        """Whether the population behind the confusion counts holds what the metric requires
+        (vectorised: one answer per set of counts; always True without ``requires``)."""
+        tp, fp, tn, fn = (np.asarray(c, dtype=np.float64) for c in (tp, fp, tn, fn))
+        positive, negative = (tp + fn) > 0, (tn + fp) > 0
+        shape = np.broadcast(tp, fp, tn, fn).shape
+        if self.requires == "positive":
+            return np.broadcast_to(positive, shape)
+        if self.requires == "negative":
+            return np.broadcast_to(negative, shape)
+        if self.requires == "both":
+            return np.broadcast_to(positive & negative, shape)
+        return np.ones(shape, dtype=bool)
+
+    def value(self, tp: Any, fp: Any, tn: Any, fn: Any) -> np.ndarray:
+        """``from_counts`` of the counts, NaN where the population lacks what the metric
+        requires (vectorised, float64)."""
+        out = np.array(self.from_counts(*(np.asarray(c, dtype=np.float64)
+                                          for c in (tp, fp, tn, fn))), dtype=np.float64)
+        ok = self.defined(tp, fp, tn, fn)
+        out = np.broadcast_to(out, ok.shape).copy()
+        out[~ok] = np.nan
+        return out
+
+    def undefined_reason(self, task: str, tp: float, fp: float, tn: float, fn: float
+                         ) -> str | None:
+        """Why the metric has no value on a population with these pooled counts (None when it
+        is defined): ``"no tumour pixel in the population"`` and the like."""
+        if bool(self.defined(tp, fp, tn, fn)):
+            return None
+        unit = "image" if task == "classify" else "pixel"
+        no_positive, no_negative = (tp + fn) == 0, (tn + fp) == 0
+        if no_positive and no_negative:
+            return "no image in the population"
+        missing = f"no tumour {unit}" if no_positive else f"no tumour-free {unit}"
+        if self.requires == "both":
+            return f"one class only in the population ({missing})"
+        return f"{missing} in the population"
 
     def point(self, y_true: np.ndarray, scores: np.ndarray) -> float:
         """A ``scores`` metric's value on all images (labels bool, finite scores)."""
@@ -278,6 +361,13 @@ def metric_names(task: str | None = None) -> tuple[str, ...]:
     return tuple(m.name for m in metrics(task))
 
 
+def shown_metrics(task: str, no_positive: bool = False) -> tuple[str, ...]:
+    """The metrics of ``task`` the tables show: those displayed ``"always"``, and those for
+    populations without a positive (``display="no-positive"``) when ``no_positive``."""
+    return tuple(m.name for m in metrics(task)
+                 if m.display == "always" or (no_positive and m.display == "no-positive"))
+
+
 def rank_metric(task: str, rank_by: str, fallback: str = "f1") -> str:
     """``rank_by`` when it is a metric of ``task``, else ``fallback`` (e.g. auc -> f1 for
     segmentation, mean_dice -> f1 for classification)."""
@@ -323,21 +413,39 @@ def _specificity(tp: Any, fp: Any, tn: Any, fn: Any) -> Any:
     return safe_ratio(tn, tn + fp)
 
 
+def _fp_rate(tp: Any, fp: Any, tn: Any, fn: Any) -> Any:
+    return safe_ratio(fp, tn + fp)
+
+
+def _flagged(tp: Any, fp: Any, tn: Any, fn: Any) -> Any:
+    return (np.asarray(tp) + np.asarray(fp) > 0).astype(np.float64)
+
+
 for _metric in (
     Metric("accuracy", "Accuracy", _accuracy, description="(tp + tn) / (tp + fp + tn + fn)"),
-    Metric("f1", "F1", _f1, segment_label="Dice (pooled)",
+    Metric("f1", "F1", _f1, segment_label="Dice (pooled)", requires="positive",
            description="2 tp / (2 tp + fp + fn); Dice in segmentation"),
-    Metric("iou", "IoU", _iou, segment_label="IoU (pooled)",
+    Metric("iou", "IoU", _iou, segment_label="IoU (pooled)", requires="positive",
            description="tp / (tp + fp + fn); Jaccard index"),
     Metric("precision", "Precision", _precision, description="tp / (tp + fp)"),
-    Metric("recall", "Recall", _recall, description="tp / (tp + fn); sensitivity"),
-    Metric("specificity", "Specificity", _specificity, description="tn / (tn + fp)"),
+    Metric("recall", "Recall", _recall, requires="positive",
+           description="tp / (tp + fn); sensitivity"),
+    Metric("specificity", "Specificity", _specificity, requires="negative",
+           description="tn / (tn + fp)"),
     Metric("auc", "AUC", tasks=("classify",), aggregate="scores", from_scores=weighted_auc,
-           point_from_scores=roc_auc, description="ROC AUC of the method's scores"),
+           point_from_scores=roc_auc, requires="both",
+           description="ROC AUC of the method's scores"),
     Metric("mean_dice", "Dice (per image)", _f1, tasks=("segment",), aggregate="per_image",
            key="dice", description="mean over images of each image's Dice"),
     Metric("mean_iou", "IoU (per image)", _iou, tasks=("segment",), aggregate="per_image",
            key="iou", description="mean over images of each image's IoU"),
+    Metric("fp_rate", "FP rate", _fp_rate, segment_label="FP pixel rate",
+           higher_is_better=False, requires="negative", display="no-positive",
+           description="fp / (fp + tn): the share of tumour-free images (pixels) called "
+                       "tumour; 1 - specificity"),
+    Metric("flagged", "Slices flagged", _flagged, tasks=("segment",), aggregate="per_image",
+           key="flagged", higher_is_better=False, empty_policy=False, display="no-positive",
+           description="share of slices with any predicted tumour pixel"),
 ):
     _add(_metric)
 del _metric

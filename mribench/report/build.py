@@ -31,9 +31,16 @@ import pandas as pd
 from mribench.api.errors import MribenchError
 from mribench.atomic import atomic_write_bytes, atomic_write_text
 from mribench.eval.registry import get_metric, metric_label, metric_names, rank_metric
+from mribench.eval.stats import MAX_RESAMPLES
 from mribench.report import figures as F
 from mribench.report.published import compare_published, load_published
-from mribench.report.tables import format_table, transfer_table
+from mribench.report.tables import (
+    fmt_p,
+    format_table,
+    table_metrics,
+    table_notes,
+    transfer_table,
+)
 from mribench.results.layout import RunLayout
 from mribench.results.rank import ranked_table
 from mribench.results.read import RunResults, load_results
@@ -198,9 +205,14 @@ def _task_intro(results: RunResults, task: str, table: pd.DataFrame, rank_by: st
               "comparable across machines.")
     return (f"<p class='lead'>{_e(text)}</p><p class='lead'>{rank_note}. {values}. "
             f"<b>Group</b>: methods in group 1 do not differ significantly from the leader "
-            f"({_e(test)}, Holm-adjusted, α = {alpha}); p is each row's adjusted p-value "
-            f"against the leader; the last column is {_e(table.attrs.get('secondary', ''))} "
-            f"(first seed, unadjusted), for reference.{capped}</p>")
+            f"({_e(test)}, Holm-adjusted, α = {alpha}); a group marked ? is undecided (its "
+            f"decision lies within 3 Monte-Carlo errors of α after {MAX_RESAMPLES:,} "
+            "resamples). p is each row's adjusted p-value against the leader ± its "
+            "Monte-Carlo error; the last column is "
+            f"{_e(table.attrs.get('secondary', ''))} (first seed, unadjusted), for reference. "
+            "n (clusters): the images scored and the clusters the statistics resample. Rows "
+            "marked <b>no skill</b> learn nothing about tumours: what each metric gives for "
+            f"free, listed below the ranked methods, never ranked.{capped}</p>")
 
 
 def _label(task: str, metric: str) -> str:
@@ -293,49 +305,78 @@ def _img(figs: dict[str, tuple[str, bytes]], name: str, alt: str) -> str:
 def _html_table(table: pd.DataFrame, colour: dict[str, str], results: RunResults) -> str:
     task = table.attrs["task"]
     rank_by = table.attrs["rank_by"]
-    names = [m for m in metric_names(task) if table[m].notna().any()] if not table.empty else []
-    head = ["Rank", "Group", "Method", "n"] + [_label(task, m) for m in names] + [
+    undefined = table.attrs.get("undefined") or {}
+    names = ([m for m in table_metrics(table) if table[m].notna().any() or m in undefined]
+             if not table.empty else [])
+    head = ["Rank", "Group", "Method", "n (clusters)"] + [_label(task, m) for m in names] + [
         "Fit (s)", "ms / image", "p vs leader", "p (secondary)"]
     cls = [""] * 4 + ["sorted" if m == rank_by else "" for m in names] + ["", "", "", ""]
     out = ["<div class='table-wrap'><table class='rank'><thead><tr>"]
     out += [f"<th class='{c}'>{_e(h)}{' ▼' if c else ''}</th>" for h, c in zip(head, cls,
                                                                                strict=True)]
     out.append("</tr></thead><tbody>")
-    best = {m: table[m].max() if get_metric(m).higher_is_better else table[m].min()
+    ranked = table[~table["no_skill"].astype(bool)] if "no_skill" in table else table
+    best = {m: ranked[m].max() if get_metric(m).higher_is_better else ranked[m].min()
             for m in names}
     for _, r in table.iterrows():
-        group = int(r["group"])
-        row = results.rows[r["method"]]
-        capped = " (time-capped)" if r.get("time_capped") else ""
-        out.append(f"<tr class='{'g1' if group == 1 else ''}'>")
-        out.append(f"<td class='num'>{int(r['rank'])}</td>")
-        out.append(f"<td><span class='grp {'g1' if group == 1 else ''}'>{group}</span></td>")
-        ref = f" title='{_e(row.reference)}'" if row.reference else ""
-        out.append(f"<td class='name'{ref}><span class='dot' style='background:{colour.get(r['method'])}'>"
-                   f"</span>{_e(r['method'])}{_e(capped)}<span class='kind'>{_e(r['kind'])}</span></td>")
-        out.append(f"<td class='num'>{int(r['n'])}</td>")
-        for m in names:
-            c = ["num"]
-            if np.isfinite(r[m]) and np.isclose(r[m], best[m]):
-                c.append("best")
-            if m == rank_by:
-                c.append("sorted")
-            ci = ""
-            if np.isfinite(r[f"{m}_low"]):
-                ci = f"<span class='ci'>[{_num(r[f'{m}_low'])}, {_num(r[f'{m}_high'])}]</span>"
-            sd = r.get(f"{m}_sd", np.nan)
-            sd_text = f" ± {_num(sd)}" if sd is not None and np.isfinite(sd) else ""
-            out.append(f"<td class='{' '.join(c)}'><span class='v'>{_num(r[m])}{sd_text}</span>"
-                       f"{ci}</td>")
-        out.append(f"<td class='num'>{_num(r['fit_s'], 1)}</td>")
-        out.append(f"<td class='num'>{_num(r['predict_ms'], 1)}</td>")
-        p = r["p_vs_leader"]
-        leader = int(r["rank"]) == 1 and not np.isfinite(p)
-        out.append(f"<td class='num'>{'leader' if leader else _num(p)}</td>")
-        out.append(f"<td class='num'>{_num(r.get('p_secondary', np.nan))}</td>")
-        out.append("</tr>")
+        out.append(_html_row(r, names, best, colour, results, rank_by, undefined))
     out.append("</tbody></table></div>")
     return "".join(out)
+
+
+def _html_row(r: pd.Series, names: list[str], best: dict[str, float], colour: dict[str, str],
+              results: RunResults, rank_by: str, undefined: dict[str, str]) -> str:
+    """One row of a ranked HTML table (a no-skill row: no rank, no group, marked)."""
+    no_skill = bool(r.get("no_skill")) or not np.isfinite(r["rank"])
+    g1 = not no_skill and r["group"] == 1
+    group = "–" if no_skill else f"{int(r['group'])}{'?' if r.get('group_undecided') else ''}"
+    row = results.rows[r["method"]]
+    mark = (" (time-capped)" if r.get("time_capped") else "") + (" (no skill)" if no_skill
+                                                                  else "")
+    ref = f" title='{_e(row.reference)}'" if row.reference else ""
+    clusters = r.get("n_clusters", np.nan)
+    out = [f"<tr class='{'g1' if g1 else ''}'>",
+           f"<td class='num'>{'–' if no_skill else int(r['rank'])}</td>",
+           f"<td><span class='grp {'g1' if g1 else ''}'>{_e(group)}</span></td>",
+           f"<td class='name'{ref}><span class='dot' style='background:"
+           f"{colour.get(r['method'])}'></span>{_e(r['method'])}{_e(mark)}"
+           f"<span class='kind'>{_e(r['kind'])}</span></td>",
+           f"<td class='num'>{int(r['n'])}"
+           + (f" ({int(clusters)})" if pd.notna(clusters) else "") + "</td>"]
+    for m in names:
+        c = ["num"]
+        if not no_skill and np.isfinite(r[m]) and np.isclose(r[m], best[m]):
+            c.append("best")
+        if m == rank_by:
+            c.append("sorted")
+        ci = ""
+        if np.isfinite(r[f"{m}_low"]):
+            ci = f"<span class='ci'>[{_num(r[f'{m}_low'])}, {_num(r[f'{m}_high'])}]</span>"
+        sd = r.get(f"{m}_sd", np.nan)
+        sd_text = f" ± {_num(sd)}" if sd is not None and np.isfinite(sd) else ""
+        value = "n/a" if not np.isfinite(r[m]) and m in undefined else _num(r[m])
+        out.append(f"<td class='{' '.join(c)}'><span class='v'>{value}{sd_text}</span>"
+                   f"{ci}</td>")
+    out.append(f"<td class='num'>{_num(r['fit_s'], 1)}</td>")
+    out.append(f"<td class='num'>{_num(r['predict_ms'], 1)}</td>")
+    p = r["p_vs_leader"]
+    leader = not no_skill and int(r["rank"]) == 1 and not np.isfinite(p)
+    p_text = "leader" if leader else fmt_p(p, r.get("p_vs_leader_se", np.nan))
+    out.append(f"<td class='num'>{_e(p_text)}</td>")
+    out.append(f"<td class='num'>{_num(r.get('p_secondary', np.nan))}</td>")
+    out.append("</tr>")
+    return "".join(out)
+
+
+def _notes_html(table: pd.DataFrame) -> str:
+    """The notes under a ranked HTML table (:func:`mribench.report.tables.table_notes`)."""
+    notes = table_notes(table, intervals=False)
+    return "".join(f"<p class='muted'>{_e(n)}</p>" for n in notes)
+
+
+def _notes_md(table: pd.DataFrame) -> str:
+    notes = table_notes(table, intervals=False)
+    return "\n\n".join(notes) + "\n" if notes else ""
 
 
 def _kv(items: list[tuple[str, Any]]) -> str:
@@ -467,14 +508,16 @@ def _extra_sections(results: RunResults, rank_by: str) -> list[tuple[str, str, s
                      "positives painted on them, are left out. "
                      f"{table.attrs.get('note', '')}.")
             out.append(("segment-tumour", "Segmentation: annotated tumour slices only",
-                        f"<p class='lead'>{_e(intro)}</p>{format_table(table, 'html')}",
-                        f"{intro}\n\n{format_table(table, 'github')}\n"))
+                        f"<p class='lead'>{_e(intro)}</p>{format_table(table, 'html')}"
+                        f"{_notes_html(table)}",
+                        f"{intro}\n\n{format_table(table, 'github')}\n\n{_notes_md(table)}"))
     if not results.eval_sets:
         return out
     html = ["<p class='lead'>Every method was fitted once on the run's data set and scored on "
             "its test part and on each external set below, which shares no image or patient "
             "with it. The transfer tables put the two side by side: the drop is external minus "
-            "in-distribution, with a 95% interval treating the two test sets as independent; "
+            "in-distribution, with a 95% interval from resampling each set's clusters "
+            "independently; a † marks a score not above the set's best no-skill row; "
             "Kendall's tau compares the two rankings (1: same order).</p>"]
     md = []
     for task in results.tasks():
@@ -494,8 +537,10 @@ def _extra_sections(results: RunResults, rank_by: str) -> list[tuple[str, str, s
         md += [f"### External set {name} (`{spec}`)", ""]
         for task in view.tasks():
             table = ranked_table(view, task, rank_metric(task, rank_by))
-            html.append(f"<h4>{_e(TASK_TITLES[task])}</h4>{format_table(table, 'html')}")
-            md += [f"#### {TASK_TITLES[task]}", "", format_table(table, "github"), ""]
+            html.append(f"<h4>{_e(TASK_TITLES[task])}</h4>{format_table(table, 'html')}"
+                        f"{_notes_html(table)}")
+            md += [f"#### {TASK_TITLES[task]}", "", format_table(table, "github"), "",
+                   _notes_md(table)]
         skipped = [r for r in view.rows.values() if r.status == "skipped"]
         if skipped:
             note = "; ".join(f"{r.name}: {r.reason}" for r in skipped)
@@ -568,6 +613,7 @@ def _html_task_section(results: RunResults, task: str, table: pd.DataFrame,
     """One task's section: its introduction, ranked table and figures."""
     body = [f"<section id='{task}'><h2>{TASK_TITLES[task]}</h2>",
             _task_intro(results, task, table, rank_by), _html_table(table, colour, results),
+            _notes_html(table),
             _img(figs, f"bars_{task}", f"{task} metrics with confidence intervals")]
     if task == "classify":
         body += ["<div class='figrow'>", _img(figs, "roc", "ROC curves"),
@@ -635,8 +681,11 @@ def _html_provenance_section(results: RunResults) -> str:
 def _values_note(seeds: int) -> str:
     """How to read a cell: one seed, or the mean over seeds with its sd."""
     if seeds <= 1:
-        return "point estimate [95% bootstrap CI over images]"
-    return f"mean over {seeds} seeds ± sd [95% interval over images and seeds]"
+        return ("point estimate [95% percentile bootstrap CI over the test images' clusters: "
+                "patients, near-duplicate groups]")
+    return (f"mean over {seeds} seeds ± sd [95% interval of a two-level bootstrap: clusters "
+            "of test images, then seeds; it covers the test sample and seed-to-seed "
+            "variation]")
 
 
 def _dataset_label(run: dict[str, Any]) -> str:
@@ -667,7 +716,8 @@ def _markdown(results: RunResults, tables: dict[str, pd.DataFrame],
     for task, table in tables.items():
         lines += [f"## {TASK_TITLES[task]}", "",
                   f"Ranked by {table.attrs['rank_by']}; rank groups: {table.attrs['test']}.", "",
-                  format_table(table, "github") if not table.empty else "(no method)", ""]
+                  format_table(table, "github") if not table.empty else "(no method)", "",
+                  _notes_md(table)]
         image(f"bars_{task}")
         if task == "classify":
             image("roc")

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from mribench.eval.registry import metric_label
+from mribench.report.tables import table_metrics
 from mribench.results.read import RowResult, RunResults
 
 __all__ = ["colours", "fig_confusion", "fig_metric_bars", "fig_montage", "fig_roc",
@@ -76,8 +77,8 @@ def fig_metric_bars(table: pd.DataFrame, colour: dict[str, str],
     if table.empty:
         return None
     task = table.attrs.get("task", "classify")
-    metrics = [m for m in (metrics or _metric_cols(table))
-               if table[m].notna().any()]
+    shown = [m for m in _metric_cols(table) if m in table_metrics(table)]
+    metrics = [m for m in (metrics or shown) if table[m].notna().any()]
     n_methods = len(table)
     with mpl.rc_context(STYLE):
         fig = _figure(min(13.0, max(6.0, 0.14 * len(metrics) * max(n_methods, 2) + 3.0)), 4.2)
@@ -93,7 +94,8 @@ def fig_metric_bars(table: pd.DataFrame, colour: dict[str, str],
             ax.bar(x + (k - (n_methods - 1) / 2) * width, values, width * 0.92,
                    yerr=err, capsize=2, color=colour.get(row["method"], "#888"),
                    error_kw={"elinewidth": 0.8, "ecolor": "#333"},
-                   label=f"{int(row['rank'])}. {row['method']}")
+                   label=(f"{row['method']} (no skill)" if row.get("no_skill") else
+                          f"{int(row['rank'])}. {row['method']}"))
         ax.set_xticks(x, [metric_label(m, task).replace(" (", "\n(") for m in metrics])
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("score (95% CI)")

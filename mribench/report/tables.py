@@ -4,7 +4,13 @@ The results layer returns data (:func:`mribench.results.rank.ranked_table`,
 :func:`mribench.results.rank.transfer_data`, :func:`mribench.results.compare.compare_runs`);
 this module writes it out for ``bench run``, ``bench compare`` and the report. A cell reads
 ``value ± sd [low, high]``: the value, its spread over seeds (with several) and its 95 %
-interval, three decimals; ``–`` where there is no value.
+interval (a bootstrap over the test images' clusters, and over seeds with several), three
+decimals; ``–`` where there is no value, ``n/a`` where the metric is undefined on the
+population (its reason in the notes, :func:`table_notes`). ``n (clusters)`` gives the images
+scored and the clusters (patients, near-duplicate groups) the statistics resample. The no-skill
+rows come last, marked ``(no skill)``, with no rank and no group; a group ``1?`` is undecided
+(the Holm decision within 3 Monte-Carlo errors of alpha at the resampling cap); the p column
+reads ``p ± its Monte-Carlo error`` where intervals are shown.
 """
 
 from __future__ import annotations
@@ -14,13 +20,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mribench.eval.registry import metric_label, metric_names
+from mribench.eval.registry import metric_label, shown_metrics
+from mribench.eval.stats import MAX_RESAMPLES, MC_MARGIN
 from mribench.results.compare import compare_runs
 from mribench.results.rank import Transfer, transfer_data
 from mribench.results.read import RunResults
 
-__all__ = ["compare_table", "fmt_interval", "format_table", "format_transfer",
-           "transfer_table"]
+__all__ = ["compare_table", "fmt_interval", "fmt_p", "format_table", "format_transfer",
+           "table_metrics", "table_notes", "transfer_table"]
+
+#: The mark of a no-skill row's Method cell.
+NO_SKILL_MARK = " (no skill)"
+#: The mark of a transfer cell not above the external set's best no-skill row.
+BELOW_MARK = " †"
 
 
 def _tabulate(rows: list[list[Any]], headers: list[str], fmt: str) -> str:
@@ -43,8 +55,37 @@ def fmt_interval(value: float, low: float, high: float, digits: int = 3,
     return text
 
 
+def fmt_p(p: float, se: float = np.nan, mc_error: bool = True) -> str:
+    """A p-value, ``0.048 ± 0.003`` with its Monte-Carlo error when asked and known, else
+    ``0.048`` (three significant digits); ``–`` without one."""
+    if p is None or not np.isfinite(p):
+        return "–"
+    if mc_error and se is not None and np.isfinite(se):
+        return f"{p:.3f} ± {se:.3f}"
+    return f"{p:.3g}"
+
+
+def table_metrics(df: pd.DataFrame) -> tuple[str, ...]:
+    """The metric columns a ranked table shows: the task's metrics displayed always, and on a
+    population without a positive those defined there (false-positive rate, slices flagged)."""
+    return shown_metrics(df.attrs.get("task", "classify"), bool(df.attrs.get("no_positive")))
+
+
+def _rank_cells(r: pd.Series, mc_error: bool) -> list[Any]:
+    """Rank, group (``1?`` when undecided) and p vs leader of a row (``–`` for a no-skill
+    row and for the leader)."""
+    if r.get("no_skill") or not np.isfinite(r["rank"]):
+        return ["–", "–", "–"]
+    group = "–" if not np.isfinite(r["group"]) else (
+        f"{int(r['group'])}{'?' if r.get('group_undecided') else ''}")
+    p = r["p_vs_leader"]
+    leader = int(r["rank"]) == 1 and (not np.isfinite(p) or p >= 1)
+    return [int(r["rank"]), group,
+            "–" if leader else fmt_p(p, r.get("p_vs_leader_se", np.nan), mc_error)]
+
+
 def format_table(df: pd.DataFrame, fmt: str = "github", *, metrics: tuple[str, ...] | None = None,
-                 ci: bool = True) -> str:
+                 ci: bool = True, mc_error: bool | None = None) -> str:
     """A ranked table as text: ``0.912 [0.880, 0.940]`` per metric (value [95% CI]).
 
     Parameters
@@ -54,55 +95,108 @@ def format_table(df: pd.DataFrame, fmt: str = "github", *, metrics: tuple[str, .
     fmt : str, default="github"
         A tabulate format: "github" (Markdown), "simple" (terminal), "html", ...
     metrics : tuple of str, optional
-        Metric columns to show (default: all of the task's in the registry).
+        Metric columns to show (default: :func:`table_metrics`).
     ci : bool, default=True
         Whether to print the confidence intervals beside the values.
+    mc_error : bool, optional
+        Whether to print each p-value's Monte-Carlo error (default: as ``ci``).
     """
     task = df.attrs.get("task", "classify")
-    names = metrics or metric_names(task)
+    names = metrics or table_metrics(df)
+    mc_error = ci if mc_error is None else mc_error
     rank_by = df.attrs.get("rank_by")
+    undefined = df.attrs.get("undefined") or {}
     multi_seed = "seeds" in df and len(df) and int(df["seeds"].max()) > 1
-    headers = ["Rank", "Group", "p vs leader", "Method", "n"] + (["seeds"] if multi_seed else [])
+    headers = ["Rank", "Group", "p vs leader", "Method", "n (clusters)"]
+    headers += ["seeds"] if multi_seed else []
     headers += [metric_label(n, task) + (" ▼" if n == rank_by else "") for n in names]
     headers += ["Fit (s)", "ms/image"]
     rows = []
     for _, r in df.iterrows():
-        p = r["p_vs_leader"]
-        name = r["method"] + (" (time-capped)" if r.get("time_capped") else "")
-        cells = [int(r["rank"]), int(r["group"]),
-                 "–" if int(r["rank"]) == 1 and (not np.isfinite(p) or p >= 1) else
-                 ("–" if not np.isfinite(p) else f"{p:.3g}"), name, int(r["n"])]
+        name = (r["method"] + (" (time-capped)" if r.get("time_capped") else "")
+                + (NO_SKILL_MARK if r.get("no_skill") else ""))
+        clusters = r.get("n_clusters", np.nan)
+        size = f"{int(r['n'])}" + (f" ({int(clusters)})" if pd.notna(clusters) else "")
+        cells = [*_rank_cells(r, mc_error), name, size]
         if multi_seed:
             cells.append(int(r["seeds"]))
         for n in names:
             low, high = (r[f"{n}_low"], r[f"{n}_high"]) if ci else (np.nan, np.nan)
-            cells.append(fmt_interval(r[n], low, high, sd=r.get(f"{n}_sd", np.nan)))
+            text = fmt_interval(r[n], low, high, sd=r.get(f"{n}_sd", np.nan))
+            cells.append("n/a" if text == "–" and n in undefined else text)
         cells.append("–" if not np.isfinite(r["fit_s"]) else f"{r['fit_s']:.1f}")
         cells.append("–" if not np.isfinite(r["predict_ms"]) else f"{r['predict_ms']:.1f}")
         rows.append(cells)
     return _tabulate(rows, headers, fmt)
 
 
+def table_notes(df: pd.DataFrame, *, intervals: bool = True, legend: bool = True
+                ) -> list[str]:
+    """The notes printed under a ranked table: what its intervals cover (``intervals``), why
+    a cell is ``n/a``, what an undecided group is and (``legend``) what a no-skill row is,
+    where present."""
+    task = df.attrs.get("task", "classify")
+    notes = [f"Intervals: {df.attrs['interval']}."] if intervals and df.attrs.get(
+        "interval") else []
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in (df.attrs.get("undefined") or {}).items():
+        by_reason.setdefault(reason, []).append(metric_label(name, task))
+    notes += [f"n/a: {', '.join(labels)} undefined here ({reason})."
+              for reason, labels in by_reason.items()]
+    if "group_undecided" in df and df["group_undecided"].fillna(False).astype(bool).any():
+        notes.append(f"?: undecided: the Holm decision lies within {MC_MARGIN:g} Monte-Carlo "
+                     f"standard errors of alpha after {MAX_RESAMPLES:,} resamples; the row "
+                     "stays in the group.")
+    if legend and "no_skill" in df and df["no_skill"].fillna(False).astype(bool).any():
+        notes.append("(no skill): a reference row that learns nothing about tumours (what the "
+                     "metric gives for free); listed, never ranked.")
+    return notes
+
+
 def format_transfer(data: Transfer, fmt: str = "simple") -> str:
     """A :class:`~mribench.results.rank.Transfer` as text: a row per method (test, each
-    external set and its drop), then a line per external set with Kendall's tau."""
+    external set and its drop), then a line per external set with Kendall's tau and its
+    interval, then the notes (``n/a``, ``†``)."""
     headers = ["Method", "test"]
     for name in data.eval_sets:
         headers += [name, f"drop ({name})"]
     rows = []
     for method in data.methods:
-        cells = [method]
-        for r in data.frame[data.frame["method"] == method].itertuples():
+        part = data.frame[data.frame["method"] == method]
+        cells = [method + (NO_SKILL_MARK if part["no_skill"].any() else "")]
+        for r in part.itertuples():
             if not r.scored:
                 cells += ["skipped", "–"]
                 continue
-            cells.append(fmt_interval(r.value, r.ci_low, r.ci_high))
+            text = fmt_interval(r.value, r.ci_low, r.ci_high)
+            if text == "–" and r.eval_set in data.undefined:
+                text = "n/a"
+            cells.append(text + (BELOW_MARK if r.below_no_skill else ""))
             if r.eval_set != "test":
                 cells.append(fmt_interval(r.drop, r.drop_low, r.drop_high))
         rows.append(cells)
-    taus = [f"{name}: Kendall tau {tau.tau:.2f} over {tau.rows} rows" if tau.rows >= 3 else
-            f"{name}: too few rows for a rank correlation" for name, tau in data.taus.items()]
-    return _tabulate(rows, headers, fmt) + "\n" + "\n".join(taus)
+    return _tabulate(rows, headers, fmt) + "\n" + "\n".join(_transfer_notes(data))
+
+
+def _transfer_notes(data: Transfer) -> list[str]:
+    """Kendall's tau per external set, then why a cell is n/a and what † marks."""
+    lines = []
+    for name, tau in data.taus.items():
+        if tau.rows < 3:
+            lines.append(f"{name}: too few ranked rows for a rank correlation")
+            continue
+        ci = (f" [{tau.low:.2f}, {tau.high:.2f}]" if np.isfinite(tau.low)
+              and np.isfinite(tau.high) else "")
+        lines.append(f"{name}: Kendall tau {tau.tau:.2f}{ci} over {tau.rows} ranked rows "
+                     "(no-skill rows excluded; 95% bootstrap interval over both sets' "
+                     "clusters)")
+    lines += [f"n/a on {name}: {data.metric} undefined ({reason}); no drop, not in tau."
+              for name, reason in data.undefined.items()]
+    if data.frame["below_no_skill"].any():
+        lines.append("†: not above the external set's best no-skill row ("
+                     + ", ".join(f"{name} {value:.3f}" for name, value in
+                                 data.no_skill_best.items() if np.isfinite(value)) + ").")
+    return lines
 
 
 def transfer_table(results: RunResults, task: str, metric: str, fmt: str = "simple"
@@ -124,7 +218,7 @@ def compare_table(a: RunResults, b: RunResults, task: str, metric: str, view: st
     rows = [[r.method, fmt_interval(r.a, r.a_low, r.a_high),
              fmt_interval(r.b, r.b_low, r.b_high),
              f"{r.difference:+.3f}" if np.isfinite(r.difference) else "–",
-             "–" if not np.isfinite(r.p_holm) else f"{r.p_holm:.3g}", int(r.n)]
+             fmt_p(r.p_holm, getattr(r, "p_holm_se", np.nan), fmt != "simple"), int(r.n)]
             for r in frame.itertuples()]
     what = metric if task == "classify" else f"{metric} ({view} slices)"
     headers = ["Method", f"{what}: {name_a}", f"{what}: {name_b}", "B - A",

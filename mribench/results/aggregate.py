@@ -1,13 +1,16 @@
-"""Several seeds, one row: the mean over seeds, its spread, and an interval over images and
+"""Several seeds, one row: the mean over seeds, its spread, and an interval over clusters and
 seeds.
 
-With one seed a metric is that seed's value with its bootstrap interval over images. With
+With one seed a metric is that seed's value with its bootstrap interval over the test images'
+clusters (patients, near-duplicate groups; :func:`mribench.eval.metrics.evaluate`). With
 several, ``value`` is the mean over seeds of the set-level metric, ``sd`` its standard
-deviation over seeds, and ``ci_low``/``ci_high`` a 95 % percentile interval of a bootstrap that
-resamples the test images (the same draw for every seed, since every seed is scored on the same
-images) and averages the seeds' metrics in each replicate
-(:func:`mribench.eval.stats.seed_pooled_interval`): the interval of the seed-averaged metric
-over images; the spread between seeds is reported beside it as ``sd``.
+deviation over seeds, and ``ci_low``/``ci_high`` a 95 % percentile interval of a two-level
+bootstrap (:func:`mribench.eval.stats.seed_pooled_interval`): each replicate resamples the
+clusters of the test images (the same draw for every seed, since every seed is scored on the
+same images), computes each seed's metric, then resamples the seeds with replacement and
+averages them. The interval covers both the sampling of the test patients/groups and the
+seed-to-seed variation of training, with ``n_boot`` replicates (the run's ``--n-boot``). A
+metric undefined on the population keeps its null value and its reason (``undefined``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,11 @@ def aggregate_seeds(seed_metrics: dict[int, dict[str, Any]],
                     per_seed: dict[int, list[dict[str, Any]]], *, n_boot: int = 1000,
                     seed: int = 0) -> dict[str, Any]:
     """The ``"tasks"`` dict of metrics.json aggregated over seeds (same layout, plus ``sd``
-    and ``seeds`` per metric; the segment task's ``tumour_only`` view likewise)."""
+    and ``seeds`` per metric; the segment task's ``tumour_only`` view likewise).
+
+    ``n_boot`` replicates of the two-level bootstrap (pass the run's ``--n-boot``, run.json's
+    ``identity.n_boot``) drawn from ``seed``.
+    """
     seeds = sorted(seed_metrics)
     first = seed_metrics[seeds[0]]
     out: dict[str, Any] = {}
@@ -66,7 +73,10 @@ def _aggregate_block(task: str, blocks: list[dict[str, Any]],
                 per_image = per_image_metric(name)
                 metric = per_image.name if per_image is not None else name
             entry.update(ci_low=float("nan"), ci_high=float("nan"))
-            if metric in metric_names(task):  # a metric this process does not know: no interval
+            undefined = ((blocks[0].get(section) or {}).get(name) or {}).get("undefined")
+            if undefined:
+                entry.update(value=None, ci_low=None, ci_high=None, undefined=undefined)
+            elif metric in metric_names(task):  # a metric this process does not know: no interval
                 try:
                     interval = seed_pooled_interval(per_seed, metric, task, n_boot=n_boot,
                                                     seed=seed, view=view)

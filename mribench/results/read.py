@@ -20,6 +20,7 @@ from mribench.api.errors import MribenchError
 from mribench.atomic import read_json
 from mribench.eval import registry
 from mribench.eval.registry import TASKS, metric_names, rank_metric
+from mribench.eval.stats import align_cases, case_groups
 from mribench.results.layout import (
     METRICS_FILE,
     PER_CASE_FILE,
@@ -71,11 +72,14 @@ class RowResult:
     """One result row on one evaluation set: a method, or a variant such as
     ``two-pathway-cnn+crf``, over every seed it was trained with.
 
-    With one seed, ``metrics`` are that seed's (value and 95 % bootstrap interval over
-    images). With several, each metric's ``value`` is the mean over seeds, ``sd`` its spread
-    over seeds, and the interval accounts for images and seeds
+    With one seed, ``metrics`` are that seed's (value and 95 % bootstrap interval over the
+    test images' clusters: patients, near-duplicate groups). With several, each metric's
+    ``value`` is the mean over seeds, ``sd`` its spread over seeds, and the interval is a
+    two-level bootstrap over clusters and seeds with the run's ``n_boot`` replicates
     (:func:`mribench.results.aggregate.aggregate_seeds`). ``per_seed`` keeps every seed's
-    per-case records for the paired tests; ``per_case`` is the first seed's.
+    per-case records for the paired tests; ``per_case`` is the first seed's. A metric
+    undefined on the population (no tumour in it, say) is NaN, with its reason in the block's
+    entry (``"undefined"``).
     """
 
     name: str
@@ -113,7 +117,9 @@ class RowResult:
         return list(self.seed_metrics)
 
     @classmethod
-    def load(cls, path: Path, eval_set: str = "test") -> RowResult:
+    def load(cls, path: Path, eval_set: str = "test", *, n_boot: int = 1000) -> RowResult:
+        """Read a row folder over its seeds; ``n_boot``: replicates of the seed-aggregated
+        intervals (the run's ``--n-boot``)."""
         path = Path(path)
         layout = RunLayout(path.parent)
         seeds = layout.seeds_of(path.name)
@@ -138,7 +144,7 @@ class RowResult:
             from mribench.results.aggregate import aggregate_seeds
 
             metrics = aggregate_seeds({s: p.metrics for s, p in done.items()},
-                                      {s: p.per_case for s, p in done.items()})
+                                      {s: p.per_case for s, p in done.items()}, n_boot=n_boot)
         else:
             metrics = first.metrics
         timings = {}
@@ -214,9 +220,37 @@ class RowResult:
             entry = block.get("per_image", {}).get(metric.key)
         else:
             entry = block.get("metrics", {}).get(name)
-        if not entry:
+        if not entry or self.undefined(task, name, view):
             return nan
         return {k: np.nan if entry.get(k) is None else float(entry[k]) for k in nan}
+
+    def undefined(self, task: str, name: str, view: str = "all") -> str | None:
+        """Why metric ``name`` has no value on this row's population (None when it has one or
+        none is known): the entry's ``"undefined"``, or, for results written before it was
+        recorded, the reason the block's pooled ``confusion`` gives (F1 with no tumour)."""
+        block = self.block(task, view)
+        if not block or name not in registry.metric_names(task):
+            return None
+        metric = registry.get_metric(name)
+        section = "per_image" if metric.aggregate == "per_image" else "metrics"
+        entry = (block.get(section) or {}).get(metric.key if section == "per_image" else name)
+        if isinstance(entry, dict) and entry.get("undefined"):
+            return str(entry["undefined"])
+        confusion = block.get("confusion")
+        if section == "per_image" or not isinstance(confusion, dict) or not block.get("n"):
+            return None
+        counts = [float(confusion.get(k, 0) or 0) for k in ("tp", "fp", "tn", "fn")]
+        return metric.undefined_reason(task, *counts)
+
+    def n_clusters(self, task: str, view: str = "all") -> int:
+        """The clusters (patients, near-duplicate groups) among the images scored in ``task``
+        and ``view``: the block's ``n_clusters``, else counted from the first seed's per-case
+        records (``"group"``, the id where absent)."""
+        value = self.block(task, view).get("n_clusters")
+        if isinstance(value, int | float) and np.isfinite(value):
+            return int(value)
+        ids, (seeds,) = align_cases([self.per_case], task, view)
+        return len(set(case_groups(seeds[0]))) if ids else 0
 
     def block(self, task: str, view: str = "all") -> dict[str, Any]:
         """The metrics block of a task in a view ({} when absent)."""
@@ -277,8 +311,20 @@ class RunResults:
             raise MribenchError(f"{self.path} has no evaluation set {eval_set!r}; it has "
                                 f"{', '.join(['test', *self.eval_sets])}")
         layout = RunLayout(self.path)
-        rows = {name: RowResult.load(layout.row_dir(name), eval_set) for name in self.rows}
+        rows = {name: RowResult.load(layout.row_dir(name), eval_set, n_boot=self.n_boot)
+                for name in self.rows}
         return RunResults(path=self.path, run=self.run, rows=rows, eval_set=eval_set)
+
+    @property
+    def n_boot(self) -> int:
+        """Bootstrap replicates of the intervals computed at read time (seed-aggregated rows,
+        transfer drops, rank correlations): the run's ``--n-boot`` (run.json's
+        ``identity.n_boot``), 1000 when absent."""
+        value = (self.run.get("identity") or {}).get("n_boot", self.run.get("n_boot"))
+        try:
+            return max(int(value), 0) if value is not None else 1000
+        except (TypeError, ValueError):
+            return 1000
 
     @property
     def run_id(self) -> str:
@@ -359,7 +405,9 @@ def load_results(path: str | Path) -> RunResults:
                             "that `bench run` wrote")
     names = [n for n in run_rows(run) if is_row_name(n)]
     extra = [n for n in layout.row_names() if n not in names]
-    rows = {name: RowResult.load(layout.row_dir(name)) for name in [*names, *extra]}
+    shell = RunResults(path=layout.root, run=run, rows={})
+    rows = {name: RowResult.load(layout.row_dir(name), n_boot=shell.n_boot)
+            for name in [*names, *extra]}
     return RunResults(path=layout.root, run=run, rows=rows)
 
 
