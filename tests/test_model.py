@@ -40,6 +40,9 @@ TINY: dict[str, dict] = {
                        "hidden": (4,), "epochs": 1, "patches_per_epoch": 128,
                        "batch_size": 64, "max_minutes": None, "crf_max_images": 3,
                        "val_slices": 4},
+    # the no-skill reference rows
+    "always-tumour": {}, "majority-class": {}, "size-only": {"n_trees": 5},
+    "predict-nothing": {}, "whole-brain": {}, "mean-mask": {},
 }
 
 INFO = {"image_size": 48, "dataset": "synthetic[n=20]", "dataset_fingerprint": "abc",

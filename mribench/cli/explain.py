@@ -21,8 +21,9 @@ Examples:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for maps.npz, attribution.json/.csv and montage-<kind>.png.")
 @click.option("--kind", "kinds", type=click.Choice(["occlusion", "gradcam"]), multiple=True,
-              default=("occlusion", "gradcam"), show_default=True,
-              help="Maps to compute (Grad-CAM only for cnn, fcm-cnn and unet).")
+              help="Maps to compute (repeat for both); default: every kind the method has "
+                   "(Grad-CAM only for cnn, fcm-cnn and unet; asking it of another method is "
+                   "an error).")
 @click.option("--patch", type=click.IntRange(1, 4096), default=32, show_default=True,
               help="Occlusion patch side in pixels (at the model's image size).")
 @click.option("--stride", type=click.IntRange(1, 4096), default=16, show_default=True,
@@ -40,7 +41,8 @@ def explain(model_dir: Path, images: Path, masks: Path | None, out_dir: Path, ki
 
     With --masks, each map is scored on the slices with a tumour: the share of its positive
     attribution inside the tumour and the pointing game, with 95% bootstrap intervals, beside
-    a random map's expected values (the tumour's area fraction).
+    a random map's expected values (the tumour's area fraction). How many images matched a
+    mask is reported; none matching is an error. A score that is NaN says why.
     """
     from mribench.api.errors import MribenchError
     from mribench.model.explain import explain_folder
@@ -50,29 +52,43 @@ def explain(model_dir: Path, images: Path, masks: Path | None, out_dir: Path, ki
         fill_value: float | str = fill if fill == "mean" else float(fill)
     except ValueError:
         raise MribenchError(f"--fill must be a number or 'mean', got {fill!r}") from None
+    if fill_value != "mean" and not 0 <= fill_value <= 1:
+        raise MribenchError(f"--fill must be a number in [0, 1] or 'mean', got {fill!r}")
     result, skipped = explain_folder(
-        find_model(model_dir), images, out_dir, masks=masks, kinds=kinds, patch=patch,
-        stride=stride,
-        fill=fill_value, device=device, n_boot=n_boot,
+        find_model(model_dir), images, out_dir, masks=masks, kinds=kinds or None, patch=patch,
+        stride=stride, fill=fill_value, device=device, n_boot=n_boot,
         show_progress=not quiet and sys.stderr.isatty(),
         log=lambda line: click.echo(line, err=True))
     for kind in result.maps:
-        line = f"{kind}: {len(result.maps[kind])} maps ({result.seconds[kind]:.1f} s)"
-        scores = result.scores.get(kind)
-        if scores and scores["n_slices"]:
-            s, p, r = (scores[k] for k in ("positive_share", "pointing", "random_baseline"))
-            line += (f"; on {scores['n_slices']} tumour slices: share inside "
-                     f"{s['mean']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}], pointing "
-                     f"{p['mean']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}], random map "
-                     f"{r['mean']:.3f}")
-            for name, base in (scores.get("baselines") or {}).items():
-                if name != "random":
-                    line += (f"; {name} map: share {base['positive_share']['mean']:.3f}, "
-                             f"pointing {base['pointing']['mean']:.3f}")
-        click.echo(line)
-    click.echo(f"written: {out_dir}/attribution.json, maps.npz, montage-*.png")
+        click.echo(_summary_line(kind, result))
+    click.echo(f"written: {', '.join(str(out_dir / name) for name in result.written)}")
     if skipped:
         click.echo(f"{len(skipped)} file(s) skipped:", err=True)
         for name, _ in skipped:
             click.echo(f"  {name}", err=True)
         sys.exit(1)
+
+
+def _interval(entry: dict) -> str:
+    """``mean [low, high]`` of a score entry, with its reason when some slices are NaN."""
+    text = (f"{entry['mean']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
+            if entry["mean"] == entry["mean"] else "nan")
+    return text + (f" ({entry['reason']})" if entry.get("reason") else "")
+
+
+def _summary_line(kind: str, result) -> str:
+    """One line per kind: maps made, and their scores against the masks when there are any."""
+    line = f"{kind}: {len(result.maps[kind])} maps ({result.seconds[kind]:.1f} s)"
+    scores = result.scores.get(kind)
+    if scores is None:
+        return line
+    if not scores["n_slices"]:
+        return line + "; no tumour in the matched masks: nothing to score"
+    s, p, r = (scores[k] for k in ("positive_share", "pointing", "random_baseline"))
+    line += (f"; on {scores['n_slices']} tumour slices: share inside {_interval(s)}, "
+             f"pointing {_interval(p)}, random map {r['mean']:.3f}")
+    for name, base in (scores.get("baselines") or {}).items():
+        if name != "random":
+            line += (f"; {name} map: share {_interval(base['positive_share'])}, "
+                     f"pointing {_interval(base['pointing'])}")
+    return line

@@ -6,6 +6,8 @@ Layer: above :mod:`mribench.api`, :mod:`mribench.data` and :mod:`mribench.blocks
 
 - :mod:`mribench.model.state`: :func:`save_model` / :func:`load_model` (params JSON, torch
   ``state_dict`` files, skops for scikit-learn parts, npz arrays; no pickle);
+- :mod:`mribench.model.schema`: a model folder is untrusted input: the schema of its JSON files,
+  the attribute names it may set and the sizes it may allocate, checked before use;
 - :mod:`mribench.model.predict`: ``bench predict`` (CSV, masks, overlays, HTML gallery);
 - :mod:`mribench.model.explain`: ``bench explain`` (occlusion sensitivity, Grad-CAM, and
   how much of each map falls on the tumour).

@@ -24,7 +24,9 @@ evidence for "tumour":
 Scoring a map against a tumour mask (pure functions, tested against hand-computed values):
 
 - :func:`positive_share`: the share of the map's positive attribution inside the mask,
-  ``sum(max(m, 0)[mask]) / sum(max(m, 0))`` (NaN when the map has no positive value);
+  ``sum(max(m, 0)[mask]) / sum(max(m, 0))`` (NaN when the map has no positive value, or a
+  value that is not finite; :func:`nan_reason` says which, and every NaN carries its reason
+  into the summary, the saved JSON and CSV and the printed line);
 - :func:`pointing_score`: the pointing game (Zhang et al., "Top-down neural attention by
   excitation backprop", ECCV 2016): 1 when the map's maximum lies in the mask, 0 when not; when
   several pixels tie for the maximum (occlusion maps have plateaus) the share of them in the
@@ -37,6 +39,11 @@ Scoring a map against a tumour mask (pure functions, tested against hand-compute
   brightness) and a *centre prior* (a Gaussian at the image centre, sigma a quarter of the
   side: tumours of a data set may sit near the centre);
 - :func:`bootstrap_ci`: 95 % percentile bootstrap intervals over slices (seeded).
+
+:func:`explain_folder` checks before it computes: the model, the map kinds (one a method cannot
+draw, ``gradcam`` for a KNN, is refused: :func:`drawable_kinds`), ``out`` (written to once) and
+the ``masks`` folder (matched to the images by name; none matching is refused, and the counts
+of matched and unmatched images are logged and saved). It says what it wrote.
 """
 
 from __future__ import annotations
@@ -51,15 +58,19 @@ from typing import Any
 import numpy as np
 
 from mribench.api.context import Context
+from mribench.api.errors import MribenchError
 from mribench.api.feature_cache import FeatureCache
 from mribench.api.method import Method
 from mribench.api.types import Sample
 
-__all__ = ["GRADCAM_METHODS", "ExplainResult", "attribution_summary", "baseline_maps",
-           "bootstrap_ci", "centre_prior",
-           "explain_folder", "explain_samples", "grad_cam", "method_scorer", "occlusion_map",
-           "occlusion_maps", "placements", "pointing_score", "positive_share",
+__all__ = ["GRADCAM_METHODS", "KINDS", "ExplainResult", "attribution_summary", "baseline_maps",
+           "bootstrap_ci", "centre_prior", "check_kinds", "drawable_kinds",
+           "explain_folder", "explain_samples", "grad_cam", "method_scorer", "nan_reason",
+           "occlusion_map", "occlusion_maps", "placements", "pointing_score", "positive_share",
            "write_montage"]
+
+#: The kinds of map, in the order they are computed.
+KINDS = ("occlusion", "gradcam")
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 
@@ -261,10 +272,13 @@ def grad_cam(model: Any, inputs: Any, target: Any = "logit", *, layer: Any = Non
 
 def gradcam_maps(method: Method, samples: Sequence[Sample], ctx: Context,
                  batch_size: int = 32) -> np.ndarray | None:
-    """Grad-CAM maps ``(n, H, W)`` of a method of :data:`GRADCAM_METHODS` (else None)."""
+    """Grad-CAM maps ``(n, H, W)`` of a method of :data:`GRADCAM_METHODS` (None for another
+    method)."""
     adapter = GRADCAM_METHODS.get(method.name)
-    if adapter is None or not samples:
+    if adapter is None:
         return None
+    if not samples:
+        return np.zeros((0, 1, 1), np.float32)
     out = []
     for start in range(0, len(samples), batch_size):
         chunk = list(samples[start:start + batch_size])
@@ -274,15 +288,54 @@ def gradcam_maps(method: Method, samples: Sequence[Sample], ctx: Context,
     return np.concatenate(out)
 
 
+def drawable_kinds(method: Method) -> tuple[str, ...]:
+    """The kinds of map ``method`` has: occlusion always, Grad-CAM for
+    :data:`GRADCAM_METHODS`."""
+    return KINDS if method.name in GRADCAM_METHODS else ("occlusion",)
+
+
+def check_kinds(method: Method, kinds: Sequence[str] | None) -> tuple[str, ...]:
+    """The kinds to compute: ``kinds`` (duplicates dropped) when ``method`` can draw each, every
+    kind it can draw when None or empty; a kind it cannot draw is a one-line error."""
+    if not kinds:
+        return drawable_kinds(method)
+    kinds = tuple(dict.fromkeys(kinds))
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise MribenchError(f"unknown map kind(s) {', '.join(map(repr, unknown))}; the kinds "
+                            f"are {', '.join(KINDS)}")
+    if "gradcam" in kinds and "gradcam" not in drawable_kinds(method):
+        raise MribenchError(f"--kind gradcam: {method.name} has no Grad-CAM map (Grad-CAM "
+                            f"needs a CNN with an image-level output: "
+                            f"{', '.join(GRADCAM_METHODS)}); use --kind occlusion")
+    return kinds
+
+
 # --------------------------------------------------------------------------- scoring maps
+
+#: Why a map's scores are NaN.
+NO_POSITIVE = "map has no positive value"
+NOT_FINITE = "map has values that are not finite"
+
+
+def nan_reason(attribution: np.ndarray) -> str | None:
+    """Why :func:`positive_share` of ``attribution`` is NaN (None when it is not)."""
+    values = np.asarray(attribution, dtype=np.float64)
+    if not np.isfinite(values).all():
+        return NOT_FINITE
+    if not (values > 0).any():
+        return NO_POSITIVE
+    return None
+
 
 
 def positive_share(attribution: np.ndarray, mask: np.ndarray) -> float:
-    """Share of the map's positive attribution inside ``mask`` (NaN: no positive value)."""
+    """Share of the map's positive attribution inside ``mask`` (NaN when the map has no
+    positive value or one that is not finite: :func:`nan_reason`)."""
+    if nan_reason(attribution) is not None:
+        return float("nan")
     positive = np.clip(np.asarray(attribution, dtype=np.float64), 0, None)
     total = positive.sum()
-    if total <= 0:
-        return float("nan")
     return float(positive[np.asarray(mask, bool)].sum() / total)
 
 
@@ -290,6 +343,8 @@ def pointing_score(attribution: np.ndarray, mask: np.ndarray, rtol: float = 1e-6
     """Pointing game: 1 when the map's maximum is inside ``mask``, 0 when outside; the share
     of tied maxima inside when several pixels share it (within ``rtol`` of the range)."""
     values = np.asarray(attribution, dtype=np.float64)
+    if not np.isfinite(values).all():
+        return float("nan")
     top = values.max()
     span = top - values.min()
     tied = values >= top - rtol * span if span > 0 else np.ones(values.shape, bool)
@@ -336,27 +391,45 @@ def attribution_summary(maps: np.ndarray, masks: np.ndarray, *, n_boot: int = 10
     share = [positive_share(maps[i], masks[i]) for i in keep]
     pointing = [pointing_score(maps[i], masks[i]) for i in keep]
     area = [float(masks[i].mean()) for i in keep]
+    reasons = [nan_reason(maps[i]) for i in keep]
 
-    def entry(values: list[float]) -> dict[str, float]:
-        mean, low, high = bootstrap_ci(values, n_boot=n_boot, seed=seed)
-        return {"mean": mean, "ci_low": low, "ci_high": high}
+    def entry(values: list[float], why: Sequence[str | None] = ()) -> dict[str, Any]:
+        return _entry(values, why, n_boot, seed)
 
     baselines: dict[str, dict[str, Any]] = {
         "random": {"positive_share": entry(area), "pointing": entry(area)}}
     if images is not None:
         for name, base in baseline_maps(images).items():
+            why = [nan_reason(base[i]) for i in keep]
             baselines[name] = {
-                "positive_share": entry([positive_share(base[i], masks[i]) for i in keep]),
-                "pointing": entry([pointing_score(base[i], masks[i]) for i in keep])}
+                "positive_share": entry([positive_share(base[i], masks[i]) for i in keep], why),
+                "pointing": entry([pointing_score(base[i], masks[i]) for i in keep], why)}
     return {
         "n_slices": len(keep),
-        "positive_share": entry(share),
-        "pointing": entry(pointing),
+        "positive_share": entry(share, reasons),
+        "pointing": entry(pointing, reasons),
         "random_baseline": entry(area),
         "baselines": baselines,
-        "per_slice": [{"index": i, "positive_share": s, "pointing": p, "mask_fraction": a}
-                      for i, s, p, a in zip(keep, share, pointing, area, strict=True)],
+        "per_slice": [{"index": i, "positive_share": s, "pointing": p, "mask_fraction": a,
+                       "reason": r if s != s or p != p else None}
+                      for i, s, p, a, r in zip(keep, share, pointing, area, reasons,
+                                               strict=True)],
     }
+
+
+def _entry(values: Sequence[float], reasons: Sequence[str | None], n_boot: int,
+           seed: int) -> dict[str, Any]:
+    """Mean and 95 % interval of the finite ``values``; with a ``reason`` when some are NaN
+    (how many of how many slices, and why: ``reasons``, one per value)."""
+    mean, low, high = bootstrap_ci(values, n_boot=n_boot, seed=seed)
+    out: dict[str, Any] = {"mean": mean, "ci_low": low, "ci_high": high}
+    why = [(reasons[i] if i < len(reasons) else None) or "not a number"
+           for i, v in enumerate(values) if not np.isfinite(v)]
+    if why:
+        counts = {r: why.count(r) for r in dict.fromkeys(why)}
+        detail = "; ".join(r if n == len(why) else f"{r} ({n})" for r, n in counts.items())
+        out["reason"] = f"{len(why)} of {len(values)} slices not scored: {detail}"
+    return out
 
 
 # --------------------------------------------------------------------------- the driver
@@ -369,27 +442,32 @@ class ExplainResult:
     maps: dict[str, np.ndarray] = field(default_factory=dict)
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: :func:`explain_folder`: how the images matched ``masks`` (folder, images, matched,
+    #: unmatched, unreadable, unmatched_examples); empty without masks.
+    masks: dict[str, Any] = field(default_factory=dict)
+    #: :func:`explain_folder`: the files it wrote, in ``out``.
+    written: list[str] = field(default_factory=list)
 
 
 def explain_samples(method: Method, samples: Sequence[Sample], ctx: Context, *,
-                    kinds: Sequence[str] = ("occlusion", "gradcam"), patch: int = 32,
+                    kinds: Sequence[str] | None = None, patch: int = 32,
                     stride: int = 16, fill: float | str = "mean", n_boot: int = 1000,
                     progress: Callable[[Any], Any] | None = None) -> ExplainResult:
-    """Maps of each kind for ``samples``, scored on those whose ``mask`` is known."""
+    """Maps of each kind for ``samples``, scored on those whose ``mask`` is known.
+
+    ``kinds``: None for every kind ``method`` can draw; a kind it cannot draw is refused
+    (:func:`check_kinds`) before any map is computed.
+    """
     import time
 
     result = ExplainResult()
-    for kind in kinds:
+    for kind in check_kinds(method, kinds):
         start = time.perf_counter()
         if kind == "occlusion":
             maps = occlusion_maps(method, samples, ctx, patch=patch, stride=stride, fill=fill,
                                   progress=progress)
-        elif kind == "gradcam":
-            maps = gradcam_maps(method, samples, ctx)
-            if maps is None:
-                continue
         else:
-            raise ValueError(f"unknown explanation kind {kind!r}: occlusion or gradcam")
+            maps = gradcam_maps(method, samples, ctx)
         result.seconds[kind] = time.perf_counter() - start
         result.maps[kind] = maps
         with_mask = [i for i, s in enumerate(samples) if s.mask is not None]
@@ -406,9 +484,10 @@ def explain_samples(method: Method, samples: Sequence[Sample], ctx: Context, *,
 
 
 def write_montage(path: Path, samples: Sequence[Sample], maps: np.ndarray, title: str,
-                  limit: int = 16) -> None:
+                  limit: int = 16) -> bool:
     """A PNG grid: each slice in grey, its map on top (jet, half transparent), the tumour
-    mask's contour in white where known."""
+    mask's contour in white where known. Nothing is written without samples (returns False).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -416,7 +495,7 @@ def write_montage(path: Path, samples: Sequence[Sample], maps: np.ndarray, title
 
     n = min(len(samples), limit)
     if n == 0:
-        return
+        return False
     cols = min(4, n)
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), squeeze=False)
@@ -437,96 +516,193 @@ def write_montage(path: Path, samples: Sequence[Sample], maps: np.ndarray, title
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+    return True
+
+
+#: Endings a mask file's name may add to its image's (``s01_mask.png`` for ``s01.png``).
+MASK_ENDINGS = ("_mask", "-mask", "_seg", "_label")
 
 
 def _mask_files(root: Path) -> dict[str, Path]:
+    """Mask files under ``root`` by the image stem they belong to."""
     from mribench.data.imageio import is_image_file
 
     out: dict[str, Path] = {}
     for p in sorted(root.rglob("*")):
         if p.is_file() and is_image_file(p):
             stem = p.stem
-            for ending in ("_mask", "-mask", "_seg", "_label"):
+            for ending in MASK_ENDINGS:
                 if stem.endswith(ending):
                     stem = stem[: -len(ending)]
             out.setdefault(stem, p)
     return out
 
 
-def explain_folder(model_dir: Any, images: Path | str, out: Path | str, *,
-                   masks: Path | str | None = None, kinds: Sequence[str] = ("occlusion",
-                                                                            "gradcam"),
-                   patch: int = 32, stride: int = 16, fill: float | str = "mean",
-                   device: str = "cpu", n_boot: int = 1000, show_progress: bool = False,
-                   log: Callable[[str], None] | None = None) -> tuple[ExplainResult, list]:
-    """``bench explain``: maps for every image under ``images``; scored where ``masks`` (a
-    folder of mask files named like the images, optionally ending in ``_mask``) has one.
+def match_masks(masks: Path | str, rels: Sequence[str]) -> tuple[dict[str, Path], dict]:
+    """The mask of each image (``rels``: the images' relative names) found in ``masks`` by
+    name, and the counts (folder, images, matched, unmatched, a few unmatched names).
 
-    Writes ``maps.npz`` (one ``(n, H, W)`` stack per kind, and the ``files``),
-    ``attribution.json`` (the scores, with 95 % intervals, beside the random baseline),
-    ``attribution.csv`` (per slice) and ``montage-<kind>.png``. Returns the result and the
-    skipped files.
+    None matching is a one-line error (there would be nothing to score), said before any work.
     """
-    import sys
+    masks = Path(masks)
+    by_stem = _mask_files(masks)
+    found = {rel: by_stem[Path(rel).stem] for rel in rels if Path(rel).stem in by_stem}
+    unmatched = [rel for rel in rels if rel not in found]
+    counts = {"folder": str(masks), "images": len(rels), "matched": len(found),
+              "unmatched": len(unmatched), "unreadable": 0,
+              "unmatched_examples": unmatched[:5]}
+    if not found:
+        example = f"; e.g. {next(iter(by_stem.values())).name}" if by_stem else ""
+        raise MribenchError(
+            f"--masks {masks}: no mask matches any of the {len(rels)} image(s) (0 matched, "
+            f"{len(unmatched)} unmatched; {len(by_stem)} mask file(s) found{example}); a mask "
+            f"is named like its image, e.g. {Path(rels[0]).stem}.png or "
+            f"{Path(rels[0]).stem}_mask.png")
+    return found, counts
 
-    from tqdm.auto import tqdm
 
+def _attach_masks(samples: Sequence[Sample], found: dict[str, Path], counts: dict,
+                  size: int, log: Callable[[str], None] | None) -> None:
+    """Read each sample's matched mask at ``size``; an unreadable one is counted and logged
+    (the slice stays unscored)."""
     from mribench.data.imageio import read_mask, resize_mask
-    from mribench.model.predict import _device, find_images, load_files, resolve_model_dir
+
+    for s in samples:
+        path = found.get(s.id)
+        if path is None:
+            continue
+        try:
+            s.mask = resize_mask(read_mask(path, shape=s.original_size), size)
+        except Exception as exc:  # a bad mask file: reported, the slice stays unscored
+            counts["unreadable"] += 1
+            if log is not None:
+                log(f"mask ignored: {' '.join(str(exc).split())[:200]}")
+
+
+@dataclass
+class _Explain:
+    """One :func:`explain_folder` call, checked: the method, its kinds, images, ``out``."""
+
+    model_folder: Path
+    method: Method
+    kinds: tuple[str, ...]
+    size: int
+    seed: int
+    samples: list[Sample]
+    skipped: list[tuple[str, str]]
+    masks: dict[str, Any]
+    out: Path
+
+
+def _open_explain(model_dir: Any, images: Path | str, out: Path | str,
+                  masks: Path | str | None, kinds: Sequence[str] | None,
+                  log: Callable[[str], None] | None) -> _Explain:
+    """Every check before a map is computed: the model, the kinds, the images, the masks'
+    names, ``out``; then the images and masks are read."""
+    from mribench.model.predict import find_images, load_files, prepare_out, resolve_model_dir
     from mribench.model.state import load_model, model_info
 
     model_folder, variant = resolve_model_dir(model_dir)
+    method = load_model(model_folder)
+    kinds = check_kinds(method, kinds)
     if variant is not None and log is not None:
         log(f"explaining the base method of variant {variant!r} (maps of its own scores)")
-    method = load_model(model_folder)
     info = model_info(model_folder)
     size = int(info.get("image_size") or 256)
     root, files = find_images(images)
+    rels = [p.relative_to(root).as_posix() for p in files]
+    found, counts = match_masks(masks, rels) if masks is not None else ({}, {})
+    out = prepare_out(out)
     loaded = load_files(root, files, size)
     skipped = [(f.rel, f.error or "unreadable") for f in loaded if f.sample is None]
     for _, reason in skipped:
         if log is not None:
             log(f"skipped: {reason}")
     samples = [f.sample for f in loaded if f.sample is not None]
-    mask_of = _mask_files(Path(masks)) if masks is not None else {}
-    for s in samples:
-        found = mask_of.get(Path(s.id).stem)
-        if found is not None:
-            try:
-                s.mask = resize_mask(read_mask(found, shape=s.original_size), size)
-            except Exception as exc:  # a bad mask file: reported, the slice stays unscored
-                if log is not None:
-                    log(f"mask ignored: {' '.join(str(exc).split())[:200]}")
-    ctx = Context(device=_device(method, device), seed=int(info.get("seed", 0) or 0),
-                  profile=method.profile, workdir=Path(out), method_name=method.name,
-                  cache=FeatureCache(None))
+    if not samples:
+        raise MribenchError(f"{images}: none of the {len(files)} image file(s) could be read "
+                            f"({skipped[0][1]})")
+    _attach_masks(samples, found, counts, size, log)
+    if counts and log is not None:
+        log(f"masks: {counts['matched']} of {counts['images']} images matched a mask in "
+            f"{counts['folder']} ({counts['unmatched']} unmatched"
+            + (f", {counts['unreadable']} unreadable" if counts["unreadable"] else "") + ")")
+    return _Explain(model_folder, method, kinds, size, int(info.get("seed", 0) or 0), samples,
+                    skipped, counts, out)
+
+
+def explain_folder(model_dir: Any, images: Path | str, out: Path | str, *,
+                   masks: Path | str | None = None, kinds: Sequence[str] | None = None,
+                   patch: int = 32, stride: int = 16, fill: float | str = "mean",
+                   device: str = "cpu", n_boot: int = 1000, show_progress: bool = False,
+                   log: Callable[[str], None] | None = None) -> tuple[ExplainResult, list]:
+    """``bench explain``: maps for every image under ``images``; scored where ``masks`` (a
+    folder of mask files named like the images, optionally ending in ``_mask``) has one.
+
+    ``kinds``: None for every kind the method can draw; one it cannot draw is refused. Before
+    any map is computed, the model, the kinds, ``out`` (written to once) and the masks' names
+    are checked, each failure one line (no mask matching any image is one). Writes
+    ``maps.npz`` (one ``(n, H, W)`` stack per kind, and the ``files``), ``attribution.json``
+    (the scores, with 95 % intervals, beside the random baseline; the mask counts; a
+    ``reason`` beside every NaN), ``attribution.csv`` (per slice) and ``montage-<kind>.png``.
+    Returns the result (``written``: the files written) and the skipped files.
+    """
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from mribench.model.predict import _device, failed, unwritable
+
+    job = _open_explain(model_dir, images, out, masks, kinds, log)
+    method = job.method
+    ctx = Context(device=_device(method, device), seed=job.seed, profile=method.profile,
+                  workdir=job.out, method_name=method.name, cache=FeatureCache(None))
 
     def progress(items: Any) -> Any:
         return tqdm(items, desc=f"occlusion {method.name}", unit="img", file=sys.stderr,
                     disable=not show_progress, dynamic_ncols=True)
 
-    result = explain_samples(method, samples, ctx, kinds=kinds, patch=patch, stride=stride,
-                             fill=fill, n_boot=n_boot, progress=progress)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        result = explain_samples(method, job.samples, ctx, kinds=job.kinds, patch=patch,
+                                 stride=stride, fill=fill, n_boot=n_boot, progress=progress)
+    except MribenchError:
+        raise
+    except Exception as exc:  # the restored method does not work: one line naming its folder
+        raise failed(method, job.model_folder, exc, "explaining") from exc
+    result.masks = job.masks
+    try:
+        result.written = _write_explain(job, result, patch, stride, fill)
+    except OSError as exc:
+        raise unwritable(job.out, exc) from None
+    return result, job.skipped
+
+
+def _write_explain(job: _Explain, result: ExplainResult, patch: int, stride: int,
+                   fill: float | str) -> list[str]:
+    """maps.npz, attribution.json, attribution.csv and the montages; the names written."""
+    out, samples, name = job.out, job.samples, job.method.name
     np.savez_compressed(out / "maps.npz", files=np.array([s.id for s in samples]),
                         **{k: v.astype(np.float32) for k, v in result.maps.items()})
-    report = {"method": method.name, "model": str(model_folder), "image_size": size,
+    report = {"method": name, "model": str(job.model_folder), "image_size": job.size,
               "patch": patch, "stride": stride, "fill": fill, "kinds": list(result.maps),
               "seconds": result.seconds, "n_images": len(samples),
               "n_with_mask": sum(s.mask is not None for s in samples),
+              "masks": result.masks or None,
               "scores": {k: {kk: vv for kk, vv in v.items() if kk != "per_slice"}
                          for k, v in result.scores.items()},
-              "skipped": [f for f, _ in skipped]}
+              "skipped": [f for f, _ in job.skipped]}
     (out / "attribution.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    lines = ["kind,file,positive_share,pointing,mask_fraction"]
+    lines = ["kind,file,positive_share,pointing,mask_fraction,reason"]
     for kind, summary in result.scores.items():
         for row in summary["per_slice"]:
             lines.append(f"{kind},{json.dumps(row['id'])},{row['positive_share']:.6g},"
-                         f"{row['pointing']:.6g},{row['mask_fraction']:.6g}")
+                         f"{row['pointing']:.6g},{row['mask_fraction']:.6g},"
+                         f"{json.dumps(row['reason']) if row['reason'] else ''}")
     (out / "attribution.csv").write_text("\n".join(lines) + "\n")
+    written = ["attribution.json", "attribution.csv", "maps.npz"]
     for kind, maps in result.maps.items():
-        write_montage(out / f"montage-{kind}.png", samples, maps,
-                      f"{method.name}: {kind} (patch {patch}, stride {stride})"
-                      if kind == "occlusion" else f"{method.name}: Grad-CAM")
-    return result, skipped
+        title = (f"{name}: {kind} (patch {patch}, stride {stride})" if kind == "occlusion"
+                 else f"{name}: Grad-CAM")
+        if write_montage(out / f"montage-{kind}.png", samples, maps, title):
+            written.append(f"montage-{kind}.png")
+    return written

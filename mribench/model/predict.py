@@ -19,6 +19,12 @@ included), runs the saved method in batches and writes into ``out``:
 A file that cannot be decoded is reported in one line (``skipped.csv`` and the result's
 ``skipped``) and the others go on; the CLI then exits non-zero.
 
+Everything that can be checked is checked before the first prediction, each failure one line:
+the model folder (:func:`mribench.model.state.load_model`), the images, and ``out``
+(:func:`prepare_out`: made and written to once, so ``/proc/x`` or a read-only folder is refused
+before any work). A saved method that fails to predict is :class:`MethodFailed` naming the
+model folder; a write that fails later (a full disk) is one line too.
+
 ``MODEL_DIR`` may be a result row folder (``results/<run>/<row>``, holding ``model/``), the
 ``model/`` folder itself, or a *variant* row such as ``results/<run>/two-pathway-cnn+crf``:
 a variant is a post-processing of its base method's output, so its predictions come from the
@@ -30,9 +36,12 @@ from __future__ import annotations
 
 import base64
 import csv
+import errno
 import html
 import io
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,14 +51,15 @@ import numpy as np
 from PIL import Image
 
 from mribench.api.context import Context
-from mribench.api.errors import MribenchError
+from mribench.api.errors import MethodFailed, MribenchError
 from mribench.api.method import Method
 from mribench.api.types import UNLABELLED, Prediction, Sample
 from mribench.data.imageio import is_image_file, load_image
 from mribench.model.state import ModelError, load_model, model_info, read_info
 
 __all__ = ["LoadedFile", "PredictResult", "find_images", "load_files", "overlay_image",
-           "ModelRef", "predict_folder", "resolve_model_dir", "run_method", "write_overlay"]
+           "ModelRef", "predict_folder", "prepare_out", "resolve_model_dir", "run_method",
+           "write_overlay"]
 
 #: Images per predict call (bounds memory; methods vectorise within a batch).
 BATCH = 64
@@ -117,6 +127,29 @@ def find_images(path: Path | str) -> tuple[Path, list[Path]]:
     return path, files
 
 
+def prepare_out(out: Path | str, option: str = "--out") -> Path:
+    """``out`` made (with its parents) and written to once (a file created and removed), so an
+    output folder that cannot be used is one line before any work; returns it as a Path."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".mribench-write-test-", dir=out)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise unwritable(out, exc, option) from None
+    return out
+
+
+def unwritable(out: Path, exc: OSError, option: str = "--out") -> MribenchError:
+    """The one-line error for an output folder (or a file in it) that cannot be written."""
+    where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out) else ""
+    fix = ("free some space and run it again" if exc.errno == errno.ENOSPC else
+           f"pass {option} a folder you can write to")
+    return MribenchError(f"{option} {out}: cannot write there: "
+                         f"{exc.strerror or type(exc).__name__}{where}; {fix}")
+
+
 def _load_one(task: tuple[Path, str, int]) -> LoadedFile:
     path, rel, size = task
     try:
@@ -151,15 +184,40 @@ def _device(method: Method, device: str) -> str:
 
 
 def run_method(method: Method, samples: Sequence[Sample], ctx: Context,
-               variant: str | None = None) -> Prediction:
-    """``method.predict`` (or its ``variant``'s prediction) for ``samples``."""
-    pred = method.predict(list(samples), ctx)
+               variant: str | None = None, source: Path | None = None) -> Prediction:
+    """``method.predict`` (or its ``variant``'s prediction) for ``samples``.
+
+    A saved method (from the model folder ``source``) that raises is :class:`MethodFailed`,
+    one line naming the folder: what it restored does not work.
+    """
+    pred = predict_or_fail(method, samples, ctx, source)
     if variant is None:
         return pred
     if variant not in pred.variants:
         raise ModelError(f"{method.name} gives no variant {variant!r} (it gives: "
                          f"{', '.join(sorted(pred.variants)) or 'none'})")
     return pred.variants[variant]
+
+
+def predict_or_fail(method: Method, samples: Sequence[Sample], ctx: Context,
+                    source: Path | None = None) -> Prediction:
+    """``method.predict(samples)``; an exception (other than a MribenchError, already one
+    line) becomes :class:`MethodFailed` naming the model folder ``source``."""
+    try:
+        return method.predict(list(samples), ctx)
+    except MribenchError:
+        raise
+    except Exception as exc:
+        raise failed(method, source, exc, "predict") from exc
+
+
+def failed(method: Method, source: Path | None, exc: Exception, what: str) -> MethodFailed:
+    """The one line for a restored method that raised while doing ``what``."""
+    first = (" ".join(str(exc).split()) or "no message")[:200]
+    where = f" (model {source})" if source is not None else ""
+    return MethodFailed(f"{method.name}{where}: {what} failed ({type(exc).__name__}: {first}); "
+                        "the model folder may be damaged or saved by another mribench: "
+                        "save it again")
 
 
 # --------------------------------------------------------------------------- pictures
@@ -292,11 +350,22 @@ def predict_folder(model_dir: Path | str | ModelRef, images: Path | str, out: Pa
 
     Returns a :class:`PredictResult`; unreadable files are in its ``skipped`` list (and in
     ``skipped.csv``), never an exception. Raises :class:`~mribench.model.state.ModelError`
-    for an unusable model folder and :class:`MribenchError` when there are no images.
+    for an unusable model folder and :class:`MribenchError` when there are no images or
+    ``out`` cannot be written (both before any prediction), :class:`MethodFailed` when the
+    saved method raises.
     """
+    job = _open_job(model_dir, images, out, device)
+    try:
+        return _predict_all(job, batch_size, show_progress, gallery_max, write_images, log)
+    except OSError as exc:  # an output that could be written at the start no longer can
+        raise unwritable(job.out, exc) from None
+
+
+def _predict_all(job: _Job, batch_size: int, show_progress: bool, gallery_max: int,
+                 write_images: bool, log: Callable[[str], None] | None) -> PredictResult:
+    """The batches of :func:`predict_folder`, then its CSV files and gallery."""
     from tqdm.auto import tqdm
 
-    job = _open_job(model_dir, images, out, device)
     result = PredictResult(out=job.out, method=job.name, variant=job.variant,
                            n_files=len(job.files))
     rows: list[dict[str, Any]] = []
@@ -328,14 +397,13 @@ def predict_folder(model_dir: Path | str | ModelRef, images: Path | str, out: Pa
 
 def _open_job(model_dir: Path | str | ModelRef, images: Path | str, out: Path | str,
               device: str) -> _Job:
-    """Load the saved method, find the images, make ``out``."""
+    """Load the saved method, find the images, make ``out`` (and write to it once)."""
     model_folder, variant = resolve_model_dir(model_dir)
     method = load_model(model_folder)
     info = model_info(model_folder)
     size = int(info.get("image_size") or 256)
     root, files = find_images(images)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out(out)
     name = method.name + (f"+{variant}" if variant else "")
     ctx = Context(device=_device(method, device), seed=int(info.get("seed", 0) or 0),
                   profile=method.profile, workdir=out, method_name=name)
@@ -350,7 +418,7 @@ def _predict_batch(job: _Job, good: Sequence[LoadedFile], result: PredictResult,
     ``rows`` and write its overlay (with a gallery thumbnail while ``rows`` holds under
     ``gallery_max``) and mask."""
     samples = [item.sample for item in good if item.sample is not None]
-    pred = run_method(job.method, samples, job.ctx, job.variant)
+    pred = run_method(job.method, samples, job.ctx, job.variant, job.model_folder)
     for i, item in enumerate(good):
         sample = samples[i]
         label = int(pred.labels[i])

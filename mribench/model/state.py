@@ -43,17 +43,22 @@ stages of an input cascade; 0 for a lone network) and loads the weights with
 ``info`` is what the caller passes: the runner gives ``image_size``, ``dataset``,
 ``dataset_fingerprint``, ``split_hash`` and ``seed`` (see :func:`save_model`).
 
-**Loading** checks, each failure a :class:`ModelError` of one line: the folder and its files
-exist and match their SHA-256; the format is known; the mribench major version is the same (a
-different minor version only warns); the method is registered; every skops file holds only
-the trusted types and a scikit-learn estimator; every checkpoint is a plain ``state_dict``
-(tensors by name) that fits the rebuilt network.
+**Loading** treats the folder as untrusted input (:mod:`mribench.model.schema`: the schema of
+its JSON files, the names it may set, the sizes it may allocate) and checks, each failure a
+:class:`ModelError` of one line naming the file: the folder and its files exist, are regular
+files within the size bounds and match their SHA-256; the format is known; the mribench major
+version is the same (a different minor version only warns); the method is registered and its
+parameters valid; every skops file holds only the trusted types and a scikit-learn estimator of
+the saved class; every checkpoint is a plain ``state_dict`` (tensors by name) whose network,
+built first on torch's ``meta`` device, is within :data:`~mribench.model.schema.MAX_WEIGHT_BYTES`
+and of the same shapes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
+import io
+import re
 import shutil
 import tempfile
 import warnings
@@ -64,23 +69,27 @@ import numpy as np
 
 from mribench.api.errors import MribenchError
 from mribench.api.method import Method
-from mribench.atomic import atomic_write_json, read_json
+from mribench.atomic import atomic_write_json
+from mribench.model.schema import (
+    PLAIN_TYPES,
+    ModelError,
+    check_files,
+    check_info,
+    check_npz,
+    check_params,
+    check_state,
+    check_weights,
+    check_zip,
+    make_object,
+    plain_class,
+    read_model_json,
+)
 
 __all__ = ["FORMAT", "PLAIN_TYPES", "TRUSTED_SKOPS_TYPES", "ModelError", "check_version",
            "load_model", "read_info", "save_model"]
 
 #: Version of the folder layout; :func:`load_model` refuses others.
 FORMAT = 1
-
-#: Plain-data classes whose instances are stored attribute by attribute (no code, no pickle).
-#: Qualified names, imported only from this fixed list.
-PLAIN_TYPES: tuple[str, ...] = (
-    "mribench.api.thresholds.AreaThreshold",
-    "mribench.api.thresholds.ScoreThreshold",
-    "mribench.blocks.crf.DenseCRF",
-    "mribench.blocks.crf.CRFParams",
-    "mribench.blocks.nn.train.TrainResult",
-)
 
 #: Types a skops file may hold beyond those skops trusts by default (scikit-learn estimators,
 #: numpy arrays and builtins): the helpers the shipped pipelines' estimators keep.
@@ -93,13 +102,10 @@ TRUSTED_SKOPS_TYPES: tuple[str, ...] = (
     "sklearn.neighbors._ball_tree.BallTree",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    "sklearn.tree._tree.Tree",  # the trees of size-only's random forest
 )
 
 _SCALARS = (type(None), bool, int, float, str)
-
-
-class ModelError(MribenchError):
-    """A model folder cannot be written or loaded as it is (one line: what and where)."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -108,14 +114,6 @@ class ModelError(MribenchError):
 def _qualname(obj_or_cls: Any) -> str:
     cls = obj_or_cls if isinstance(obj_or_cls, type) else type(obj_or_cls)
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _plain_class(name: str) -> type:
-    if name not in PLAIN_TYPES:
-        raise ModelError(f"unexpected object type {name!r} in state.json; allowed: "
-                         f"{', '.join(PLAIN_TYPES)}")
-    module, _, attr = name.rpartition(".")
-    return getattr(importlib.import_module(module), attr)
 
 
 def _is_module(value: Any) -> bool:
@@ -222,14 +220,20 @@ class _Writer:
         target = self.folder / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-        torch.save(state, target)
+        buffer = io.BytesIO()  # written by Python, so a full disk is an OSError (ENOSPC)
+        torch.save(state, buffer)
+        target.write_bytes(buffer.getbuffer())
         return {"type": "torch", "file": rel, "index": 0 if index is None else index,
                 "class": _qualname(module)}
 
     def _sklearn(self, estimator: Any, path: str) -> dict:
         import skops.io as sio
 
-        rel = f"sklearn/{path.replace('[', '.').replace(']', '').replace(chr(39), '')}.skops"
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", path.replace("[", ".").replace("]", "")
+                      .replace(chr(39), ""))[:180]
+        rel, n = f"sklearn/{stem}.skops", 1
+        while (self.folder / rel).exists():  # two dict keys that differ only in odd characters
+            rel, n = f"sklearn/{stem}.{n}.skops", n + 1
         target = self.folder / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         sio.dump(estimator, target)
@@ -313,19 +317,14 @@ def _versions() -> dict[str, str]:
 
 
 def read_info(folder: Path | str) -> dict[str, Any]:
-    """``info.json`` of a model folder (format, versions, the training ``info``, file hashes)."""
+    """``info.json`` of a model folder (format, versions, the training ``info``, file hashes),
+    checked against the schema (:func:`mribench.model.schema.check_info`)."""
     folder = Path(folder)
     path = folder / "info.json"
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise ModelError(f"{folder}: not a model folder (no info.json); pass the folder "
                          "save_model wrote (results/<run>/<row>/model)")
-    try:
-        data = read_json(path)
-    except ValueError as exc:
-        raise ModelError(f"{path}: not valid JSON ({exc}); the model folder is damaged") from exc
-    if not isinstance(data, dict):
-        raise ModelError(f"{path}: expected a JSON object; the model folder is damaged")
-    return data
+    return check_info(read_model_json(path), path)
 
 
 class _Reader:
@@ -336,13 +335,20 @@ class _Reader:
 
     def path(self, rel: str) -> Path:
         if rel not in self.files or Path(rel).is_absolute() or ".." in Path(rel).parts:
-            raise ModelError(f"{self.folder}: {rel!r} is not one of the model's listed files")
+            raise ModelError(f"{self.folder}/state.json: {rel!r} is not one of the model's "
+                             "listed files")
         return self.folder / rel
 
     def arrays(self) -> dict[str, np.ndarray]:
         if self._arrays is None:
-            with np.load(self.path("arrays.npz"), allow_pickle=False) as data:
-                self._arrays = {k: data[k] for k in data.files}
+            path = self.path("arrays.npz")
+            check_npz(path)  # headers first: sizes and dtypes before any allocation
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    self._arrays = {k: data[k] for k in data.files}
+            except (ValueError, OSError, EOFError) as exc:
+                raise ModelError(f"{path}: not a readable arrays.npz ({type(exc).__name__}: "
+                                 f"{' '.join(str(exc).split())[:120]})") from None
         return self._arrays
 
     def has_torch(self, node: Any) -> bool:
@@ -354,9 +360,8 @@ class _Reader:
             return any(self.has_torch(v) for v in node)
         return False
 
-    def decode(self, node: Any, method: Method, where: str) -> Any:
-        if not isinstance(node, dict) or "type" not in node:
-            raise ModelError(f"{self.folder}/state.json: {where} is not a state node")
+    def decode(self, node: dict, method: Method, where: str) -> Any:
+        """The value of a state node (checked by :func:`mribench.model.schema.check_node`)."""
         kind = node["type"]
         if kind == "value":
             return node["value"]
@@ -369,52 +374,56 @@ class _Reader:
             try:
                 return self.arrays()[node["key"]]
             except KeyError:
-                raise ModelError(f"{self.folder}: array {node['key']!r} of {where} is missing "
-                                 "from arrays.npz") from None
+                raise ModelError(f"{self.folder}/arrays.npz: array {node['key']!r} of {where} "
+                                 "is missing") from None
         if kind == "object":
-            cls = _plain_class(node["class"])
-            obj = cls.__new__(cls)
-            obj.__dict__.update({k: self.decode(v, method, f"{where}.{k}")
-                                 for k, v in node["state"].items()})
-            return obj
+            cls = plain_class(node["class"], self.folder / "state.json")
+            state = {k: self.decode(v, method, f"{where}.{k}") for k, v in node["state"].items()}
+            return make_object(cls, state, self.folder / "state.json", where)
         if kind == "sklearn":
-            return load_skops(self.path(node["file"]))
-        if kind == "torch":
-            return self._network(node, method, where)
-        raise ModelError(f"{self.folder}/state.json: unknown node type {kind!r} at {where}")
+            path = self.path(node["file"])
+            estimator = load_skops(path)
+            if _qualname(estimator) != node["class"]:
+                raise ModelError(f"{path}: holds a {_qualname(estimator)}, state.json says "
+                                 f"{node['class']} ({where}); refused")
+            return estimator
+        return self._network(node, method, where)
 
     def _network(self, node: dict, method: Method, where: str) -> Any:
-        state = load_state_dict(self.path(node["file"]))
+        path = self.path(node["file"])
+        state = load_state_dict(path)
         build = getattr(method, "build_network", None)
         if not callable(build):
             raise ModelError(f"{method.name}: the model holds a network ({where}) but the "
                              "method defines no build_network() hook")
-        net = build(int(node.get("index", 0)))
-        if _qualname(net) != node.get("class", _qualname(net)):
-            raise ModelError(f"{where}: build_network() gave a {_qualname(net)}, the saved "
-                             f"weights are of a {node['class']}")
+        built = check_weights(build, node["index"], state, path, where)  # on "meta" first
+        if built != node["class"]:
+            raise ModelError(f"{path}: build_network() gives a {built}, the saved weights are "
+                             f"of a {node['class']} ({where})")
+        net = build(node["index"])
         try:
             net.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{self.path(node['file'])}: the weights do not fit the rebuilt "
-                             f"network ({first})") from None
+            raise ModelError(f"{path}: the weights do not fit the rebuilt network ({first})"
+                             ) from None
         net.eval()
         return net
 
 
 def load_state_dict(path: Path) -> dict[str, Any]:
     """A checkpoint that must be a plain ``state_dict`` (tensors by name), else ModelError."""
-    import pickle
-
     import torch
 
+    check_zip(path, "torch checkpoint")  # sizes first; a truncated file ends here
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelError(f"{path}: not a plain state_dict checkpoint, refused ({first[:160]})"
-                         ) from None
+    except Exception as exc:  # whatever a damaged or foreign file makes torch raise
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        first = (f"it refers to {found.group(1)}, which only unpickling code could restore"
+                 if found else (str(exc).strip().splitlines() or [""])[0][:160])
+        raise ModelError(f"{path}: not a plain state_dict checkpoint, refused "
+                         f"({type(exc).__name__}: {first})") from None
     if not (isinstance(state, dict) and all(isinstance(k, str) for k in state)
             and all(isinstance(v, torch.Tensor) for v in state.values())):
         raise ModelError(f"{path}: not a plain state_dict (a dict of tensors by name) but a "
@@ -426,6 +435,7 @@ def load_skops(path: Path) -> Any:
     """A scikit-learn estimator from a skops file holding only trusted types, else ModelError."""
     import skops.io as sio
 
+    check_zip(path, "skops file")
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:  # a damaged or foreign file
@@ -438,15 +448,15 @@ def load_skops(path: Path) -> Any:
     try:
         estimator = sio.load(path, trusted=list(untrusted))
     except Exception as exc:
-        raise ModelError(f"{path}: cannot be loaded ({type(exc).__name__}: {str(exc)[:120]})"
-                         ) from None
+        raise ModelError(f"{path}: cannot be loaded ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:120]})") from None
     if not _is_estimator(estimator):
         raise ModelError(f"{path}: holds a {_qualname(estimator)}, not a scikit-learn "
                          "estimator; refused")
     return estimator
 
 
-def _params_from_json(cls: type[Method], values: dict[str, Any]) -> Any:
+def _params_from_json(cls: type[Method], values: dict[str, Any], path: Path) -> Any:
     """The method's ``Params`` from JSON values (lists back to tuples where the field's default
     is a tuple), validated by its constraints."""
     defaults = cls.Params()
@@ -455,58 +465,70 @@ def _params_from_json(cls: type[Method], values: dict[str, Any]) -> Any:
         default = getattr(defaults, key, None)
         fixed[key] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) \
             else value
-    return defaults.replace(**fixed)
+    try:
+        return defaults.replace(**fixed)
+    except (MribenchError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: {' '.join(str(exc).split())[:200]}") from None
+
+
+def _verify_files(folder: Path, files: dict[str, str]) -> None:
+    """Each listed file: a regular file in the folder, within the size bound, same SHA-256."""
+    check_files(folder, files)
+    for rel, digest in files.items():
+        path = folder / rel
+        try:
+            same = _sha256(path) == digest
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        if not same:
+            raise ModelError(f"{path}: changed since the model was saved (SHA-256 differs); "
+                             "refused")
 
 
 def load_model(folder: Path | str) -> Method:
     """Rebuild the method saved in ``folder`` by :func:`save_model`, ready to ``predict``.
 
-    Raises :class:`ModelError` (one line) for a missing or damaged folder, a file whose hash
-    changed, another major mribench version, an unknown method, or an unexpected object type
-    in a skops file or checkpoint. Warns when the minor version differs.
+    Raises :class:`ModelError` (one line, naming the file) for a missing or damaged folder, a
+    file that breaks the schema or a size bound (:mod:`mribench.model.schema`), a file whose
+    hash changed, another major mribench version, an unknown method or invalid parameters, or
+    an unexpected object type in a skops file or checkpoint. Warns when the minor version
+    differs.
     """
     from mribench.api.registry import get_method
 
     folder = Path(folder)
     meta = read_info(folder)
-    if meta.get("format") != FORMAT:
-        raise ModelError(f"{folder}: model format {meta.get('format')!r}, this mribench reads "
-                         f"format {FORMAT}; re-train the model")
-    check_version(str(meta.get("mribench_version", "0.0.0")), where=str(folder))
-    files = meta.get("files") or {}
-    for rel, digest in files.items():
-        path = folder / rel
-        if not path.is_file():
-            raise ModelError(f"{path}: missing from the model folder")
-        if _sha256(path) != digest:
-            raise ModelError(f"{path}: changed since the model was saved (SHA-256 differs); "
-                             "refused")
+    if meta["format"] != FORMAT:
+        raise ModelError(f"{folder / 'info.json'}: model format {meta['format']!r}, this "
+                         f"mribench reads format {FORMAT}; re-train the model")
+    check_version(meta["mribench_version"], where=str(folder))
+    files = meta["files"]
+    _verify_files(folder, files)
     reader = _Reader(folder, files)
+    params_path, state_path = reader.path("params.json"), reader.path("state.json")
+    spec = check_params(read_model_json(params_path), params_path, meta["method"])
     try:
-        spec = read_json(reader.path("params.json"))
-        state = read_json(reader.path("state.json"))["attributes"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"{folder}: params.json or state.json is damaged ({exc})") from None
-    cls = get_method(spec["method"])
-    method = cls(_params_from_json(cls, spec.get("params", {})),
+        cls = get_method(spec["method"])
+    except MribenchError as exc:
+        raise ModelError(f"{params_path}: {exc}") from None
+    method = cls(_params_from_json(cls, spec.get("params", {}), params_path),
                  profile=spec.get("profile", "quick"))
+    state = check_state(read_model_json(state_path), state_path, cls)
     # Networks last: build_network() may read other learned attributes (e.g. pca_).
-    order = sorted(state, key=lambda k: reader.has_torch(state[k]))
-    for name in order:
-        if not name.endswith("_"):
-            raise ModelError(f"{folder}/state.json: {name!r} is not a learned attribute")
+    for name in sorted(state, key=lambda k: reader.has_torch(state[k])):
         setattr(method, name, reader.decode(state[name], method, name))
     return method
 
 
 def model_info(folder: Path | str) -> dict[str, Any]:
-    """The ``info`` dict the caller passed to :func:`save_model` (image size, data set, ...)."""
-    return dict(read_info(folder).get("info") or {})
+    """The ``info`` dict the caller passed to :func:`save_model` (image size, data set, ...),
+    checked against the schema."""
+    return dict(read_info(folder)["info"])
 
 
 def describe(folder: Path | str) -> str:
     """One line: method, profile, image size, mribench version (for CLI messages)."""
     meta = read_info(folder)
-    info = meta.get("info") or {}
+    info = meta["info"]
     return (f"{meta.get('method')} (mribench {meta.get('mribench_version')}, image size "
             f"{info.get('image_size', '?')}, data {info.get('dataset', '?')})")

@@ -10,6 +10,7 @@ from the run folder's ``split.json``. A failure is recorded in the job's folder 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import time
@@ -257,6 +258,9 @@ def _fit_and_score(job: Job, ctx: Context, writer: RunWriter, built: list[Method
     try:
         _save_model(job, method)
     except Exception as exc:  # a model that cannot be saved still has its scores
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # but a full disk fails
+            raise MribenchError(f"model not saved ({os.strerror(errno.ENOSPC)}); free some "
+                                "space, then rerun with --resume") from exc  # --resume reruns
         ctx.log("model not saved", reason=f"{type(exc).__name__}: {exc}")
         ctx.logger.warning("model not saved: %s: %s", type(exc).__name__, exc)
     _score_rows(job, writer, prediction, test, tasks, IN_DISTRIBUTION)
