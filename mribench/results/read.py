@@ -140,7 +140,9 @@ class RowResult:
             missing = [s for s, p in parts.items() if p.status != "done"]
             reason = f"seeds {missing} did not finish"
         done = {s: p for s, p in parts.items() if p.done}
-        if len(done) > 1:
+        if done and any(p.per_case for p in done.values()):
+            # intervals are recomputed here from the per-case records (their clusters), so
+            # every run is read with the same statistics, whenever it was scored
             from mribench.results.aggregate import aggregate_seeds
 
             metrics = aggregate_seeds({s: p.metrics for s, p in done.items()},
