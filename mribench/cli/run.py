@@ -144,16 +144,32 @@ def run(ctx: click.Context, executor_option: tuple[str, ...], suite: str | None,
 
 
 def print_tables(results_dir: Path, rank_by: str = "f1") -> None:
-    """Print each task's ranked table per evaluation set, then the transfer table."""
-    from mribench.eval.registry import rank_metric
-    from mribench.report.tables import format_table, table_notes, transfer_table
-    from mribench.results.rank import ranked_table
+    """Print each data set's ranked tables per evaluation set (with the spread over folds in a
+    cross-validated run), its transfer table, and the transfer matrix of a run over several
+    data sets."""
     from mribench.results.read import load_results
 
-    results = load_results(results_dir)
+    root = load_results(results_dir)
+    for results in [root.of(d) for d in root.datasets] or [root]:
+        if root.datasets:
+            click.echo(f"\n=== trained on {results.dataset}")
+        _print_ranked(results, rank_by)
+        _print_transfer(results, rank_by)
+    if root.datasets:
+        _print_matrix(root, rank_by)
+    click.echo("\n95% intervals: report.md / index.html, or `bench report`")
+
+
+def _print_ranked(results: Any, rank_by: str) -> None:
+    from mribench.eval.registry import rank_metric
+    from mribench.report.tables import fold_table, format_table, table_notes
+    from mribench.results.rank import ranked_table
+
+    folds = results.run.get("folds")
     for eval_set in ["test", *results.eval_sets]:
         view = results.on(eval_set)
-        where = "" if eval_set == "test" else f" on external set {eval_set!r}"
+        where = ("" if eval_set == "test" else f" on external set {eval_set!r}") + (
+            f" (pooled out of {folds} folds)" if folds and eval_set == "test" else "")
         for task in view.tasks():
             chosen = rank_metric(task, rank_by)
             for population in (("all", "tumour_only") if task == "segment" else ("all",)):
@@ -164,13 +180,35 @@ def print_tables(results_dir: Path, rank_by: str = "f1") -> None:
                 click.echo(format_table(table, fmt="simple", ci=False))
                 for note in table_notes(table, intervals=False, legend=False):
                     click.echo(note)
-    if results.eval_sets:
-        for task in results.tasks():
-            chosen = rank_metric(task, rank_by)
-            table = transfer_table(results, task, chosen)
-            if table is not None:
-                click.echo(f"\ntransfer ({task}, {chosen}): in-distribution test vs external "
-                           "sets; drop = external - test, 95% interval from resampling "
-                           "each set's clusters")
-                click.echo(table)
-    click.echo("\n95% intervals: report.md / index.html, or `bench report`")
+                if folds and population == "all":
+                    click.echo(f"{chosen} per fold (mean ± sd over {folds} folds):")
+                    click.echo(fold_table(view, task, chosen))
+
+
+def _print_transfer(results: Any, rank_by: str) -> None:
+    from mribench.eval.registry import rank_metric
+    from mribench.report.tables import transfer_table
+
+    if not results.eval_sets:
+        return
+    for task in results.tasks():
+        chosen = rank_metric(task, rank_by)
+        table = transfer_table(results, task, chosen)
+        if table is not None:
+            click.echo(f"\ntransfer ({task}, {chosen}): in-distribution test vs external "
+                       "sets; drop = external - test, 95% interval from resampling "
+                       "each set's clusters")
+            click.echo(table)
+
+
+def _print_matrix(root: Any, rank_by: str) -> None:
+    from mribench.eval.registry import rank_metric
+    from mribench.report.tables import matrix_table
+    from mribench.results.transfer import transfer_matrix
+
+    for task in ("classify", "segment"):
+        matrix = transfer_matrix(root, task, rank_metric(task, rank_by))
+        if matrix.cells.empty:
+            continue
+        click.echo(f"\ntransfer matrix ({task}, {matrix.metric}): trained on -> scored on")
+        click.echo(matrix_table(matrix))

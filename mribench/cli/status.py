@@ -29,8 +29,12 @@ def status(results_dir: Path, as_json: bool) -> None:
         return
     from tabulate import tabulate
 
-    several = len({j["seed"] for j in info["jobs"]}) > 1
-    table = [[j["row"], j["seed"], j["status"], j["reason"] or ""] for j in info["jobs"]]
+    jobs = info["jobs"]
+    columns = [c for c in ("dataset", "row", "fold", "seed", "status", "reason")
+               if c in ("row", "status") or (c == "seed" and len({j["seed"] for j in jobs}) > 1)
+               or (c == "reason" and any(j["reason"] for j in jobs))
+               or (c in ("dataset", "fold") and any(c in j for j in jobs))]
+    table = [["" if j.get(c) is None else j[c] for c in columns] for j in jobs]
     head = f"run {info['run_id']}: {info['state']}"
     if info["driver_pid"]:
         head += f" (driver pid {info['driver_pid']})"
@@ -42,11 +46,7 @@ def status(results_dir: Path, as_json: bool) -> None:
     if info["state"] in ("failed", "stopped") and info["reason"]:
         click.echo(f"  reason: {info['reason']}")
     if table:
-        headers = ["row", "seed", "status", "reason"]
-        keep = [0, *([1] if several else []), 2, *([3] if any(r[3] for r in table) else [])]
-        headers = [headers[i] for i in keep]
-        table = [[r[i] for i in keep] for r in table]
-        click.echo(tabulate(table, headers=headers, tablefmt="simple"))
+        click.echo(tabulate(table, headers=columns, tablefmt="simple"))
     counts = ", ".join(f"{n} {s}" for s, n in info["counts"].items())
     click.echo(f"{len(info['jobs'])} job(s): {counts or 'none'}")
     unfinished = sum(n for s, n in info["counts"].items()

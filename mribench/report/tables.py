@@ -26,8 +26,8 @@ from mribench.results.compare import compare_runs
 from mribench.results.rank import Transfer, transfer_data
 from mribench.results.read import RunResults
 
-__all__ = ["compare_table", "fmt_interval", "fmt_p", "format_table", "format_transfer",
-           "table_metrics", "table_notes", "transfer_table"]
+__all__ = ["compare_table", "fmt_interval", "fmt_p", "fold_table", "format_table",
+           "format_transfer", "matrix_table", "table_metrics", "table_notes", "transfer_table"]
 
 #: The mark of a no-skill row's Method cell.
 NO_SKILL_MARK = " (no skill)"
@@ -231,3 +231,55 @@ def compare_table(a: RunResults, b: RunResults, task: str, metric: str, view: st
         notes.append("note: the two runs used different splits; only their common test images "
                      "are compared.")
     return _tabulate(rows, headers, fmt) + "\n" + "\n".join(notes)
+
+
+def fold_table(results: RunResults, task: str, metric: str, fmt: str = "simple") -> str:
+    """Each ranked row's ``metric`` per fold, their mean ± sd, and the pooled out-of-fold
+    value with its interval (a cross-validated run)."""
+    from mribench.results.rank import ranked_table
+
+    table = ranked_table(results, task, metric)
+    rows, folds = [], 0
+    for name in table["method"]:
+        row = results.rows[name]
+        entry = _entry(row.metric_entry(task, metric))
+        values = [v for v in entry.get("fold_values", [])]
+        folds = max(folds, len(values))
+        rows.append([name + (NO_SKILL_MARK if row.kind == "no-skill" else ""),
+                     fmt_interval(entry.get("value", np.nan), entry.get("ci_low", np.nan),
+                                  entry.get("ci_high", np.nan)),
+                     fmt_interval(entry.get("fold_mean", np.nan), np.nan, np.nan,
+                                  sd=entry.get("fold_sd", np.nan)),
+                     *[("–" if v is None or not np.isfinite(v) else f"{v:.3f}")
+                       for v in values]])
+    pooled = results.eval_set == "test"
+    headers = ["Method", f"{metric} pooled out of fold" if pooled else
+               f"{metric} over the fold models", "folds: mean ± sd",
+               *[f"fold {i}" for i in range(folds)]]
+    return _tabulate([r + [""] * (len(headers) - len(r)) for r in rows], headers, fmt)
+
+
+def _entry(entry: dict[str, Any] | None) -> dict[str, Any]:
+    out = dict(entry or {})
+    for key in ("value", "ci_low", "ci_high", "fold_mean", "fold_sd"):
+        out[key] = np.nan if out.get(key) is None else float(out[key])
+    return out
+
+
+def matrix_table(matrix: Any, fmt: str = "simple") -> str:
+    """The transfer matrix: one row per method, one column per (trained on -> scored on)
+    cell, value [95% interval]; then Kendall's tau between every pair of cells."""
+    cells = matrix.cells
+    names = list(dict.fromkeys(cells["train"] + "->" + cells["test"]))
+    rows = []
+    for method, group in cells.groupby("method", sort=False):
+        by_cell = {f"{r.train}->{r.test}": r for r in group.itertuples()}
+        mark = NO_SKILL_MARK if (group["kind"] == "no-skill").any() else ""
+        rows.append([method + mark, *[fmt_interval(by_cell[c].value, by_cell[c].low,
+                                                   by_cell[c].high) if c in by_cell else "–"
+                                      for c in names]])
+    text = _tabulate(rows, ["Method", *names], fmt)
+    taus = [f"{a} vs {b}: Kendall tau {tau:.2f} over {n} rows" if np.isfinite(tau) else
+            f"{a} vs {b}: too few rows for a rank correlation"
+            for (a, b), (tau, n) in matrix.taus.items()]
+    return text + ("\n" + "\n".join(taus) if taus else "")

@@ -27,12 +27,14 @@ __all__ = ["aggregate_seeds"]
 
 def aggregate_seeds(seed_metrics: dict[int, dict[str, Any]],
                     per_seed: dict[int, list[dict[str, Any]]], *, n_boot: int = 1000,
-                    seed: int = 0) -> dict[str, Any]:
+                    seed: int = 0, values_from_records: bool = False) -> dict[str, Any]:
     """The ``"tasks"`` dict of metrics.json aggregated over seeds (same layout, plus ``sd``
     and ``seeds`` per metric; the segment task's ``tumour_only`` view likewise).
 
     ``n_boot`` replicates of the two-level bootstrap (pass the run's ``--n-boot``, run.json's
-    ``identity.n_boot``) drawn from ``seed``.
+    ``identity.n_boot``) drawn from ``seed``. Each seed's value is its metrics.json value, or,
+    with ``values_from_records``, recomputed from its records (``per_seed``: a population
+    that no metrics.json scored as a whole, e.g. the pooled out-of-fold predictions).
     """
     seeds = sorted(seed_metrics)
     first = seed_metrics[seeds[0]]
@@ -40,19 +42,21 @@ def aggregate_seeds(seed_metrics: dict[int, dict[str, Any]],
     for task, block in first.items():
         if not isinstance(block, dict):
             continue
+        records = {s: per_seed[s] for s in seeds}
         out[task] = _aggregate_block(task, [(seed_metrics[s].get(task) or {}) for s in seeds],
-                                     {s: per_seed[s] for s in seeds}, "all", n_boot, seed)
+                                     records, "all", n_boot, seed, values_from_records)
         tumour = [(seed_metrics[s].get(task) or {}).get("tumour_only") for s in seeds]
         if all(isinstance(b, dict) for b in tumour):
             out[task]["tumour_only"] = _aggregate_block(
-                task, tumour, {s: per_seed[s] for s in seeds}, "tumour_only", n_boot, seed)
+                task, tumour, records, "tumour_only", n_boot, seed, values_from_records)
     return out
 
 
 def _aggregate_block(task: str, blocks: list[dict[str, Any]],
                      per_seed: dict[int, list[dict[str, Any]]], view: str, n_boot: int,
-                     seed: int) -> dict[str, Any]:
-    from mribench.eval.stats import seed_pooled_interval
+                     seed: int, values_from_records: bool = False) -> dict[str, Any]:
+    from mribench.eval.metrics import percentile_ci
+    from mribench.eval.stats import seed_pooled_bootstrap
 
     agg = {k: v for k, v in blocks[0].items()
            if k not in ("metrics", "per_image", "tumour_only", "confusion")}
@@ -74,17 +78,32 @@ def _aggregate_block(task: str, blocks: list[dict[str, Any]],
                 metric = per_image.name if per_image is not None else name
             entry.update(ci_low=float("nan"), ci_high=float("nan"))
             undefined = ((blocks[0].get(section) or {}).get(name) or {}).get("undefined")
-            if undefined:
+            if undefined and not values_from_records:
                 entry.update(value=None, ci_low=None, ci_high=None, undefined=undefined)
             elif metric in metric_names(task):  # a metric this process does not know: no interval
                 try:
-                    interval = seed_pooled_interval(per_seed, metric, task, n_boot=n_boot,
-                                                    seed=seed, view=view)
-                    entry.update(ci_low=interval.low, ci_high=interval.high)
+                    boot = seed_pooled_bootstrap(per_seed, metric, task, n_boot, seed, view=view)
                 except (KeyError, ValueError, TypeError):
-                    pass
+                    boot = None
+                if boot is not None and values_from_records:
+                    _from_points(entry, boot.point, undefined)
+                    agg.update(n=boot.n, n_clusters=boot.n_clusters)  # the pooled population
+                if boot is not None and boot.replicates.size and entry["value"] is not None:
+                    low, high = percentile_ci(boot.replicates)
+                    entry.update(ci_low=low, ci_high=high)
             agg[section][name] = entry
     return agg
+
+
+def _from_points(entry: dict[str, Any], points: np.ndarray, undefined: str | None) -> None:
+    """Set an entry's per-seed values, mean and sd from values computed from records."""
+    values = [float(v) for v in points]
+    finite = np.isfinite(points)
+    entry.update(seeds=values, value=_nanmean(values),
+                 sd=float(np.nanstd(points, ddof=1)) if finite.sum() > 1 else float("nan"))
+    if not finite.any():
+        entry.update(value=None, ci_low=None, ci_high=None,
+                     undefined=undefined or "undefined on this population")
 
 
 def _value(block: dict[str, Any], section: str, name: str) -> float:

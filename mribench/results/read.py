@@ -22,6 +22,7 @@ from mribench.eval import registry
 from mribench.eval.registry import TASKS, metric_names, rank_metric
 from mribench.eval.stats import align_cases, case_groups
 from mribench.results.layout import (
+    IN_DISTRIBUTION,
     METRICS_FILE,
     PER_CASE_FILE,
     PREDICTIONS_FILE,
@@ -37,6 +38,10 @@ __all__ = ["RowResult", "RunResults", "job_status", "load_results", "metric_name
            "rank_metric", "read_predictions", "seed_folders"]
 # metric_names and rank_metric are the registry's (mribench.eval.registry), kept importable
 # from here for the readers of results.
+
+
+#: Key of a (fold, seed) job among the "seeds" of a cross-validated row: fold * this + seed.
+_FOLD_KEY = 1_000_000
 
 
 def _read(path: Path, default: Any) -> Any:
@@ -107,6 +112,8 @@ class RowResult:
     time_capped: bool = False
     #: Folder of the first seed's scores (predictions.npz lives there).
     scores_path: Path | None = None
+    #: Cross-validated rows: each fold's own row (its seeds combined), by fold.
+    folds: dict[int, RowResult] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -118,17 +125,52 @@ class RowResult:
 
     @classmethod
     def load(cls, path: Path, eval_set: str = "test", *, n_boot: int = 1000) -> RowResult:
-        """Read a row folder over its seeds; ``n_boot``: replicates of the seed-aggregated
-        intervals (the run's ``--n-boot``)."""
+        """Read a row folder over its seeds (and folds, :mod:`mribench.results.folds`);
+        ``n_boot``: replicates of the intervals computed here (the run's ``--n-boot``)."""
         path = Path(path)
         layout = RunLayout(path.parent)
-        seeds = layout.seeds_of(path.name)
-        if not seeds:
+        keys = layout.jobs_of(path.name)
+        if not keys:
             return cls(name=path.name, path=path, status="incomplete",
                        reason="no job folder: the run stopped before this row started",
                        eval_set=eval_set)
-        parts = {seed: cls._load_one(layout, JobKey(path.name, seed), eval_set)
-                 for seed in seeds}
+        parts = {key: cls._load_one(layout, key, eval_set) for key in keys}
+        folds = sorted({k.fold for k in keys if k.fold is not None})
+        if not folds:
+            return cls._combine(path, {k.seed: p for k, p in parts.items()}, eval_set, n_boot)
+        return cls._combine_folds(path, parts, folds, eval_set, n_boot)
+
+    @classmethod
+    def _combine_folds(cls, path: Path, parts: dict[JobKey, RowResult], folds: list[int],
+                       eval_set: str, n_boot: int) -> RowResult:
+        """A cross-validated row: pooled out of fold on its own data set, folds combined like
+        seeds on an external one; the spread over folds beside every metric."""
+        from mribench.results.folds import pool_out_of_fold, with_fold_spread
+
+        per_fold = {f: cls._combine(path, {k.seed: p for k, p in parts.items() if k.fold == f},
+                                    eval_set, n_boot) for f in folds}
+        own = eval_set == IN_DISTRIBUTION
+        row = cls._combine(path, {k.fold * _FOLD_KEY + k.seed: p for k, p in parts.items()},
+                           eval_set, n_boot, aggregate=not own)
+        if not row.done:
+            return row
+        if own:
+            seeds = sorted(set.intersection(*(set(per_fold[f].per_seed) for f in folds)))
+            row.per_seed = {s: [r for f in folds for r in per_fold[f].per_seed[s]]
+                            for s in seeds}
+            row.metrics = pool_out_of_fold(
+                {f: per_fold[f].per_seed for f in folds}, per_fold[folds[0]].metrics,
+                n_boot=n_boot)
+            row.seed_metrics = {s: row.metrics for s in seeds}
+            row.per_case = row.per_seed[seeds[0]] if seeds else []
+        row.metrics = with_fold_spread(row.metrics, {f: per_fold[f].metrics for f in folds})
+        row.folds = per_fold
+        return row
+
+    @classmethod
+    def _combine(cls, path: Path, parts: dict[int, RowResult], eval_set: str, n_boot: int,
+                 *, aggregate: bool = True) -> RowResult:
+        """One row from its jobs (by seed): status, aggregated metrics, timings."""
         first = next(iter(parts.values()))
         statuses = [p.status for p in parts.values()]
         status = ("done" if all(s == "done" for s in statuses) else
@@ -140,7 +182,7 @@ class RowResult:
             missing = [s for s, p in parts.items() if p.status != "done"]
             reason = f"seeds {missing} did not finish"
         done = {s: p for s, p in parts.items() if p.done}
-        if done and any(p.per_case for p in done.values()):
+        if aggregate and done and any(p.per_case for p in done.values()):
             # intervals are recomputed here from the per-case records (their clusters), so
             # every run is read with the same statistics, whenever it was scored
             from mribench.results.aggregate import aggregate_seeds
@@ -226,6 +268,15 @@ class RowResult:
             return nan
         return {k: np.nan if entry.get(k) is None else float(entry[k]) for k in nan}
 
+    def metric_entry(self, task: str, name: str, view: str = "all") -> dict[str, Any]:
+        """The raw entry of a metric in this row's block ({} when absent): value, interval,
+        seeds and, for a cross-validated row, ``fold_values``, ``fold_mean``, ``fold_sd``."""
+        block = self.block(task, view)
+        metric = registry.get_metric(name) if name in registry.metric_names() else None
+        if metric is not None and metric.aggregate == "per_image":
+            return dict(block.get("per_image", {}).get(metric.key) or {})
+        return dict(block.get("metrics", {}).get(name) or {})
+
     def undefined(self, task: str, name: str, view: str = "all") -> str | None:
         """Why metric ``name`` has no value on this row's population (None when it has one or
         none is known): the entry's ``"undefined"``, or, for results written before it was
@@ -298,12 +349,38 @@ class RunResults:
     rows: dict[str, RowResult]
     #: The evaluation set of these rows' scores ("test": the run's own test part).
     eval_set: str = "test"
+    #: The data set these rows were trained on, in a run of several (None: its only one).
+    dataset: str | None = None
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.path, self.dataset)
+
+    @property
+    def datasets(self) -> list[str]:
+        """The data sets of a run of several (``--dataset a,b``), by name; [] for one."""
+        return [str(d["name"]) for d in self.run.get("datasets") or []
+                if isinstance(d, dict) and isinstance(d.get("name"), str)]
+
+    def of(self, dataset: str) -> RunResults:
+        """The rows trained on ``dataset`` (a run of several)."""
+        if dataset == self.dataset:
+            return self
+        return load_results(self.path, dataset=dataset)
+
+    @property
+    def dataset_name(self) -> str:
+        """What tables call the data set these rows were trained on."""
+        return self.dataset or str((self.run.get("dataset") or {}).get("name") or "test")
 
     @property
     def eval_sets(self) -> list[str]:
-        """External evaluation sets of the run (``--test-on``), by name."""
-        sets = self.run.get("eval_sets") or []
-        return [str(e["name"]) for e in sets if isinstance(e, dict) and "name" in e]
+        """External evaluation sets of these rows (the run's other data sets, ``--test-on``),
+        by name."""
+        record = next((d for d in self.run.get("datasets") or [] if isinstance(d, dict)
+                       and d.get("name") == self.dataset), None) if self.dataset else None
+        sets = (record or {}).get("eval_sets") if record else self.run.get("eval_sets")
+        return [str(e["name"]) for e in sets or [] if isinstance(e, dict) and "name" in e]
 
     def on(self, eval_set: str) -> RunResults:
         """The same rows scored on another evaluation set."""
@@ -312,10 +389,11 @@ class RunResults:
         if eval_set != "test" and eval_set not in self.eval_sets:
             raise MribenchError(f"{self.path} has no evaluation set {eval_set!r}; it has "
                                 f"{', '.join(['test', *self.eval_sets])}")
-        layout = RunLayout(self.path)
+        layout = self.layout
         rows = {name: RowResult.load(layout.row_dir(name), eval_set, n_boot=self.n_boot)
                 for name in self.rows}
-        return RunResults(path=self.path, run=self.run, rows=rows, eval_set=eval_set)
+        return RunResults(path=self.path, run=self.run, rows=rows, eval_set=eval_set,
+                          dataset=self.dataset)
 
     @property
     def n_boot(self) -> int:
@@ -349,7 +427,7 @@ class RunResults:
     @cached_property
     def test_images(self) -> dict[str, np.ndarray]:
         """``test_images.npz`` of the run root (ids, images, optionally masks); {} if absent."""
-        return _read_npz(RunLayout(self.path).test_images_file)
+        return _read_npz(self.layout.test_images_file)
 
     def frame(self) -> pd.DataFrame:
         """One row per result row x task x metric, with value, CI, status and n.
@@ -388,13 +466,14 @@ def run_rows(run: dict[str, Any]) -> list[str]:
     return [str(n) for n in listed if isinstance(n, str) and n.strip()]
 
 
-def load_results(path: str | Path) -> RunResults:
-    """Read a results folder written by the runner.
+def load_results(path: str | Path, dataset: str | None = None) -> RunResults:
+    """Read a results folder written by the runner (in a run of several data sets, the rows
+    trained on ``dataset``, by default the first; see :attr:`RunResults.datasets`).
 
     Raises
     ------
     MribenchError
-        When ``path`` is not a folder holding ``run.json``.
+        When ``path`` is not a folder holding ``run.json``, or has no data set ``dataset``.
     """
     layout = RunLayout(Path(path))
     run_file = layout.run_file
@@ -405,12 +484,20 @@ def load_results(path: str | Path) -> RunResults:
     if not isinstance(run, dict):
         raise MribenchError(f"{run_file} is not a run record (a JSON object); pass a folder "
                             "that `bench run` wrote")
+    shell = RunResults(path=layout.root, run=run, rows={})
+    if shell.datasets:
+        dataset = dataset or shell.datasets[0]
+        if dataset not in shell.datasets:
+            raise MribenchError(f"{layout.root} has no data set {dataset!r}; it has "
+                                f"{', '.join(shell.datasets)}")
+        layout = layout.for_dataset(dataset)
+    elif dataset is not None:
+        raise MribenchError(f"{layout.root} holds one data set; drop the data-set name")
     names = [n for n in run_rows(run) if is_row_name(n)]
     extra = [n for n in layout.row_names() if n not in names]
-    shell = RunResults(path=layout.root, run=run, rows={})
     rows = {name: RowResult.load(layout.row_dir(name), n_boot=shell.n_boot)
             for name in [*names, *extra]}
-    return RunResults(path=layout.root, run=run, rows=rows)
+    return RunResults(path=layout.root, run=run, rows=rows, dataset=layout.dataset)
 
 
 def read_predictions(folder: Path) -> tuple[list[str], np.ndarray | None]:

@@ -48,8 +48,13 @@ def run_status(run_dir: Path | str) -> dict[str, Any]:
     recorded = str(run.get("status") or "unknown")
     driver_alive = recorded == "running" and pid is not None
     state = "stopped" if recorded == "running" and not driver_alive else recorded
-    jobs = [_job_record(layout, JobKey(row, seed), driver_alive)
-            for row in rows for seed in seeds]
+    names = [str(d["name"]) for d in run.get("datasets") or [] if isinstance(d, dict)
+             and isinstance(d.get("name"), str)] or [None]
+    k = run.get("folds")
+    folds = list(range(k)) if isinstance(k, int) and not isinstance(k, bool) and k > 0 \
+        else [None]
+    jobs = [_job_record(layout.for_dataset(name), JobKey(row, seed, fold), driver_alive)
+            for name in names for row in rows for fold in folds for seed in seeds]
     counts = Counter(j["status"] for j in jobs)
     return {"run": str(run_dir), "run_id": results.run_id, "state": state,
             "driver_pid": pid if driver_alive else None, "executor": run.get("executor"),
@@ -69,5 +74,10 @@ def _job_record(layout: RunLayout, key: JobKey, driver_alive: bool) -> dict[str,
             status, reason = "running", age
         else:
             status, reason = "interrupted", f"stopped before it finished ({age})"
-    return {"row": key.row, "seed": key.seed, "status": status, "reason": reason,
-            "folder": str(folder)}
+    record = {"row": key.row, "seed": key.seed, "status": status, "reason": reason,
+              "folder": str(folder)}
+    if layout.dataset is not None:
+        record["dataset"] = layout.dataset
+    if key.fold is not None:
+        record["fold"] = key.fold
+    return record

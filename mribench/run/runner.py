@@ -250,6 +250,8 @@ def _write_data(plan: RunPlan, writer: RunWriter, data: PlannedData) -> dict[str
                  len(data.splits), "sha256": data.sha256, "strategy": "k-fold",
                  "counts": [s.describe()["counts"] for s in data.splits]}
     return {"name": data.plan.folder or dataset.name, "spec": data.plan.spec.text,
+            "eval_sets": [{"name": e.name, "spec": e.spec.text, "split": e.split}
+                          for e in data.plan.eval_sets],
             "dataset": {"name": dataset.name, "spec": data.plan.spec.text,
                         "data_dir": str(dataset.data_dir) if dataset.data_dir else None,
                         "n_samples": len(data.samples), "fingerprint": dataset.fingerprint()},
