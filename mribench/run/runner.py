@@ -28,7 +28,7 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,7 +143,7 @@ def run_benchmark(config: RunConfig, *, on_row: Callable[[RowOutcome], None] | N
     info: dict[str, Any] = {}
     try:
         info = prepare_run(plan, writer, previous)
-        outcomes = dispatch(plan, on_row)
+        outcomes = dispatch(plan, on_row, lease=lock.token)
         if any(o.reason and "No space left" in o.reason for o in outcomes):
             raise OSError(errno.ENOSPC, "No space left on device")
         info["ended"] = now()
@@ -208,7 +208,6 @@ def prepare_run(plan: RunPlan, writer: RunWriter, previous: dict[str, Any]) -> d
     """Write ``split.json``, ``run.json`` (status running) and the montage slices; returns
     the run record."""
     config, dataset, split = plan.config, plan.dataset, plan.split
-    writer.write_split(split.manifest)
     info = {
         "run_id": plan.layout.root.name,
         "command": command_line(),
@@ -236,18 +235,25 @@ def prepare_run(plan: RunPlan, writer: RunWriter, previous: dict[str, Any]) -> d
         "ended": None,
         "status": "running",
     }
-    writer.write_run(info)
+    writer.write_run(info)  # first: a driver killed after this leaves a resumable folder
+    writer.write_split(split.manifest)
     _save_test_images(writer, split.parts[2], config.split_seed)
     remember_samples(config.dataset, str(config.data_dir) if config.data_dir else None,
                      config.image_size, dataset, plan.samples)
     return info
 
 
-def dispatch(plan: RunPlan, on_row: Callable[[RowOutcome], None] | None = None
-             ) -> list[RowOutcome]:
-    """Run every job not finished yet through the executor; outcomes as they come."""
+def dispatch(plan: RunPlan, on_row: Callable[[RowOutcome], None] | None = None,
+             lease: str | None = None) -> list[RowOutcome]:
+    """Run every job not finished yet through the executor; outcomes as they come.
+
+    ``lease`` is the run's lock token: each job writes its final files only while the lock
+    still holds it (:func:`mribench.results.lock.lease_holds`). The executor's iterator is
+    closed on the way out, so an interrupted run stops (cancels) what it started at once.
+    """
     config = plan.config
-    jobs = plan_jobs(config, plan.rows, plan.layout.root, plan.device, plan.eval_sets)
+    jobs = [replace(job, lease=lease) for job in
+            plan_jobs(config, plan.rows, plan.layout.root, plan.device, plan.eval_sets)]
     outcomes: list[RowOutcome] = []
 
     def report(outcome: RowOutcome) -> None:
@@ -261,9 +267,15 @@ def dispatch(plan: RunPlan, on_row: Callable[[RowOutcome], None] | None = None
             report(RowOutcome(job.row, "done", "resumed: finished in an earlier run", job.seed))
         else:
             todo.append(job)
-    for _job, job_outcomes in plan.executor.map_jobs(todo):
-        for outcome in job_outcomes:
-            report(outcome)
+    running = iter(plan.executor.map_jobs(todo))
+    try:
+        for _job, job_outcomes in running:
+            for outcome in job_outcomes:
+                report(outcome)
+    finally:
+        close = getattr(running, "close", None)
+        if close is not None:  # a generator: run its clean-up (cancel, stop workers) now
+            close()
     return outcomes
 
 
