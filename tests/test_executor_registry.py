@@ -68,7 +68,7 @@ def test_a_toy_executor_is_one_class_and_one_entry_point(tmp_path, cache, toy_ex
     result = CliRunner().invoke(cli, [
         "run", "--method", "glcm-knn,svm", "--dataset", SPEC, "--image-size", "64",
         "--executor", "toy", "--executor-option", "queue=short", "--jobs", "2",
-        "--n-boot", "50", "--out", str(out), "--no-report"])
+        "--n-boot", "50", "--out", str(out), "--no-report", "--no-baselines"])
     assert result.exit_code == 0, result.output
     seen = sys.modules["toy_exec"].ToyExecutor.seen
     assert sorted(row for row, _, _ in seen) == ["glcm-knn", "svm"]

@@ -86,7 +86,7 @@ def data_cache(tmp_path_factory):
 
 def _config(out: Path, **kw) -> RunConfig:
     base = dict(methods=METHODS, dataset=SPEC, image_size=64, n_boot=50, device="cpu",
-                out=out, results_root=out.parent)
+                out=out, results_root=out.parent, baselines=False)
     base.update(kw)
     return RunConfig(**base)
 
@@ -216,7 +216,9 @@ def test_make_executor_checks_cluster_options(monkeypatch):
     with pytest.raises(MribenchError, match=r"sbatch is not on PATH.*cluster=local"):
         make_executor("slurm", 1, {})
     assert make_executor("slurm", 1, {"cluster": "local"}).cluster == "local"
-    assert make_executor("dask", 2, {"scheduler": "tcp://h:8786"}).scheduler == "tcp://h:8786"
+    # a scheduler is probed when the executor is made (tests/test_hardening_executors.py)
+    with pytest.raises(MribenchError, match=r"cannot reach the scheduler at tcp://h:8786"):
+        make_executor("dask", 2, {"scheduler": "h:8786", "timeout": 2})
 
 
 def test_a_missing_package_is_one_line(monkeypatch):

@@ -168,15 +168,22 @@ def test_a_live_lock_refuses_a_second_writer_and_a_stale_one_is_taken_over(
         tmp_path, fake_registry):
     out = tmp_path / "run"
     out.mkdir()
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from mribench.results.lock import RunLock
+        RunLock({str(out)!r}).acquire()
+        print("locked", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
     try:
-        (out / ".lock").write_text(f"{sleeper.pid}\n")
+        assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(MribenchError, match=f"being written by another bench run \\(pid "
-                                                f"{sleeper.pid}\\)"):
+                                                f"{holder.pid}, `.*`\\); wait for it"):
             run_benchmark(_config(tmp_path))
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
     messages = []
     outcome = run_benchmark(_config(tmp_path), on_message=messages.append)
     assert [r.status for r in outcome.rows] == ["done"]

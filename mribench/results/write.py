@@ -27,6 +27,9 @@ from mribench.results.layout import (
 
 __all__ = ["RunWriter", "now", "write_prediction"]
 
+#: The empty file :meth:`RunWriter.prepare` writes and removes to probe a new folder.
+_PROBE = ".write-test"
+
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
@@ -152,17 +155,25 @@ class RunWriter:
             if not isinstance(previous, dict):
                 raise MribenchError(f"{run_file} is not a run record; use --out NEW_FOLDER")
             return previous
-        if root.is_dir() and any(p.name != self.layout.lock_file.name for p in root.iterdir()):
+        if root.is_dir() and not all(_left_by_a_start(p.name, self.layout) for p in
+                                     root.iterdir()):
             raise MribenchError(f"--out {root} is not empty and holds no run; give a new or "
                                 "empty folder")
         try:
             root.mkdir(parents=True, exist_ok=True)
-            probe = root / ".write-test"
+            probe = root / _PROBE
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
             raise writable_error(root, exc) from None
         return {}
+
+
+def _left_by_a_start(name: str, layout: RunLayout) -> bool:
+    """Whether a file of that name is what a driver killed before ``run.json`` may leave in
+    a new folder (its lock, the write probe, a half-written file's temporary)."""
+    return name in (layout.lock_file.name, _PROBE) or (name.startswith(".") and
+                                                     name.endswith(".tmp"))
 
 
 def writable_error(path: Path, exc: OSError) -> Exception:

@@ -7,8 +7,11 @@ folder and the data cache (``$MRIBENCH_CACHE``) must be on a file system the wor
 
 - ``dask``: ``scheduler=ADDRESS`` joins a running cluster (``Client(ADDRESS)``); without it a
   ``LocalCluster`` of ``--jobs`` single-threaded worker processes is started (and closed at the
-  end). Options: ``scheduler``, ``dashboard`` (address, e.g. ``:8787``; off by default),
-  ``memory_limit`` (per worker, e.g. ``4GB``; dask's default otherwise).
+  end). Options: ``scheduler`` (``tcp://HOST:PORT``), ``timeout`` (seconds the scheduler has
+  to answer, default 30), ``dashboard`` (address, e.g. ``:8787``; off by default),
+  ``memory_limit`` (per worker, e.g. ``4GB``, ``0.5`` of the machine, ``auto``; dask's default
+  otherwise). Every option is checked, and a ``tcp://`` scheduler is probed (it must send
+  dask's handshake within the timeout), when the executor is made: before the run folder.
 - ``slurm``: one job array per kind of job (deep jobs on ``--device cuda`` ask for a GPU each),
   its files in ``<run>/.submitit/``. Options (:func:`slurm_parameters`): ``partition``,
   ``time`` (minutes), ``cpus`` (per job), ``gpus`` (per job), ``mem_gb``,
@@ -16,8 +19,14 @@ folder and the data cache (``$MRIBENCH_CACHE``) must be on a file system the wor
   ``cluster=slurm|local|debug`` (``local``/``debug`` run the array on this machine, for tests).
 
 Every job pins BLAS/OpenMP and torch to its configured threads (``--threads``, part of the
-run's identity, so a node with more cores gives the same numbers) in the thread that runs it. A job whose worker died (killed, out of memory, time limit) comes back as a
-failed row with the reason; its folder has no ``status.json``, so ``--resume`` reruns it.
+run's identity, so a node with more cores gives the same numbers) in the thread that runs it.
+A job whose worker died (killed, out of memory, time limit) comes back as a failed row with
+the reason; its folder has no ``status.json``, so ``--resume`` reruns it.
+
+Faults: workers started here (a LocalCluster, submitit's local jobs) never see the terminal's
+Ctrl-C; the driver gets it and cancels its jobs (kills the local ones), so no worker prints a
+traceback. A job writes its final files only under the run's lease (:mod:`mribench.results.lock`),
+and a SLURM task ends itself when the lease is lost: the jobs of a killed driver write nothing.
 
 dask and submitit are optional (``pip install "mribench[cluster]"``); this module imports
 them only when an executor is made.
@@ -25,26 +34,42 @@ them only when an executor is made.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
+import re
 import shutil
+import signal
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from mribench.api.errors import MribenchError
+from mribench.results.lock import lease_holds, read_owner
 from mribench.run.execute import RowOutcome, run_job
-from mribench.run.executor_base import THREAD_VARS, pin_threads
+from mribench.run.executor_base import THREAD_VARS, no_ctrl_c_in_children, pin_threads
 from mribench.run.jobs import Job
 
 __all__ = ["DASK_OPTIONS", "SLURM_OPTIONS", "DaskExecutor", "SlurmExecutor", "make_dask",
-           "make_slurm", "run_pinned", "slurm_parameters"]
+           "make_slurm", "probe_scheduler", "run_leased", "run_pinned", "slurm_parameters"]
 
 log = logging.getLogger("mribench")
 
 #: ``--executor-option`` keys of ``--executor dask``.
-DASK_OPTIONS = ("dashboard", "memory_limit", "scheduler")
+DASK_OPTIONS = ("dashboard", "memory_limit", "scheduler", "timeout")
+#: Seconds a dask scheduler has to answer (``--executor-option timeout=``).
+DASK_TIMEOUT_S = 30.0
+#: Schemes of a dask scheduler address; ``tcp`` (the default) is probed before dask connects.
+DASK_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+_HOST = r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)"
+_ADDRESS = re.compile(rf"(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://)?{_HOST}:(?P<port>[0-9]{{1,5}})")
+_DASHBOARD = re.compile(rf"(?:{_HOST})?:(?P<port>[0-9]{{1,5}})")
+#: The most bytes a scheduler's first message (its handshake, ~60 bytes) may announce.
+_HELLO_MAX = 1 << 16
 #: ``--executor-option`` keys of ``--executor slurm`` and the submitit parameter each sets
 #: (``cluster`` picks submitit's executor instead).
 SLURM_OPTIONS = {
@@ -94,24 +119,158 @@ def _positive_int(executor: str, key: str, value: Any, minimum: int = 1) -> int:
 # --------------------------------------------------------------------------- dask
 
 
+def _dask_option_error(key: str, want: str, value: Any) -> MribenchError:
+    return MribenchError(f"--executor dask: option {key} must be {want}, got {value!r}")
+
+
+def _scheduler_address(value: Any) -> tuple[str, str, str, int]:
+    """(address, scheme, host, port) of a ``scheduler=`` value, or a one-line error."""
+    want = "an address such as tcp://HOST:8786"
+    match = _ADDRESS.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise _dask_option_error("scheduler", want, value)
+    scheme = (match["scheme"] or "tcp").lower()
+    port = int(match["port"])
+    if scheme not in DASK_SCHEMES or not 0 < port < 65536:
+        raise _dask_option_error("scheduler", f"{want} (schemes: {', '.join(DASK_SCHEMES)}; "
+                                              "port 1 to 65535)", value)
+    return f"{scheme}://{match['host']}:{port}", scheme, match["host"].strip("[]"), port
+
+
+def _memory_limit(value: Any) -> str | int | float | None:
+    """A ``memory_limit=`` value dask accepts (``4GB``, a fraction such as 0.5, 0: none,
+    ``auto``), checked here rather than by a traceback in dask."""
+    want = "a size such as 4GB, a fraction of this machine's memory such as 0.5, 0 or auto"
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value) or value < 0:
+            raise _dask_option_error("memory_limit", want, value)
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise _dask_option_error("memory_limit", want, value)
+    if value.strip().lower() == "auto":
+        return "auto"
+    from dask.utils import parse_bytes
+
+    try:
+        size = parse_bytes(value.strip())
+    except (ValueError, TypeError):
+        raise _dask_option_error("memory_limit", want, value) from None
+    if size < 0:
+        raise _dask_option_error("memory_limit", want, value)
+    return value.strip()
+
+
+def _dashboard(value: Any) -> str | None:
+    """A ``dashboard=`` address (``:8787``, ``HOST:8787`` or a port); off when absent/false."""
+    if value in (None, "", False) or str(value).lower() in ("off", "none", "false"):
+        return None
+    text = f":{value}" if isinstance(value, int) and not isinstance(value, bool) else value
+    match = _DASHBOARD.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None or not 0 <= int(match["port"]) < 65536:
+        raise _dask_option_error("dashboard", "an address such as :8787", value)
+    return text.strip()
+
+
+def _timeout(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            math.isfinite(value) and 0 < value <= 3600):
+        raise _dask_option_error("timeout", "a number of seconds above 0 (at most 3600)",
+                                 value)
+    return float(value)
+
+
+def _recv(sock: socket.socket, n: int, deadline: float) -> bytes | None:
+    """Up to ``n`` bytes before ``deadline`` (fewer: the peer closed); None: none in time."""
+    data = b""
+    while len(data) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(min(n - len(data), 1 << 16))
+        except TimeoutError:
+            return None
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def probe_scheduler(address: str, timeout: float = DASK_TIMEOUT_S) -> None:
+    """Check that a ``tcp://`` address is a dask scheduler before dask connects to it.
+
+    A dask server sends its handshake first: 8 bytes giving the message's size, then a
+    few frames (a count, their sizes, msgpack). The probe connects, reads that much within
+    ``timeout`` seconds and checks it; it sends nothing. An address that accepts and stays
+    silent (or an HTTP server, which waits for a request) is refused after ``timeout``; one
+    that sends anything else at once, before dask reads a size from it and tries to allocate
+    it. Other schemes (``tls://``...) are left to dask's own timeout. Raises a one-line
+    :class:`MribenchError`.
+    """
+    _, scheme, host, port = _scheduler_address(address)
+    if scheme != "tcp":
+        return
+    where = f"--executor dask: the scheduler at {address}"
+    slow = (f"{where} does not answer within {timeout:g} s; check it runs there, or give it "
+            "longer with --executor-option timeout=SECONDS")
+    deadline = time.monotonic() + timeout
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except TimeoutError:
+        raise MribenchError(slow) from None
+    except OSError as exc:
+        raise MribenchError(f"--executor dask: cannot reach the scheduler at {address} "
+                            f"({exc.strerror or exc}); start it, or drop scheduler= to use a "
+                            "local cluster") from None
+    with sock:
+        head = _recv(sock, 8, deadline)
+        size = int.from_bytes(head, "little") if head is not None and len(head) == 8 else 0
+        body = _recv(sock, size, deadline) if 16 <= size <= _HELLO_MAX else b""
+    if head is None or body is None:
+        raise MribenchError(slow)
+    if not _is_dask_hello(body, size):
+        seen = repr(head[:8]) if head else "nothing, and closed the connection"
+        raise MribenchError(f"{where} is not a dask scheduler (it answered {seen}); check "
+                            "the address and port (a scheduler listens on 8786 by default)")
+
+
+def _is_dask_hello(body: bytes, size: int) -> bool:
+    """Whether ``body`` (``size`` bytes announced) is framed as dask frames its messages."""
+    if len(body) != size or size < 16:
+        return False
+    count = int.from_bytes(body[:8], "little")
+    if not 0 < count <= 64 or size < 8 * (count + 1):
+        return False
+    lengths = [int.from_bytes(body[8 * i:8 * i + 8], "little") for i in range(1, count + 1)]
+    first = body[8 * (count + 1):8 * (count + 1) + 1]
+    return sum(lengths) == size - 8 * (count + 1) and (
+        first[:1] in (b"\xde", b"\xdf") or (first and 0x80 <= first[0] <= 0x8F))
+
+
 class DaskExecutor:
     """Jobs on a dask.distributed cluster: an existing one (``scheduler``) or a LocalCluster
     of ``workers`` single-threaded processes started for this run."""
 
     def __init__(self, workers: int, scheduler: str | None = None,
-                 dashboard: str | None = None, memory_limit: str | int | None = None) -> None:
+                 dashboard: str | None = None, memory_limit: str | int | None = None,
+                 timeout: float = DASK_TIMEOUT_S) -> None:
         self.workers = workers
         self.scheduler = scheduler
         self.dashboard = dashboard
         self.memory_limit = memory_limit
+        self.timeout = timeout
 
     def _connect(self) -> tuple[Any, Any]:
         import dask
         from distributed import Client, LocalCluster
 
         if self.scheduler:
+            probe_scheduler(self.scheduler, self.timeout)
             try:
-                return Client(self.scheduler), None
+                return Client(self.scheduler, timeout=self.timeout), None
             except (OSError, TimeoutError) as exc:
                 raise MribenchError(f"--executor dask: cannot reach the scheduler at "
                                     f"{self.scheduler} ({exc}); start it, or drop "
@@ -120,15 +279,19 @@ class DaskExecutor:
         # (and again whenever the nanny restarts one), before numpy loads its BLAS.
         env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
         env.update({k: "1" for k in THREAD_VARS})
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
-            cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
-                                   processes=True, dashboard_address=self.dashboard,
-                                   memory_limit=self.memory_limit or "auto",
-                                   silence_logs=logging.ERROR)
+        cluster = None
         try:
+            # workers (and the loop thread whose nannies restart them) never see Ctrl-C
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": env}), \
+                    no_ctrl_c_in_children():
+                cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
+                                       processes=True, dashboard_address=self.dashboard,
+                                       memory_limit=self.memory_limit or "auto",
+                                       silence_logs=logging.CRITICAL)
             return Client(cluster), cluster
         except BaseException:
-            cluster.close()
+            if cluster is not None:
+                _close_dask(None, cluster, [])
             raise
 
     def map_jobs(self, jobs: Sequence[Job]) -> Iterator[tuple[Job, list[RowOutcome]]]:
@@ -154,14 +317,7 @@ class DaskExecutor:
                 future.release()
                 yield job, outcomes
         finally:
-            if futures:
-                try:
-                    client.cancel(list(futures))
-                except Exception:  # pragma: no cover - best effort on the way out
-                    pass
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            _close_dask(client, cluster, list(futures))
             for k, v in saved.items():  # dask sets the workers' variables here too
                 if v is None:
                     os.environ.pop(k, None)
@@ -169,21 +325,44 @@ class DaskExecutor:
                     os.environ[k] = v
 
 
+def _close_dask(client: Any, cluster: Any, pending: list[Any]) -> None:
+    """Cancel what is still pending, close the client and the cluster this run started;
+    quietly (an interrupted run's workers are killed mid-job: nothing to report)."""
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                if pending:
+                    client.cancel(pending)
+            with contextlib.suppress(Exception):
+                client.close()
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.close()
+    finally:
+        quiet.setLevel(level)
+
+
 def make_dask(jobs: int, **options: Any) -> DaskExecutor:
-    """``--executor dask`` (entry point): its options checked, dask.distributed present."""
+    """``--executor dask`` (entry point): every option checked and, for a ``tcp://``
+    scheduler, the scheduler probed (:func:`probe_scheduler`) here, before anything is
+    submitted or a run folder made; dask.distributed present."""
     _unknown("dask", options, DASK_OPTIONS)
     try:
         import distributed  # noqa: F401
     except ImportError:
         raise MribenchError(f"--executor dask needs dask.distributed: {INSTALL}") from None
-    scheduler = options.get("scheduler")
-    if scheduler is not None and not (isinstance(scheduler, str) and scheduler.strip()):
-        raise MribenchError(f"--executor dask: scheduler must be an address such as "
-                            f"tcp://HOST:8786, got {scheduler!r}")
-    dashboard = options.get("dashboard")
-    return DaskExecutor(jobs, scheduler=scheduler.strip() if scheduler else None,
-                        dashboard=str(dashboard) if dashboard not in (None, "") else None,
-                        memory_limit=options.get("memory_limit"))
+    timeout = _timeout(options.get("timeout", DASK_TIMEOUT_S))
+    memory_limit = _memory_limit(options.get("memory_limit"))
+    dashboard = _dashboard(options.get("dashboard"))
+    scheduler = None
+    if options.get("scheduler") is not None:
+        scheduler = _scheduler_address(options["scheduler"])[0]
+        probe_scheduler(scheduler, timeout)
+    return DaskExecutor(jobs, scheduler=scheduler, dashboard=dashboard,
+                        memory_limit=memory_limit, timeout=timeout)
 
 
 # --------------------------------------------------------------------------- slurm
@@ -249,6 +428,42 @@ def slurm_parameters(options: dict[str, Any], jobs: Sequence[Job] = (),
     return out
 
 
+def run_leased(job: Job) -> list[RowOutcome]:
+    """What a SLURM task runs: :func:`run_pinned`, in a process that ends itself as soon as
+    the run's lease is lost (its driver killed or stopped, or the run taken over by another
+    driver), so an orphan neither writes into the run nor computes on."""
+    owner = read_owner(job.layout.lock_file)
+    if job.lease is not None and owner is not None and owner.pid != os.getpid():
+        threading.Thread(target=_end_when_orphaned, args=(job,), daemon=True).start()
+    return run_pinned(job)
+
+
+def _end_when_orphaned(job: Job, every_s: float = 1.0) -> None:
+    while lease_holds(job.layout, str(job.lease)):
+        time.sleep(every_s)
+    os._exit(3)  # the task is this job's alone: its driver is gone, nothing waits for it
+
+
+def _end_local_job(handle: Any) -> None:
+    """Kill a job of submitit's local executor: its tasks, then its controller (they ignore
+    Ctrl-C and submitit's cancel, a SIGINT; a killed job has no ``status.json``)."""
+    process = getattr(handle, "_process", None)  # the job's controller, when we started it
+    if process is None or process.poll() is not None:
+        return
+    try:
+        import psutil
+
+        tasks = psutil.Process(process.pid).children(recursive=True)
+    except Exception:  # no psutil: the tasks end themselves once the lease is released
+        tasks = []
+    for task in tasks:
+        with contextlib.suppress(Exception):
+            task.send_signal(signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        process.kill()
+        process.wait(timeout=5)
+
+
 class SlurmExecutor:
     """Jobs as SLURM job arrays through submitit (``cluster=local|debug``: on this machine)."""
 
@@ -260,11 +475,13 @@ class SlurmExecutor:
         self.poll_s = poll_s if poll_s is not None else (5.0 if self.cluster == "slurm"
                                                          else 0.5)
 
-    def _submit(self, jobs: Sequence[Job]) -> list[tuple[Job, Any]]:
+    def _submit(self, jobs: Sequence[Job], submitted: list[tuple[Job, Any]]) -> None:
+        """Submit one array per kind of job, adding each (job, handle) to ``submitted``."""
         import submitit
 
         folder = jobs[0].layout.submitit_dir
-        submitted: list[tuple[Job, Any]] = []
+        # the debug executor runs jobs in this process: no task of its own to end
+        task = run_pinned if self.cluster == "debug" else run_leased
         groups = [[j for j in jobs if _needs_gpu(j)], [j for j in jobs if not _needs_gpu(j)]]
         for group in groups:
             if not group:
@@ -275,23 +492,33 @@ class SlurmExecutor:
                 params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
             executor.update_parameters(**params)
             try:
-                handles = executor.map_array(run_pinned, list(group))
+                handles = executor.map_array(task, list(group))
             except Exception as exc:  # sbatch missing or refused the array
-                for _, handle in submitted:
-                    handle.cancel(check=False)
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise MribenchError(f"--executor slurm: cannot submit the job array "
                                     f"({type(exc).__name__}: {first})") from None
             submitted.extend(zip(group, handles, strict=True))
-        return submitted
+
+    def _stop(self, pending: list[tuple[Job, Any]]) -> None:
+        """The driver stopped (Ctrl-C, an error): stop what it started."""
+        for _, handle in pending:
+            with contextlib.suppress(Exception):
+                if self.cluster == "local":
+                    _end_local_job(handle)
+                else:
+                    handle.cancel(check=False)
 
     def map_jobs(self, jobs: Sequence[Job]) -> Iterator[tuple[Job, list[RowOutcome]]]:
         if not jobs:
             return
-        pending = self._submit(jobs)
-        log.info("submitted %d job(s) to %s (files in %s)", len(pending), self.cluster,
-                 jobs[0].layout.submitit_dir)
+        pending: list[tuple[Job, Any]] = []
         try:
+            # local jobs start as processes of this terminal: keep Ctrl-C to the driver
+            shield = no_ctrl_c_in_children if self.cluster == "local" else contextlib.nullcontext
+            with shield():
+                self._submit(jobs, pending)
+            log.info("submitted %d job(s) to %s (files in %s)", len(pending), self.cluster,
+                     jobs[0].layout.submitit_dir)
             while pending:
                 # the debug executor runs a job in this process when its result is asked for
                 finished = [p for p in pending if self.cluster == "debug" or p[1].done()]
@@ -306,11 +533,7 @@ class SlurmExecutor:
                 if pending and not finished:
                     time.sleep(self.poll_s)
         finally:
-            for _, handle in pending:  # the driver stopped: stop what it started
-                try:
-                    handle.cancel(check=False)
-                except Exception:  # pragma: no cover - best effort on the way out
-                    pass
+            self._stop(pending)
 
 
 def make_slurm(jobs: int, **options: Any) -> SlurmExecutor:

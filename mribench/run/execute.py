@@ -29,6 +29,7 @@ from mribench.api.specs import DatasetSpec
 from mribench.api.types import Prediction, Sample
 from mribench.eval.metrics import evaluate
 from mribench.results.layout import IN_DISTRIBUTION
+from mribench.results.lock import lease_holds
 from mribench.results.read import job_status
 from mribench.results.write import RunWriter, now
 from mribench.run.jobs import Job
@@ -115,6 +116,15 @@ def job_finished(job: Job) -> bool:
         return job_status(job.folder)[0] == "done"
     except MribenchError:  # a damaged status.json: run the job again
         return False
+
+
+def _orphaned(job: Job) -> list[RowOutcome] | None:
+    """The outcome of a job that lost the run's lease (its driver is gone, or another driver
+    took the run over), which then writes nothing more into the run; None while it holds it."""
+    if job.lease is None or lease_holds(job.layout, job.lease):
+        return None
+    return [RowOutcome(job.row, "failed", "not recorded: the run's driver is gone (its lock "
+                       "no longer holds this job's lease)", job.seed)]
 
 
 def _tasks_of(method: Method, task: str | None) -> list[str]:
@@ -216,6 +226,9 @@ def _context(job: Job, logger: logging.Logger) -> Context:
 
 def run_job(job: Job) -> list[RowOutcome]:
     """Fit, predict, score and record one job (and its variants); never raises."""
+    orphaned = _orphaned(job)
+    if orphaned:
+        return orphaned
     writer = RunWriter(job.layout)
     writer.start_job(job.key)
     logger, handler = _method_logger(f"{job.row}.{job.seed}", job.layout.log_file(job.key))
@@ -251,6 +264,9 @@ def _fit_and_score(job: Job, ctx: Context, writer: RunWriter, built: list[Method
     start = time.perf_counter()
     prediction = method.predict(test, ctx)
     predict_s = time.perf_counter() - start
+    orphaned = _orphaned(job)
+    if orphaned:  # the driver died while this job fitted: write nothing into the run
+        return orphaned
     timings = {"fit_s": fit_s, "predict_s": predict_s,
                "predict_ms_per_image": 1000 * predict_s / max(len(test), 1)}
     ctx.log("done", **timings)
@@ -265,6 +281,9 @@ def _fit_and_score(job: Job, ctx: Context, writer: RunWriter, built: list[Method
         ctx.logger.warning("model not saved: %s: %s", type(exc).__name__, exc)
     _score_rows(job, writer, prediction, test, tasks, IN_DISTRIBUTION)
     evaluated = _score_eval_sets(job, method, ctx, writer, tasks)
+    orphaned = _orphaned(job)
+    if orphaned:  # "done" only under the run's lease: a resume never finds an orphan's row
+        return orphaned
     outcomes = []
     for variant in prediction.variants:
         key = job.key.variant(variant)
@@ -295,6 +314,9 @@ def _score_eval_sets(job: Job, method: Method, ctx: Context, writer: RunWriter,
 def _record_failure(job: Job, ctx: Context, writer: RunWriter, method: Method | None,
                     exc: Exception, logger: logging.Logger) -> list[RowOutcome]:
     """Record a failed job (traceback, history, status) and say why; never raises."""
+    orphaned = _orphaned(job)
+    if orphaned:
+        return orphaned
     reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
     try:
         writer.write_traceback(job.key, traceback.format_exc())

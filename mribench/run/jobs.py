@@ -65,6 +65,9 @@ class Job:
     resolve_on_worker: bool = False
     #: The plugin class; None means "look it up in the registry by ``method``".
     method_cls: type[Method] | None = field(default=None, compare=False)
+    #: The run's lease (its lock's token, :mod:`mribench.results.lock`): the job writes its
+    #: final files only while the lock still holds it; None: no check (a job run on its own).
+    lease: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", DatasetSpec.parse(self.dataset))

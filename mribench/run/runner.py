@@ -28,7 +28,7 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -146,7 +146,7 @@ def run_benchmark(config: RunConfig, *, on_row: Callable[[RowOutcome], None] | N
     info: dict[str, Any] = {}
     try:
         info = prepare_run(plan, writer, previous)
-        outcomes = dispatch(plan, on_row)
+        outcomes = dispatch(plan, on_row, lease=lock.token)
         if any(o.reason and "No space left" in o.reason for o in outcomes):
             raise OSError(errno.ENOSPC, "No space left on device")
         info["ended"] = now()
@@ -193,10 +193,11 @@ def _check_resume(plan: RunPlan, previous: dict[str, Any]) -> None:
 
 
 def prepare_run(plan: RunPlan, writer: RunWriter, previous: dict[str, Any]) -> dict[str, Any]:
-    """Write each data set's split(s), ``run.json`` (status running) and the montage slices;
-    returns the run record."""
+    """Write ``run.json`` (status running) first, so a driver killed after this leaves a
+    resumable folder, then each data set's split(s) and montage slices; returns the run
+    record."""
     config = plan.config
-    records = [_write_data(plan, writer, data) for data in plan.data]
+    records = [_data_record(plan, data) for data in plan.data]
     first = records[0]
     info = {
         "run_id": plan.layout.root.name,
@@ -225,26 +226,32 @@ def prepare_run(plan: RunPlan, writer: RunWriter, previous: dict[str, Any]) -> d
         "ended": None,
         "status": "running",
     }
-    writer.write_run(info)
+    writer.write_run(info)  # first: a driver killed after this leaves a resumable folder
+    for data in plan.data:
+        _write_data(plan, data)
     last = plan.data[-1]
     remember_samples(last.plan.spec, str(config.data_dir) if config.data_dir else None,
                      config.image_size, last.dataset, last.samples)
     return info
 
 
-def _write_data(plan: RunPlan, writer: RunWriter, data: PlannedData) -> dict[str, Any]:
-    """One data set's split(s) and montage slices written; its record for run.json."""
+def _write_data(plan: RunPlan, data: PlannedData) -> None:
+    """One data set's split(s), folds and montage slices."""
     scoped = RunWriter(plan.layout.for_dataset(data.plan.folder))
     for fold, split in zip(data.plan.folds, data.splits, strict=True):
         scoped.write_split(split.manifest, fold)
     if data.folds_record is not None:
         scoped.write_folds(data.folds_record)
+    _save_test_images(scoped, data.splits[0].parts[2], plan.config.split_seed)
+
+
+def _data_record(plan: RunPlan, data: PlannedData) -> dict[str, Any]:
+    """One data set's record for run.json: spec, evaluation sets, split or folds."""
+    layout = plan.layout.for_dataset(data.plan.folder)
     first = data.splits[0]
-    _save_test_images(scoped, first.parts[2], plan.config.split_seed)
     dataset = data.dataset
     split = {**first.describe(), **({} if first.path else
-                                    {"path": scoped.layout.split_file_for(data.plan.folds[0])
-                                     .name})}
+                                    {"path": layout.split_file_for(data.plan.folds[0]).name})}
     if data.folds_record is not None:
         split = {"name": f"{dataset.split_name}-{len(data.splits)}-fold", "folds":
                  len(data.splits), "sha256": data.sha256, "strategy": "k-fold",
@@ -258,12 +265,18 @@ def _write_data(plan: RunPlan, writer: RunWriter, data: PlannedData) -> dict[str
             "split": split}
 
 
-def dispatch(plan: RunPlan, on_row: Callable[[RowOutcome], None] | None = None
-             ) -> list[RowOutcome]:
-    """Run every job not finished yet through the executor; outcomes as they come."""
+def dispatch(plan: RunPlan, on_row: Callable[[RowOutcome], None] | None = None,
+             lease: str | None = None) -> list[RowOutcome]:
+    """Run every job not finished yet through the executor; outcomes as they come.
+
+    ``lease`` is the run's lock token: each job writes its final files only while the lock
+    still holds it (:func:`mribench.results.lock.lease_holds`). The executor's iterator is
+    closed on the way out, so an interrupted run stops (cancels) what it started at once.
+    """
     config = plan.config
-    jobs = plan_jobs(config, plan.rows, plan.layout.root, plan.device,
-                     tuple(d.plan for d in plan.data))
+    jobs = [replace(job, lease=lease) for job in
+            plan_jobs(config, plan.rows, plan.layout.root, plan.device,
+                      tuple(d.plan for d in plan.data))]
     outcomes: list[RowOutcome] = []
 
     def report(outcome: RowOutcome) -> None:
@@ -277,9 +290,15 @@ def dispatch(plan: RunPlan, on_row: Callable[[RowOutcome], None] | None = None
             report(RowOutcome(job.row, "done", "resumed: finished in an earlier run", job.seed))
         else:
             todo.append(job)
-    for _job, job_outcomes in plan.executor.map_jobs(todo):
-        for outcome in job_outcomes:
-            report(outcome)
+    running = iter(plan.executor.map_jobs(todo))
+    try:
+        for _job, job_outcomes in running:
+            for outcome in job_outcomes:
+                report(outcome)
+    finally:
+        close = getattr(running, "close", None)
+        if close is not None:  # a generator: run its clean-up (cancel, stop workers) now
+            close()
     return outcomes
 
 
