@@ -111,6 +111,18 @@ def test_singleton_clusters_draw_exactly_the_image_bootstrap() -> None:
     assert alone["metrics"] == named["metrics"]
 
 
+def test_replicates_without_a_positive_are_left_out_of_the_percentiles() -> None:
+    t = np.array([1, 1] + [0] * 28)
+    p = np.array([1, 0] + [0] * 26 + [1, 1])
+    got = classification_metrics(t, p, n_boot=400, seed=1)["metrics"]["recall"]
+    w = bootstrap_weights(30, 400, 1).astype(float)
+    tp, fn = w @ (t & p), w @ (t & (1 - p))
+    recall = np.where(tp + fn > 0, tp / np.where(tp + fn > 0, tp + fn, 1), np.nan)
+    assert np.isnan(recall).any()  # some resamples draw no tumour image
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx(
+        tuple(np.nanquantile(recall, [0.025, 0.975])))
+
+
 # --------------------------------------------------------------------------- the paired test
 
 

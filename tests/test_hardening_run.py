@@ -261,8 +261,8 @@ def test_several_seeds_give_per_seed_rows_and_mean_and_sd(tmp_path, fake_registr
     from mribench.report import build_report
 
     index = build_report(tmp_path / "run", tmp_path / "report")
-    assert "Values: mean over 3 seeds ± sd [95% interval over images and seeds]" in (
-        index.parent / "report.md").read_text()
+    assert ("Values: mean over 3 seeds ± sd [95% interval of a two-level bootstrap: clusters "
+            "of test images, then seeds") in (index.parent / "report.md").read_text()
 
 
 def test_a_job_records_the_threads_it_computed_with(tmp_path, fake_registry):

@@ -81,7 +81,8 @@ Examples:
 @click.option("--executor-option", "executor_option", multiple=True,
               help="key=value for the executor (repeatable).")
 @click.option("--n-boot", default="1000", show_default=True, metavar="N",
-              help="Bootstrap resamples for the 95% confidence intervals: 0 to 100000.")
+              help="Bootstrap replicates of every 95% interval (clusters of test images; "
+                   "seeds too with --seeds; transfer drops and Kendall tau): 0 to 100000.")
 @click.option("--suite", default=None,
               help="A suite of benchmarks/suites/ (e.g. quick-synthetic) filling the defaults.")
 @click.option("--no-report", is_flag=True, help="Skip writing the HTML/Markdown report.")
