@@ -146,8 +146,8 @@ def run(ctx: click.Context, executor_option: tuple[str, ...], suite: str | None,
 
 def print_tables(results_dir: Path, rank_by: str = "f1") -> None:
     """Print each data set's ranked tables per evaluation set (with the spread over folds in a
-    cross-validated run), its transfer table, and the transfer matrix of a run over several
-    data sets."""
+    cross-validated run), its transfer table, and for a run over several data sets the
+    transfer matrix, the rank intervals per data set and the consensus (`bench rank`)."""
     from mribench.results.read import load_results
 
     root = load_results(results_dir)
@@ -158,6 +158,7 @@ def print_tables(results_dir: Path, rank_by: str = "f1") -> None:
         _print_transfer(results, rank_by)
     if root.datasets:
         _print_matrix(root, rank_by)
+        _print_holdup(root, rank_by)
     click.echo("\n95% intervals: report.md / index.html, or `bench report`")
 
 
@@ -213,3 +214,12 @@ def _print_matrix(root: Any, rank_by: str) -> None:
             continue
         click.echo(f"\ntransfer matrix ({task}, {matrix.metric}): trained on -> scored on")
         click.echo(matrix_table(matrix))
+
+
+def _print_holdup(root: Any, rank_by: str) -> None:
+    from mribench.report.holdup import holdup_summary, holdups
+
+    for h in holdups([root], rank_by):
+        click.echo(f"\nhow far the {h.task} ranking holds ({h.metric}; figures: bench rank "
+                   "--out, or the report):")
+        click.echo("\n".join(holdup_summary(h)).rstrip())

@@ -15,6 +15,9 @@ Sections: ranked tables per task (rank by ``rank_by``, rank groups from paired t
 provenance (command, versions, git revision, device, split manifest and its hash, leakage
 audit, shortcut audit with a plain-language warning when metadata alone predicts the labels,
 see :mod:`mribench.split.shortcuts`) and each method's reference, parameters and timings.
+With several data sets or external sets, "Which pipeline holds up?" adds rank intervals per
+data set, the consensus over data sets, the transfer-matrix heatmap, the critical-difference
+diagram and accuracy on the line (:mod:`mribench.report.holdup`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from mribench.atomic import atomic_write_bytes, atomic_write_text
 from mribench.eval.registry import get_metric, metric_label, metric_names, rank_metric
 from mribench.eval.stats import MAX_RESAMPLES
 from mribench.report import figures as F
+from mribench.report.holdup import TITLE as HOLDUP_TITLE
+from mribench.report.holdup import holdup_section
 from mribench.report.published import compare_published, load_published
 from mribench.report.tables import (
     fmt_p,
@@ -125,11 +130,26 @@ def build_report(results_dir: Path, out_dir: Path | None = None, rank_by: str = 
         "metric (colour, right axis; dot at its best epoch).")
 
     comparison = compare_published(results, load_published(published))
-    extra = _extra_sections(results, rank_by)
+    extra = _extra_sections(results, rank_by) + _holdup_extra(results, rank_by, add, figs)
     page = _html(results, tables, figs, comparison, colour, rank_by, extra)
     write(out / "index.html", page)
     write(out / "report.md", _markdown(results, tables, figs, comparison, rank_by, extra))
     return out / "index.html"
+
+
+def _holdup_extra(results: RunResults, rank_by: str, add: Any,
+                  figs: dict[str, tuple[str, bytes]]) -> list[tuple[str, str, str, str]]:
+    """The section "Which pipeline holds up?" (none for a run of one data set
+    without external sets); ``add`` writes each of its figures."""
+    def place(name: str, fig: Any, caption: str) -> tuple[str, str]:
+        add(name, fig, caption)
+        if name not in figs:
+            return "", ""
+        return (_img(figs, name, caption),
+                f"![{name}](figures/{name}.png)\n\n*{caption}*\n")
+
+    held = holdup_section(results, rank_by, place)
+    return [] if held is None else [("holdup", HOLDUP_TITLE, *held)]
 
 
 def _unwritable(out: Path, exc: OSError) -> MribenchError:
@@ -420,6 +440,17 @@ def _shortcut_warning(shortcuts: dict[str, Any]) -> str:
             "tumour: read the rankings with that in mind.")
 
 
+def _counts_text(counts: Any) -> str:
+    """A split's counts: ``train 34, val 6, test 20``; per fold (``fold 0: ...; fold 1:
+    ...``) for a cross-validated run, whose counts are a list."""
+    def one(c: Any) -> str:
+        return ", ".join(f"{k} {v}" for k, v in c.items()) if isinstance(c, dict) else str(c)
+
+    if isinstance(counts, list):
+        return "; ".join(f"fold {i}: {one(c)}" for i, c in enumerate(counts))
+    return one(counts or {})
+
+
 def _provenance_items(results: RunResults) -> list[tuple[str, Any]]:
     run = results.run
     split = run.get("split") or {}
@@ -439,8 +470,7 @@ def _provenance_items(results: RunResults) -> list[tuple[str, Any]]:
         ("split", _e(f"{split.get('name', '')}: strategy {split.get('strategy', '')}, seed "
                      f"{split.get('seed', '')}, duplicate threshold {split.get('threshold', '')}"
                      )),
-        ("split counts", _e(", ".join(f"{k} {v}" for k, v in
-                                      (split.get("counts") or {}).items()))),
+        ("split counts", _e(_counts_text(split.get("counts")))),
         ("split manifest", f"<code>{_e(split.get('path', ''))}</code>"),
         ("manifest sha256", f"<code>{_e(split.get('sha256', ''))}</code>"),
         ("versions", _e(", ".join(f"{k} {v}" for k, v in versions.items()))),
@@ -759,8 +789,7 @@ def _markdown(results: RunResults, tables: dict[str, pd.DataFrame],
                         f"{run.get('seed')} / {run.get('profile')} / {run.get('image_size')}"),
                        ("split manifest", f"`{split.get('path', '')}`"),
                        ("manifest sha256", f"`{split.get('sha256', '')}`"),
-                       ("split counts", ", ".join(f"{k} {v}" for k, v in
-                                                  (split.get("counts") or {}).items())),
+                       ("split counts", _counts_text(split.get("counts"))),
                        ("leakage audit", ", ".join(f"{k} {v}" for k, v in
                                                    _flat(split.get("audit") or {})) or "–"),
                        ("shortcut audit", ", ".join(
