@@ -24,8 +24,8 @@ Segmentation:
 - ``whole-brain``: the skull-stripped brain (:func:`mribench.blocks.preprocess.brain_mask`) as
   the tumour (pooled recall near 1, precision the tumour's share of the brain);
 - ``mean-mask``: the pixel-wise frequency of tumour over the annotated training slices,
-  thresholded at the value of ``thresholds`` with the best pooled Dice on val (a location
-  prior, the "mean training mask").
+  thresholded at the value of a grid (``n_thresholds`` up to ``max_threshold``) with the best
+  pooled Dice on val (a location prior, the "mean training mask").
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mribench.api import (
-    Check,
     Context,
     Interval,
     Method,
@@ -58,6 +57,26 @@ def _constant(samples: Sequence[Sample], label: int) -> Prediction:
                       scores=np.full(n, float(label)))
 
 
+@dataclass(frozen=True)
+class AlwaysTumourParams(MethodParams):
+    owner: ClassVar[str] = "always-tumour"
+
+
+@dataclass(frozen=True)
+class MajorityClassParams(MethodParams):
+    owner: ClassVar[str] = "majority-class"
+
+
+@dataclass(frozen=True)
+class PredictNothingParams(MethodParams):
+    owner: ClassVar[str] = "predict-nothing"
+
+
+@dataclass(frozen=True)
+class WholeBrainParams(MethodParams):
+    owner: ClassVar[str] = "whole-brain"
+
+
 class NoSkill(Method):
     """Base of the no-skill rows (``kind = "no-skill"``)."""
 
@@ -70,6 +89,7 @@ class AlwaysTumour(NoSkill):
 
     name: ClassVar[str] = "always-tumour"
     tasks: ClassVar[tuple[str, ...]] = ("classify",)
+    Params: ClassVar[type[MethodParams]] = AlwaysTumourParams
 
     def fit(self, train: Sequence[Sample], val: Sequence[Sample], ctx: Context) -> AlwaysTumour:
         return self
@@ -83,6 +103,7 @@ class MajorityClass(NoSkill):
 
     name: ClassVar[str] = "majority-class"
     tasks: ClassVar[tuple[str, ...]] = ("classify",)
+    Params: ClassVar[type[MethodParams]] = MajorityClassParams
 
     def fit(self, train: Sequence[Sample], val: Sequence[Sample], ctx: Context
             ) -> MajorityClass:
@@ -148,6 +169,7 @@ class PredictNothing(NoSkill):
 
     name: ClassVar[str] = "predict-nothing"
     tasks: ClassVar[tuple[str, ...]] = ("segment",)
+    Params: ClassVar[type[MethodParams]] = PredictNothingParams
 
     def fit(self, train: Sequence[Sample], val: Sequence[Sample], ctx: Context
             ) -> PredictNothing:
@@ -162,6 +184,7 @@ class WholeBrain(NoSkill):
 
     name: ClassVar[str] = "whole-brain"
     tasks: ClassVar[tuple[str, ...]] = ("segment",)
+    Params: ClassVar[type[MethodParams]] = WholeBrainParams
 
     def fit(self, train: Sequence[Sample], val: Sequence[Sample], ctx: Context) -> WholeBrain:
         return self
@@ -175,17 +198,22 @@ class WholeBrain(NoSkill):
 
 @dataclass(frozen=True)
 class MeanMaskParams(MethodParams):
-    """Hyper-parameters of ``mean-mask``."""
+    """Hyper-parameters of ``mean-mask``: the grid of thresholds on the tumour frequency tried
+    on val (``n_thresholds`` evenly spaced up to ``max_threshold``)."""
 
     owner: ClassVar[str] = "mean-mask"
     constraints: ClassVar[dict[str, Any]] = {
-        "thresholds": Check(lambda v: isinstance(v, list | tuple) and len(v) > 0 and all(
-            isinstance(t, int | float) and not isinstance(t, bool) and 0 < t <= 1 for t in v),
-            "a non-empty list of numbers in (0, 1]"),
+        "max_threshold": Interval(0.0, 1.0, closed="right"),
+        "n_thresholds": Interval(1, 100, integer=True),
     }
 
-    #: Candidate thresholds on the tumour frequency, chosen on val (pooled Dice).
-    thresholds: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
+    max_threshold: float = 0.5
+    n_thresholds: int = 10
+
+    @property
+    def thresholds(self) -> tuple[float, ...]:
+        step = self.max_threshold / self.n_thresholds
+        return tuple(round(step * (i + 1), 6) for i in range(self.n_thresholds))
 
 
 class MeanMask(NoSkill):

@@ -90,7 +90,8 @@ def plan_datasets(config: RunConfig, rows: list[tuple[str, Method]]) -> list[Pla
 
     several = len(config.datasets) > 1
     names = unique_labels(config.datasets, taken=[IN_DISTRIBUTION])
-    external = unique_labels(config.test_on, taken=[IN_DISTRIBUTION, *names])
+    external = unique_labels(config.test_on,
+                             taken=[IN_DISTRIBUTION, *(names if several else [])])
     test_on = tuple(EvalSet(n, s, config.test_split) for n, s in zip(external, config.test_on,
                                                                     strict=True))
     for eval_set in test_on:  # fail early on a bad --test-on (and warm the data cache)
