@@ -797,7 +797,9 @@ def seed_pooled_bootstrap(per_seed_per_case: Cases, metric: str, task: str = "cl
                           view: str = "all") -> SeedBootstrap:
     """Each seed's metric and the two-level bootstrap replicates of the seed-mean metric.
 
-    Replicate ``b`` draws the clusters of the common images with replacement
+    With a single cluster (one patient or case) there is nothing to resample and every
+    replicate is NaN (no interval). Replicate ``b`` draws the clusters of the common images
+    with replacement
     (:func:`~mribench.eval.metrics.bootstrap_weights` with the records' groups and ``seed``:
     the same draw for every seed and, for the same ``seed`` and images, for every method),
     computes each seed's metric on it, then averages ``S`` seeds drawn with replacement (module
@@ -819,7 +821,11 @@ def seed_pooled_bootstrap(per_seed_per_case: Cases, metric: str, task: str = "cl
     else:
         point = _from_sums(x.sum(axis=1), entry)
         boot = _from_sums(np.matmul(w[None].astype(np.float64), x), entry)
-    return SeedBootstrap(point, _seed_level(boot, seed), n, cluster_index(groups, n)[1])
+    n_clusters = cluster_index(groups, n)[1]
+    replicates = _seed_level(boot, seed)
+    if n_clusters < 2:  # one patient: resampling it says nothing about another
+        replicates = np.full_like(replicates, np.nan)
+    return SeedBootstrap(point, replicates, n, n_clusters)
 
 
 def seed_pooled_interval(per_seed_per_case: Cases, metric: str, task: str = "classify",
