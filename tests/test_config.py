@@ -150,3 +150,24 @@ def test_run_json_methods_as_text_is_read_as_row_names(tmp_path):
 def test_seeds_over_the_cap_name_the_cap():
     with pytest.raises(MribenchError, match="at most 1000"):
         RunConfig(seeds="0-100000")
+
+
+def test_harmonisation_travels_with_the_model(tmp_path):
+    """Any data set can be harmonised; a model trained harmonised is scored on external sets
+    harmonised the same way (and a raw one on raw pixels), recorded in the identity."""
+    import numpy as np
+
+    from mribench.data.load import load_dataset
+
+    ds, raw = load_dataset("synthetic[n=12]", image_size=32)
+    hds, harmonised = load_dataset("synthetic[n=12,harmonise=true]", image_size=32)
+    assert hds.split_name == ds.split_name and [s.id for s in raw] == [s.id for s in harmonised]
+    assert [s.group for s in raw] == [s.group for s in harmonised]
+    assert not np.allclose(raw[0].image, harmonised[0].image)
+    config = RunConfig(dataset="synthetic[harmonise=true]", test_on="synthetic[n=30,seed=9]")
+    assert config.test_on[0].harmonised
+    assert "harmonise" in config.identity({}, "", "", "")["test_on"][0]
+    assert not RunConfig(dataset="synthetic", test_on="synthetic[harmonise=true]"
+                         ).test_on[0].harmonised
+    with pytest.raises(MribenchError, match="option 'harmonise' must be true or false"):
+        load_dataset("synthetic[n=12,harmonise=3]", image_size=32)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -132,16 +132,26 @@ class DatasetSpec:
     def option_dict(self) -> dict[str, Any]:
         return dict(self.options)
 
+    @property
+    def harmonised(self) -> bool:
+        """Whether the spec asks for harmonised slices (``harmonise=true``)."""
+        return self.option_dict.get("harmonise") is True
+
+    def preprocessed_like(self, other: DatasetSpec) -> DatasetSpec:
+        """This spec with ``other``'s pixel preprocessing (harmonisation): a model trained on
+        ``other`` is scored on this set prepared the same way."""
+        if self.harmonised == other.harmonised:
+            return self
+        options = {k: v for k, v in self.option_dict.items() if k != "harmonise"}
+        return self._with({**options, "harmonise": True} if other.harmonised else options)
+
     def with_options(self, **changes: Any) -> DatasetSpec:
         """This spec with options added or replaced (its text rewritten to match)."""
-        from dataclasses import replace
+        return self._with({**self.option_dict, **changes})
 
-        options = {**self.option_dict, **changes}
-        inner = format_spec(self.name, {**options, **({"name": self.display}
-                                                          if self.display else {})})
-        text = inner if self.data_dir is None else (
-            f"{self.name}:{self.data_dir}" + inner[len(self.name):])
-        return replace(self, text=text, options=tuple(sorted(options.items())))
+    def _with(self, options: dict[str, Any]) -> DatasetSpec:
+        return replace(self, text=_rewrite(self, options),
+                       options=tuple(sorted(options.items())))
 
     @property
     def label(self) -> str:
@@ -180,6 +190,13 @@ class MethodSpec:
 
     def __str__(self) -> str:
         return format_spec(self.name, self.override_dict)
+
+
+def _rewrite(spec: DatasetSpec, options: dict[str, Any]) -> str:
+    inner = format_spec(spec.name, {**options, **({"name": spec.display}
+                                                  if spec.display else {})})
+    return inner if spec.data_dir is None else f"{spec.name}:{spec.data_dir}" + inner[
+        len(spec.name):]
 
 
 def _sanitise(text: str) -> str:

@@ -260,6 +260,12 @@ def _write_cache(folder: Path, samples: Iterable[Sample]) -> list[Sample]:
         raise
 
 
+def _harmonise_option(value: Any, spec: str) -> bool:
+    if not isinstance(value, bool):
+        raise DataError(f"{spec}: option 'harmonise' must be true or false, got {value!r}")
+    return value
+
+
 def load_dataset(spec: str | DatasetSpec, data_dir: Path | str | None = None,
                  image_size: int | None = None, show_progress: bool = False, *,
                  use_cache: bool = True) -> tuple[Dataset, list[Sample]]:
@@ -280,12 +286,20 @@ def load_dataset(spec: str | DatasetSpec, data_dir: Path | str | None = None,
     if image_size is not None:
         image_size = check_image_size(image_size)
     size = resolve_image_size(parsed.image_size, image_size, parsed.text)
+    # harmonise=true: the plugin's own where it has one (br35h), else the generic transform
+    harmonised = "harmonise" not in getattr(cls, "defaults", {}) and _harmonise_option(
+        options.pop("harmonise", False), parsed.text)
     token = _DATA_DIR_OPTION.set(f"{parsed.name}:" if spec_dir is not None else "--data-dir ")
     try:
         ds = cls(spec_dir if spec_dir is not None else data_dir, image_size=size,
                  show_progress=show_progress, **options)
     finally:
         _DATA_DIR_OPTION.reset(token)
+    if harmonised:
+        from mribench.data.harmonised import HarmonisedDataset
+
+        ds = HarmonisedDataset(ds)
+        cls = type(ds)
     folder = _cache_folder(ds) if use_cache and getattr(cls, "cacheable", False) else None
     if folder is None:
         return ds, _with_groups(list(ds.load()))

@@ -143,7 +143,10 @@ class RunConfig:
         self.methods = tuple(self.methods)
         self.datasets = _parse_datasets(self.dataset)
         self.dataset = self.datasets[0]
-        self.test_on = _parse_test_on(self.test_on)
+        # a model trained harmonised is scored on external sets harmonised the same way (and
+        # the identity records the specs it was scored on)
+        self.test_on = tuple(spec.preprocessed_like(self.dataset)
+                             for spec in _parse_test_on(self.test_on))
         self.seeds = _parse_seed_field(self.seeds, self.seed)
         self.seed = self.seeds[0]
         size = None if self.image_size is None else check_image_size(self.image_size)

@@ -102,10 +102,14 @@ def plan_datasets(config: RunConfig, rows: list[tuple[str, Method]]) -> list[Pla
     out = []
     for i, (spec, (dataset, samples)) in enumerate(zip(config.datasets, loaded, strict=True)):
         splits, record = _split(config, dataset, samples)
-        others = tuple(EvalSet(names[j], other) for j, other in enumerate(config.datasets)
-                       if j != i)
+        # preprocessing that changes pixels travels with the model: the other data sets are
+        # scored harmonised exactly when this one trains harmonised
+        others = tuple(EvalSet(names[j], other.preprocessed_like(spec))
+                       for j, other in enumerate(config.datasets) if j != i)
+        external = tuple(EvalSet(e.name, e.spec.preprocessed_like(spec), e.split)
+                         for e in test_on)
         folds = tuple(range(len(splits))) if record else (None,)
-        plan = DatasetPlan(spec, names[i] if several else None, folds, others + test_on)
+        plan = DatasetPlan(spec, names[i] if several else None, folds, others + external)
         out.append(PlannedData(plan, dataset, samples, splits, record))
     return out
 
