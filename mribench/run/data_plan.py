@@ -95,7 +95,8 @@ def plan_datasets(config: RunConfig, rows: list[tuple[str, Method]]) -> list[Pla
     test_on = tuple(EvalSet(n, s, config.test_split) for n, s in zip(external, config.test_on,
                                                                     strict=True))
     for eval_set in test_on:  # fail early on a bad --test-on (and warm the data cache)
-        load_eval_samples(eval_set.spec, eval_set.split, config.image_size)
+        load_eval_samples(eval_set.spec, eval_set.split, config.image_size,
+                          str(config.data_dir) if config.data_dir else None)
     loaded = [_load(config, spec) for spec in config.datasets]
     if several:
         _check_shared_task(config, rows, names, [samples for _, samples in loaded])

@@ -80,23 +80,27 @@ def load_parts(job: Job) -> tuple[list[Sample], list[Sample], list[Sample]]:
 
 
 #: External evaluation sets already read in this process, by (spec, split, image size).
-_EVAL_SETS: dict[tuple[str, str | None, int], list[Sample]] = {}
+_EVAL_SETS: dict[tuple[str, str | None, int, str | None], list[Sample]] = {}
 
 
-def load_eval_samples(spec: DatasetSpec, split: str | None, image_size: int) -> list[Sample]:
+def load_eval_samples(spec: DatasetSpec, split: str | None, image_size: int,
+                      data_dir: str | None = None) -> list[Sample]:
     """An external evaluation set: its labelled samples, or the test part of ``split``;
-    read once per process (every job of a run scores the same sets)."""
-    key = (spec.text, split, image_size)
+    read once per process (every job of a run scores the same sets). ``data_dir``
+    (``--data-dir``) serves a spec without a path of its own (``br35h`` as the other data set
+    of ``--dataset lgg:PATH,br35h``)."""
+    key = (spec.text, split, image_size, data_dir)
     if key not in _EVAL_SETS:
-        _EVAL_SETS[key] = _read_eval_samples(spec, split, image_size)
+        _EVAL_SETS[key] = _read_eval_samples(spec, split, image_size, data_dir)
     return _EVAL_SETS[key]
 
 
-def _read_eval_samples(spec: DatasetSpec, split: str | None, image_size: int) -> list[Sample]:
+def _read_eval_samples(spec: DatasetSpec, split: str | None, image_size: int,
+                       data_dir: str | None = None) -> list[Sample]:
     from mribench.data.load import load_dataset
     from mribench.split.manifest import apply, split_for
 
-    dataset, samples = load_dataset(spec, image_size=image_size)
+    dataset, samples = load_dataset(spec, data_dir=data_dir, image_size=image_size)
     labelled = [s for s in samples if s.label in (0, 1)]
     if split:
         manifest, path = split_for(dataset.split_name, samples, split,
@@ -300,7 +304,8 @@ def _score_eval_sets(job: Job, method: Method, ctx: Context, writer: RunWriter,
     """Predict and score every external evaluation set; what happened on each, by name."""
     evaluated = {}
     for eval_set in job.eval_sets:
-        samples = load_eval_samples(eval_set.spec, eval_set.split, job.image_size)
+        samples = load_eval_samples(eval_set.spec, eval_set.split, job.image_size,
+                                    job.data_dir)
         eval_tasks = _answerable(tasks, samples)
         if not eval_tasks:
             evaluated[eval_set.name] = "skipped: no task of this method can be scored"
