@@ -33,7 +33,7 @@ from scipy import ndimage
 from mribench.data.imageio import LoadedImage
 
 if TYPE_CHECKING:
-    from mribench.data.load import ImageBatch
+    from mribench.data.imageio import ImageBatch
 
 __all__ = ["CLIP_SD", "HEAD_LEVEL", "MIN_LEVEL", "Harmonised", "harmonise", "head_box",
            "head_mask", "load_harmonised", "pad_square", "read_harmonised"]
@@ -190,7 +190,7 @@ def read_harmonised(paths: Sequence[Path | str], size: int, *,
                     regions: Sequence[list[dict] | None] | None = None,
                     show_progress: bool = False, desc: str = "harmonising") -> ImageBatch:
     """:func:`mribench.data.load.read_images` with :func:`load_harmonised` for each image."""
-    from mribench.data.load import ImageBatch as Batch
+    from mribench.data.imageio import ImageBatch as Batch
     from mribench.data.threads import thread_map
 
     regions = list(regions) if regions is not None else [None] * len(paths)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -60,6 +61,18 @@ _log = logging.getLogger("mribench")
 __all__ = ["DRAFT_SIZE", "IMAGE_SUFFIXES", "LoadedImage", "MASK_LEVEL", "THUMB_SIZE", "binarise_mask",
            "is_image_file", "load_image",
            "read_gray", "read_image", "read_mask", "resize_image", "resize_mask", "thumbnail"]
+
+
+@dataclass
+class ImageBatch:
+    """Images read by :func:`mribench.data.load.read_images` (or the harmonised reader), in
+    input order."""
+
+    images: np.ndarray                  # float32 (n, size, size) in [0, 1]
+    original_sizes: list[tuple[int, int]]
+    thumbnails: np.ndarray              # float32 (n, 32, 32)
+    masks: list[np.ndarray | None]      # bool (size, size) where a mask was asked for
+    mask_pixels: list[int]              # tumour pixels of each mask at the original size
 
 
 class LoadedImage(NamedTuple):

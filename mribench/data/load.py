@@ -30,7 +30,6 @@ import shutil
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ from mribench.api.params import Constraint
 from mribench.api.specs import DatasetSpec, check_image_size, get_dataset, resolve_image_size
 from mribench.api.types import Sample
 from mribench.data.duplicates import assign_groups, group_names, thumbnail
-from mribench.data.imageio import THUMB_SIZE, LoadedImage, load_image
+from mribench.data.imageio import THUMB_SIZE, ImageBatch, LoadedImage, load_image
 from mribench.data.store import SampleStore, StoreWriter
 from mribench.data.threads import thread_map
 
@@ -132,17 +131,6 @@ def resolve_options(owner: str, given: dict[str, Any], defaults: dict[str, Any],
 
 
 # --------------------------------------------------------------------------- parallel decoding
-
-
-@dataclass
-class ImageBatch:
-    """Images read by :func:`read_images`, in input order."""
-
-    images: np.ndarray                  # float32 (n, size, size) in [0, 1]
-    original_sizes: list[tuple[int, int]]
-    thumbnails: np.ndarray              # float32 (n, 32, 32)
-    masks: list[np.ndarray | None]      # bool (size, size) where a mask was asked for
-    mask_pixels: list[int]              # tumour pixels of each mask at the original size
 
 
 def _load_task(task: tuple[str, int, bool, Any]) -> LoadedImage:
