@@ -44,13 +44,9 @@ def pool_out_of_fold(per_fold: dict[int, dict[int, list[dict[str, Any]]]],
             raise MribenchError(f"sample {twice!r} is predicted by two folds of seed {seed}; "
                                 "the folds overlap (see folds.json)")
         pooled[seed] = records
-    values = {seed: _blank(template) for seed in seeds}
-    return aggregate_seeds(values, pooled, n_boot=n_boot, values_from_records=True)
-
-
-def _blank(template: dict[str, Any]) -> dict[str, Any]:
-    """``template``'s layout (tasks, views, metric names) for values to be recomputed."""
-    return template
+    # the template gives the layout (tasks, views, metric names); values come from records
+    return aggregate_seeds({seed: template for seed in seeds}, pooled, n_boot=n_boot,
+                           values_from_records=True)
 
 
 def with_fold_spread(metrics: dict[str, Any], per_fold: dict[int, dict[str, Any]]
