@@ -78,3 +78,13 @@ def torch_one_thread():
 
     with torch_threads(1):
         yield
+
+
+@pytest.fixture(scope="module")
+def data_cache(tmp_path_factory):
+    """A data cache of the test module, shared by the test, its drivers and every worker (set
+    in the environment, which spawned workers inherit)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MRIBENCH_CACHE", str(tmp_path_factory.mktemp("data-cache")))
+    yield
+    mp.undo()

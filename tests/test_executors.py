@@ -75,15 +75,6 @@ class DeepFake(Bright):
     kind = "deep"
 
 
-@pytest.fixture(scope="module")
-def data_cache(tmp_path_factory):
-    """A data cache of this module, shared by the driver and every worker (environment)."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MRIBENCH_CACHE", str(tmp_path_factory.mktemp("data-cache")))
-    yield
-    mp.undo()
-
-
 def _config(out: Path, **kw) -> RunConfig:
     base = dict(methods=METHODS, dataset=SPEC, image_size=64, n_boot=50, device="cpu",
                 out=out, results_root=out.parent, baselines=False)

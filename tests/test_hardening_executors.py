@@ -56,15 +56,6 @@ BASE = ["--dataset", SPEC, "--image-size", "32", "--n-boot", "5", "--no-report",
         "--no-baselines", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def data_cache(tmp_path_factory):
-    """A data cache of this module, shared by the test, its drivers and their workers."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MRIBENCH_CACHE", str(tmp_path_factory.mktemp("data-cache")))
-    yield
-    mp.undo()
-
-
 def _bench(args: list[str], capsys) -> tuple[int, str]:
     try:
         main(args)

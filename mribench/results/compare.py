@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from mribench.api.specs import NO_SKILL
 from mribench.eval.registry import get_metric
 from mribench.eval.stats import holm_decisions, holm_levels, paired_metric_test
 from mribench.results.read import RunResults
@@ -26,9 +27,10 @@ def compare_runs(a: RunResults, b: RunResults, task: str, metric: str, view: str
     whole clusters, or a cluster bootstrap when the seeds differ; the metric's own ``test``,
     resampled adaptively around the Holm levels), ``p_se`` (its Monte-Carlo error),
     ``p_holm``, ``p_holm_se`` and ``n`` (common images), ordered by ``b``, best first in the
-    metric's direction."""
+    metric's direction. The no-skill rows are left out: they are references, not methods, and
+    would only widen the Holm family."""
     a, b = a.on(eval_set), b.on(eval_set)
-    mine = {r.name: r for r in a.done(task, view)}
+    mine = {r.name: r for r in a.done(task, view) if r.kind != NO_SKILL}
     theirs = {r.name: r for r in b.done(task, view)}
     rows = []
     common = [n for n in mine if n in theirs]
