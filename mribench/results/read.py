@@ -29,6 +29,7 @@ from mribench.results.layout import (
     STATUS_FILE,
     JobKey,
     RunLayout,
+    corrupted_set,
     is_row_name,
     job_of,
     seed_folders,
@@ -192,7 +193,7 @@ class RowResult:
         else:
             metrics = first.metrics
         timings = {}
-        for key in ("fit_s", "predict_s", "predict_ms_per_image"):
+        for key in ("fit_s", "predict_s", "predict_ms_per_image", "corrupt_s"):
             values = [float(p.timings[key]) for p in done.values()
                       if isinstance(p.timings.get(key), int | float)]
             if values:
@@ -382,11 +383,31 @@ class RunResults:
         sets = (record or {}).get("eval_sets") if record else self.run.get("eval_sets")
         return [str(e["name"]) for e in sets or [] if isinstance(e, dict) and "name" in e]
 
+    @property
+    def artefacts(self) -> dict[str, Any]:
+        """The artefact axis of the run (``--corrupt``): ``{"corrupt": [...], "severities":
+        [...], "reference": row or None}``; {} for a run without it."""
+        record = self.run.get("artefacts")
+        if not isinstance(record, dict) or not record.get("corrupt"):
+            return {}
+        return {"corrupt": [str(a) for a in record.get("corrupt") or []],
+                "severities": [int(s) for s in record.get("severities") or []],
+                "reference": record.get("reference")}
+
+    def corrupted_sets(self, base: str = IN_DISTRIBUTION) -> dict[tuple[str, int], str]:
+        """The corrupted copies of evaluation set ``base``: (artefact, severity) -> the set's
+        name (:func:`mribench.results.layout.corrupted_set`); {} without the axis."""
+        axis = self.artefacts
+        return {(a, s): corrupted_set(base, a, s) for a in axis.get("corrupt", [])
+                for s in axis.get("severities", [])}
+
     def on(self, eval_set: str) -> RunResults:
-        """The same rows scored on another evaluation set."""
+        """The same rows scored on another evaluation set (a corrupted one included)."""
         if eval_set == self.eval_set:
             return self
-        if eval_set != "test" and eval_set not in self.eval_sets:
+        corrupted = {n for base in ["test", *self.eval_sets]
+                     for n in self.corrupted_sets(base).values()}
+        if eval_set != "test" and eval_set not in self.eval_sets and eval_set not in corrupted:
             raise MribenchError(f"{self.path} has no evaluation set {eval_set!r}; it has "
                                 f"{', '.join(['test', *self.eval_sets])}")
         layout = self.layout

@@ -28,7 +28,7 @@ from mribench.api.seeding import seed_everything
 from mribench.api.specs import DatasetSpec
 from mribench.api.types import Prediction, Sample
 from mribench.eval.metrics import evaluate
-from mribench.results.layout import IN_DISTRIBUTION
+from mribench.results.layout import IN_DISTRIBUTION, corrupted_set
 from mribench.results.lock import lease_holds
 from mribench.results.read import job_status
 from mribench.results.write import RunWriter, now
@@ -284,7 +284,10 @@ def _fit_and_score(job: Job, ctx: Context, writer: RunWriter, built: list[Method
         ctx.log("model not saved", reason=f"{type(exc).__name__}: {exc}")
         ctx.logger.warning("model not saved: %s: %s", type(exc).__name__, exc)
     _score_rows(job, writer, prediction, test, tasks, IN_DISTRIBUTION)
-    evaluated = _score_eval_sets(job, method, ctx, writer, tasks)
+    start = time.perf_counter()
+    evaluated = _score_corrupted(job, method, ctx, writer, IN_DISTRIBUTION, test, tasks)
+    timings["corrupt_s"] = time.perf_counter() - start
+    evaluated.update(_score_eval_sets(job, method, ctx, writer, tasks, timings))
     orphaned = _orphaned(job)
     if orphaned:  # "done" only under the run's lease: a resume never finds an orphan's row
         return orphaned
@@ -300,8 +303,9 @@ def _fit_and_score(job: Job, ctx: Context, writer: RunWriter, built: list[Method
 
 
 def _score_eval_sets(job: Job, method: Method, ctx: Context, writer: RunWriter,
-                     tasks: list[str]) -> dict[str, str]:
-    """Predict and score every external evaluation set; what happened on each, by name."""
+                     tasks: list[str], timings: dict[str, float]) -> dict[str, str]:
+    """Predict and score every external evaluation set (and its corrupted copies); what
+    happened on each, by name. The corrupted sets' time is added to ``corrupt_s``."""
     evaluated = {}
     for eval_set in job.eval_sets:
         samples = load_eval_samples(eval_set.spec, eval_set.split, job.image_size,
@@ -313,6 +317,30 @@ def _score_eval_sets(job: Job, method: Method, ctx: Context, writer: RunWriter,
         _score_rows(job, writer, method.predict(samples, ctx), samples, eval_tasks,
                     eval_set.name)
         evaluated[eval_set.name] = "done"
+        start = time.perf_counter()
+        evaluated.update(_score_corrupted(job, method, ctx, writer, eval_set.name, samples,
+                                          eval_tasks))
+        timings["corrupt_s"] = timings.get("corrupt_s", 0.0) + time.perf_counter() - start
+    return evaluated
+
+
+def _score_corrupted(job: Job, method: Method, ctx: Context, writer: RunWriter,
+                     base: str, samples: Sequence[Sample], tasks: list[str]) -> dict[str, str]:
+    """Predict and score ``samples`` (the evaluation set ``base``) under every artefact and
+    severity of the job (``--corrupt``): the fitted method only predicts, so no corrupted
+    image reaches training or selection. The corrupted images come from the run's cache
+    (made once for all jobs); their masks are the clean ones."""
+    from mribench.data.corrupted import corrupted_samples, ids_digest
+
+    evaluated = {}
+    digest = ids_digest(samples) if job.corrupt else ""
+    for artefact in job.corrupt:
+        for severity in job.severities:
+            name = corrupted_set(base, artefact, severity)
+            folder = job.layout.corrupted_cache_dir(name, digest)
+            corrupted = corrupted_samples(samples, artefact, severity, folder)
+            _score_rows(job, writer, method.predict(corrupted, ctx), corrupted, tasks, name)
+            evaluated[name] = "done"
     return evaluated
 
 

@@ -60,6 +60,9 @@ class Job:
     dataset_name: str | None = None
     #: The cross-validation fold (None: the run's single split).
     fold: int | None = None
+    #: Artefacts (``--corrupt``) each evaluation set is also scored under, at ``severities``.
+    corrupt: tuple[str, ...] = ()
+    severities: tuple[int, ...] = ()
     show_progress: bool = False
     #: Whether the device is checked on the worker (remote executors) rather than the driver.
     resolve_on_worker: bool = False
@@ -158,6 +161,7 @@ def plan_jobs(config: RunConfig, rows: list[tuple[str, Method]], run_dir: Path, 
                         task=config.task, device=device, n_boot=config.n_boot,
                         eval_sets=data.eval_sets,
                         threads=config.threads, dataset_name=data.folder, fold=fold,
+                        corrupt=tuple(config.corrupt), severities=tuple(config.severities),
                         show_progress=config.show_progress, method_cls=type(method),
                         resolve_on_worker=config.executor != "local"))
     return jobs

@@ -222,6 +222,8 @@ def prepare_run(plan: RunPlan, writer: RunWriter, previous: dict[str, Any]) -> d
         "methods": [row for row, _ in plan.rows],
         "rows": {row: {"method": m.name, "params": m.params.as_dict()} for row, m in plan.rows},
         "executor": config.executor,
+        "artefacts": {"corrupt": list(config.corrupt), "severities": list(config.severities),
+                      "reference": config.corrupt_reference} if config.corrupt else None,
         "started": previous.get("started", now()),
         "ended": None,
         "status": "running",
