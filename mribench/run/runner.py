@@ -169,11 +169,25 @@ def plan_run(config: RunConfig) -> RunPlan:
     # Remote executors (dask, SLURM) resolve "auto"/"cuda" on the node that runs the job.
     device = resolve_device(config.device) if config.executor == "local" else config.device
     rows = plan_methods(config)
+    _check_reference(config, rows)
     executor = make_executor(config.executor, config.jobs, config.executor_options)
     data = plan_datasets(config, rows)
     name = "+".join(d.dataset.name for d in data)
     root = config.out or config.results_root / _run_id(config, name)
     return RunPlan(config, device, rows, executor, data, RunLayout(root))
+
+
+def _check_reference(config: RunConfig, rows: list[tuple[str, Method]]) -> None:
+    """``--corrupt-reference`` names a row of the run, and comes with ``--corrupt``."""
+    if config.corrupt_reference is None:
+        return
+    if not config.corrupt:
+        raise MribenchError("--corrupt-reference needs --corrupt (the artefacts to score "
+                            "under); add --corrupt all or drop --corrupt-reference")
+    names = [row for row, _ in rows]
+    if config.corrupt_reference not in names:
+        raise MribenchError(f"--corrupt-reference {config.corrupt_reference!r} is not a row "
+                            f"of this run; choose one of {', '.join(names)}")
 
 
 def _check_resume(plan: RunPlan, previous: dict[str, Any]) -> None:
