@@ -86,7 +86,6 @@ from mribench.blocks.nn.train import (
     seed_everything,
 )
 
-
 #: Share of training slices ``augment=mri`` gives an MRI artefact.
 MRI_ARTEFACT_RATE = 0.5
 

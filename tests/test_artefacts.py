@@ -4,9 +4,11 @@ tables and the report section (``bench run --corrupt``)."""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -78,14 +80,15 @@ def test_the_same_image_gets_the_same_pixels_in_another_process() -> None:
     image = _slice()
     here = {a: hashlib.sha256(corrupt(image, a, 3, "yes/y12").tobytes()).hexdigest()
             for a in ARTEFACTS}
-    code = ("import hashlib, sys; sys.path.insert(0, %r); from test_artefacts import _slice;"
-            "from mribench.blocks.artefacts import ARTEFACTS, corrupt;"
+    folder = str(Path(__file__).parent)
+    code = (f"import hashlib, sys; sys.path.insert(0, {folder!r}); "
+            "from test_artefacts import _slice; "
+            "from mribench.blocks.artefacts import ARTEFACTS, corrupt; "
             "print(' '.join(hashlib.sha256(corrupt(_slice(), a, 3, 'yes/y12').tobytes())"
-            ".hexdigest() for a in ARTEFACTS))") % str(__import__("pathlib").Path(
-                __file__).parent)
+            ".hexdigest() for a in ARTEFACTS))")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           check=True, env={"PYTHONHASHSEED": "123",
-                                            **__import__("os").environ}).stdout.split()
+                           check=True, env={**os.environ, "PYTHONHASHSEED": "123"}
+                           ).stdout.split()
     assert other == [here[a] for a in ARTEFACTS]
     # another id draws another pattern
     assert not np.array_equal(corrupt(image, "noise", 3, "yes/y12"),
