@@ -113,13 +113,31 @@ def plan_methods(config: RunConfig) -> list[tuple[str, Method]]:
     counts = Counter(name for name, _, _ in plan)
     rows: list[tuple[str, Method]] = []
     for name, overrides, method in plan:
-        row = registry.format_spec(name, overrides) if counts[name] > 1 else name
+        row = _row_name(name, overrides) if counts[name] > 1 else name
         rows.append((row, method))
     duplicated = [r for r, n in Counter(r for r, _ in rows).items() if n > 1]
     if duplicated:
         raise MribenchError(f"--method names {duplicated[0]!r} twice; list each method "
                             "(with its params) once")
     return rows
+
+
+def _row_name(name: str, overrides: dict[str, Any]) -> str:
+    """``name[k=v,...]`` as the user writes it: a text value bare where it reads back as the
+    same text (``unet[augment=mri]``), else as JSON (:func:`mribench.api.params.format_spec`)."""
+    from mribench.api.params import parse_overrides
+
+    bare = {k: v for k, v in overrides.items() if isinstance(v, str)}
+    row = registry.format_spec(name, {k: v for k, v in overrides.items() if k not in bare})
+    for key, value in bare.items():
+        text = f"{key}={value}"
+        try:
+            plain = parse_overrides(text) == {key: value} and "]" not in value
+        except Exception:
+            plain = False
+        part = text if plain else registry.format_spec("", {key: value})[1:-1]
+        row = f"{row[:-1]},{part}]" if row.endswith("]") else f"{row}[{part}]"
+    return row
 
 
 def _no_skill_rows(config: RunConfig, chosen: set[str], tasks: set[str]
