@@ -203,6 +203,22 @@ def test_reference_must_be_a_row_and_the_axis_is_part_of_the_identity(tmp_path,
     assert "corrupt" not in plain  # runs without the axis keep their identity
 
 
+def test_external_sets_are_scored_corrupted_too(tmp_path, monkeypatch) -> None:
+    from mribench.report.artefacts import artefact_text
+    from mribench.results.read import load_results
+    from mribench.run.runner import RunConfig, run_benchmark
+
+    monkeypatch.setattr(registry, "methods", lambda: {"spy": Spy})
+    run_benchmark(RunConfig(methods="spy", dataset="synthetic[n=24]", image_size=32, n_boot=0,
+                            test_on="synthetic[n=16,seed=3]", corrupt="spike", severities="4",
+                            out=tmp_path / "run", results_root=tmp_path))
+    results = load_results(tmp_path / "run")
+    (external,) = results.eval_sets
+    assert results.on(f"{external}~spike@4").rows["spy"].done
+    text = artefact_text(results, "accuracy")
+    assert "test part" in text and f"external set {external}" in text
+
+
 def test_unet_mri_augmentation_is_seeded_and_leaves_masks(torch_one_thread) -> None:
     import torch
 

@@ -30,13 +30,18 @@ FigureSink = Callable[[str, Any, str], tuple[str, str]]
 
 
 def artefact_datas(results: RunResults, rank_by: str = "f1") -> list[ArtefactData]:
-    """:func:`artefact_data` of every task of the run, each by ``rank_by`` where it is a
-    metric of the task, else by f1."""
+    """:func:`artefact_data` of every task of the run on its test part and on each external
+    set, each by ``rank_by`` where it is a metric of the task, else by f1."""
     if not results.artefacts:
         return []
-    out = [artefact_data(results, t, rank_metric(t, rank_by)) for t in TASKS
-           if t in results.tasks()]
+    out = [artefact_data(results, t, rank_metric(t, rank_by), base=base)
+           for base in ["test", *results.eval_sets] for t in TASKS
+           if t in results.on(base).tasks()]
     return [d for d in out if d is not None]
+
+
+def _where(data: ArtefactData) -> str:
+    return "test part" if data.base == "test" else f"external set {data.base}"
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -97,7 +102,7 @@ def artefact_text(results: RunResults, rank_by: str = "f1") -> str:
     """The terminal text of the artefact axis ('' for a run without it)."""
     parts = []
     for data in artefact_datas(results, rank_by):
-        parts.append(f"\nunder artefacts ({data.task}, {data.metric}, test part; severities "
+        parts.append(f"\nunder artefacts ({data.task}, {data.metric}, {_where(data)}; severities "
                      f"{', '.join(map(str, data.severities))}):")
         for title, table in artefact_tables(data):
             parts += [f"{title}:", table]
@@ -107,6 +112,12 @@ def artefact_text(results: RunResults, rank_by: str = "f1") -> str:
             parts.append(f"time on the corrupted sets: {sum(spent):.1f} s over "
                          f"{len(spent)} rows (predicting and scoring; images made once)")
     return "\n".join(parts)
+
+
+def _suffix(data: ArtefactData) -> str:
+    """A figure name's suffix: none on the test part, the set's name on an external set."""
+    return "" if data.base == "test" else "_" + "".join(
+        c if c.isalnum() or c in "-_" else "-" for c in data.base)
 
 
 def _e(value: Any) -> str:
@@ -135,14 +146,14 @@ def artefact_section(results: RunResults, rank_by: str, figure: FigureSink
     md.append(place[1])
     for data in datas:
         label = metric_label(data.metric, data.task)
-        title = f"{TASK_TITLES[data.task]} ({label})"
+        title = f"{TASK_TITLES[data.task]} ({label}), {_where(data)}"
         html_parts.append(f"<h3>{_e(title)}</h3>")
         md += [f"### {title}", ""]
         for name, fig, caption in (
-                (f"artefact_heatmap_{data.task}", AF.fig_heatmap(data),
+                (f"artefact_heatmap_{data.task}{_suffix(data)}", AF.fig_heatmap(data),
                  f"{label} per method (rows) and artefact (columns), mean over severities; "
                  "the first column is clean."),
-                (f"artefact_curves_{data.task}", AF.fig_curves(data),
+                (f"artefact_curves_{data.task}{_suffix(data)}", AF.fig_curves(data),
                  f"{label} against severity per artefact (severity 0: clean), every method; "
                  "classical blue, deep orange, no-skill grey.")):
             placed = figure(name, fig, caption)

@@ -57,6 +57,8 @@ class ArtefactData:
 
     task: str
     metric: str
+    #: The clean evaluation set the corrupted ones copy ("test": the run's test part).
+    base: str
     artefacts: list[str]
     severities: list[int]
     clean: pd.DataFrame
@@ -198,5 +200,5 @@ def artefact_data(results: RunResults, task: str, metric: str, *, base: str = "t
     corrupt_s = {r: float(np.mean([t for t in [results.rows[r].timings.get("corrupt_s")]
                                    if isinstance(t, int | float)] or [np.nan]))
                  for r in clean["row"] if r in results.rows}
-    return ArtefactData(task, metric, list(axis["corrupt"]), list(axis["severities"]), clean,
+    return ArtefactData(task, metric, base, list(axis["corrupt"]), list(axis["severities"]), clean,
                         cells, summary, ref, note, corrupt_s=corrupt_s)

@@ -32,6 +32,7 @@ from mribench.results.layout import (
     corrupted_set,
     is_row_name,
     job_of,
+    parse_corrupted_set,
     seed_folders,
 )
 
@@ -150,7 +151,8 @@ class RowResult:
 
         per_fold = {f: cls._combine(path, {k.seed: p for k, p in parts.items() if k.fold == f},
                                     eval_set, n_boot) for f in folds}
-        own = eval_set == IN_DISTRIBUTION
+        corrupted = parse_corrupted_set(eval_set)  # a corrupted test part is pooled too
+        own = (corrupted[0] if corrupted else eval_set) == IN_DISTRIBUTION
         row = cls._combine(path, {k.fold * _FOLD_KEY + k.seed: p for k, p in parts.items()},
                            eval_set, n_boot, aggregate=not own)
         if not row.done:
