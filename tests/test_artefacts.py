@@ -112,6 +112,19 @@ def test_corrupted_samples_keep_masks_labels_and_are_cached(tmp_path, tiny_sampl
     assert (folder / "images.bin").stat().st_mtime_ns == written  # made once
 
 
+def test_a_corrupted_image_never_shares_a_feature_cache_entry_with_its_clean_one(
+        tiny_samples) -> None:
+    from mribench.api.feature_cache import _image_key
+
+    sample = next(s for s in tiny_samples(n=4, size=64) if s.label == 1)
+    keys = {_image_key(sample)}
+    for artefact in ARTEFACTS:
+        bad = Sample(id=sample.id, group=sample.group, label=sample.label,
+                     image=corrupt(sample.image, artefact, 1, sample.id), mask=sample.mask)
+        keys.add(_image_key(bad))
+    assert len(keys) == 1 + len(ARTEFACTS)  # same id, other pixels: another entry
+
+
 def test_options_name_the_allowed_values() -> None:
     assert parse_artefacts("all") == ARTEFACTS
     assert parse_artefacts("noise,bias") == ("bias", "noise")

@@ -133,7 +133,8 @@ def artefact_section(results: RunResults, rank_by: str, figure: FigureSink
     datas = artefact_datas(results, rank_by)
     if not datas:
         return None
-    intro = ("Every fitted row was also scored on its test part corrupted by MRI artefacts "
+    intro = ("Every fitted row was also scored on its test part (and on each external set) "
+             "corrupted by MRI artefacts "
              "(TorchIO; parameters fixed per severity, seeded per image so every method sees "
              "the same pixels; masks untouched). Training and selection never saw a "
              "corrupted image. Classical rows are drawn in blue, deep rows in orange.")
