@@ -286,7 +286,8 @@ def _fit_and_score(job: Job, ctx: Context, writer: RunWriter, built: list[Method
     _score_rows(job, writer, prediction, test, tasks, IN_DISTRIBUTION)
     start = time.perf_counter()
     evaluated = _score_corrupted(job, method, ctx, writer, IN_DISTRIBUTION, test, tasks)
-    timings["corrupt_s"] = time.perf_counter() - start
+    if job.corrupt:  # the time the artefact axis adds to the job
+        timings["corrupt_s"] = time.perf_counter() - start
     evaluated.update(_score_eval_sets(job, method, ctx, writer, tasks, timings))
     orphaned = _orphaned(job)
     if orphaned:  # "done" only under the run's lease: a resume never finds an orphan's row
@@ -317,10 +318,11 @@ def _score_eval_sets(job: Job, method: Method, ctx: Context, writer: RunWriter,
         _score_rows(job, writer, method.predict(samples, ctx), samples, eval_tasks,
                     eval_set.name)
         evaluated[eval_set.name] = "done"
-        start = time.perf_counter()
-        evaluated.update(_score_corrupted(job, method, ctx, writer, eval_set.name, samples,
-                                          eval_tasks))
-        timings["corrupt_s"] = timings.get("corrupt_s", 0.0) + time.perf_counter() - start
+        if job.corrupt:
+            start = time.perf_counter()
+            evaluated.update(_score_corrupted(job, method, ctx, writer, eval_set.name, samples,
+                                              eval_tasks))
+            timings["corrupt_s"] = timings.get("corrupt_s", 0.0) + time.perf_counter() - start
     return evaluated
 
 
