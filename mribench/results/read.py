@@ -354,6 +354,8 @@ class RunResults:
     eval_set: str = "test"
     #: The data set these rows were trained on, in a run of several (None: its only one).
     dataset: str | None = None
+    #: Views on other evaluation sets read so far (:meth:`on`), by name: each is read once.
+    _views: dict[str, RunResults] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def layout(self) -> RunLayout:
@@ -413,10 +415,12 @@ class RunResults:
             raise MribenchError(f"{self.path} has no evaluation set {eval_set!r}; it has "
                                 f"{', '.join(['test', *self.eval_sets])}")
         layout = self.layout
-        rows = {name: RowResult.load(layout.row_dir(name), eval_set, n_boot=self.n_boot)
-                for name in self.rows}
-        return RunResults(path=self.path, run=self.run, rows=rows, eval_set=eval_set,
-                          dataset=self.dataset)
+        if eval_set not in self._views:
+            rows = {name: RowResult.load(layout.row_dir(name), eval_set, n_boot=self.n_boot)
+                    for name in self.rows}
+            self._views[eval_set] = RunResults(path=self.path, run=self.run, rows=rows,
+                                               eval_set=eval_set, dataset=self.dataset)
+        return self._views[eval_set]
 
     @property
     def n_boot(self) -> int:
