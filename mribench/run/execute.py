@@ -28,13 +28,13 @@ from mribench.api.seeding import seed_everything
 from mribench.api.specs import DatasetSpec
 from mribench.api.types import Prediction, Sample
 from mribench.eval.metrics import evaluate
-from mribench.results.layout import IN_DISTRIBUTION, corrupted_set
+from mribench.results.layout import IN_DISTRIBUTION, RunLayout, corrupted_set
 from mribench.results.lock import lease_holds
 from mribench.results.read import job_status
 from mribench.results.write import RunWriter, now
 from mribench.run.jobs import Job
 
-__all__ = ["RowOutcome", "job_finished", "load_parts", "run_job"]
+__all__ = ["RowOutcome", "corrupted_copies", "job_finished", "load_parts", "run_job"]
 
 log = logging.getLogger("mribench")
 
@@ -326,23 +326,34 @@ def _score_eval_sets(job: Job, method: Method, ctx: Context, writer: RunWriter,
     return evaluated
 
 
+def corrupted_copies(job_layout: RunLayout, base: str, samples: Sequence[Sample],
+                     corrupt: Sequence[str], severities: Sequence[int]
+                     ) -> Iterator[tuple[str, list[Sample]]]:
+    """(name, samples) of every corrupted copy of evaluation set ``base``: read from the
+    run's cache (``job_layout.corrupted_cache_dir``), made there first when absent."""
+    from mribench.data.corrupted import corrupted_samples, ids_digest
+
+    digest = ids_digest(samples)
+    for artefact in corrupt:
+        for severity in severities:
+            name = corrupted_set(base, artefact, severity)
+            folder = job_layout.corrupted_cache_dir(name, digest)
+            yield name, corrupted_samples(samples, artefact, severity, folder)
+
+
 def _score_corrupted(job: Job, method: Method, ctx: Context, writer: RunWriter,
                      base: str, samples: Sequence[Sample], tasks: list[str]) -> dict[str, str]:
     """Predict and score ``samples`` (the evaluation set ``base``) under every artefact and
     severity of the job (``--corrupt``): the fitted method only predicts, so no corrupted
     image reaches training or selection. The corrupted images come from the run's cache
-    (made once for all jobs); their masks are the clean ones."""
-    from mribench.data.corrupted import corrupted_samples, ids_digest
-
+    (made once, by the driver, for all jobs); their masks are the clean ones."""
     evaluated = {}
-    digest = ids_digest(samples) if job.corrupt else ""
-    for artefact in job.corrupt:
-        for severity in job.severities:
-            name = corrupted_set(base, artefact, severity)
-            folder = job.layout.corrupted_cache_dir(name, digest)
-            corrupted = corrupted_samples(samples, artefact, severity, folder)
-            _score_rows(job, writer, method.predict(corrupted, ctx), corrupted, tasks, name)
-            evaluated[name] = "done"
+    if not job.corrupt:
+        return evaluated
+    for name, corrupted in corrupted_copies(job.layout, base, samples, job.corrupt,
+                                            job.severities):
+        _score_rows(job, writer, method.predict(corrupted, ctx), corrupted, tasks, name)
+        evaluated[name] = "done"
     return evaluated
 
 

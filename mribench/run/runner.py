@@ -245,10 +245,32 @@ def prepare_run(plan: RunPlan, writer: RunWriter, previous: dict[str, Any]) -> d
     writer.write_run(info)  # first: a driver killed after this leaves a resumable folder
     for data in plan.data:
         _write_data(plan, data)
+    _make_corrupted(plan)
     last = plan.data[-1]
     remember_samples(last.plan.spec, str(config.data_dir) if config.data_dir else None,
                      config.image_size, last.dataset, last.samples)
     return info
+
+
+def _make_corrupted(plan: RunPlan) -> None:
+    """With ``--corrupt``: every corrupted copy of every evaluation set (each fold's test part,
+    the other data sets, the ``--test-on`` sets), made once here, before any job, into the
+    run's cache that every job then reads (parallel workers never make one twice)."""
+    from mribench.results.layout import IN_DISTRIBUTION
+    from mribench.run.execute import corrupted_copies, load_eval_samples
+
+    config = plan.config
+    if not config.corrupt:
+        return
+    data_dir = str(config.data_dir) if config.data_dir else None
+    for data in plan.data:
+        layout = plan.layout.for_dataset(data.plan.folder)
+        sets = [(IN_DISTRIBUTION, split.parts[2]) for split in data.splits]
+        sets += [(e.name, load_eval_samples(e.spec, e.split, config.image_size, data_dir))
+                 for e in data.plan.eval_sets]
+        for base, samples in sets:
+            for _ in corrupted_copies(layout, base, samples, config.corrupt, config.severities):
+                pass
 
 
 def _write_data(plan: RunPlan, data: PlannedData) -> None:
