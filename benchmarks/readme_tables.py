@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/readme_tables.py results/<run>            # every evaluation set
     python benchmarks/readme_tables.py results/<run> --eval-set lgg
+    python benchmarks/readme_tables.py results/<run> --artefacts   # the artefact axis
 
 One row per ranked method (best first by F1), then the no-skill rows, marked and unranked:
 group (paired permutation test of F1 against the leader, whole clusters swapped, Holm; "1?"
@@ -12,6 +13,11 @@ pooled Dice on every slice with a known mask (with its interval) and on the anno
 slices alone, and n (clusters). With several seeds the cells are mean ± sd over seeds.
 Everything is read through mribench's own reader, so the README shows exactly what
 ``bench run`` / ``bench report`` compute.
+
+``--artefacts`` prints, for a run with ``--corrupt``, the tables of "Under artefacts" per task
+(:mod:`mribench.report.artefacts`): each row's clean F1 (Dice for segment) and its mean over
+severities under every artefact, mCE and mean relative CE, then each artefact's severities with
+Holm-significant drops starred.
 """
 
 from __future__ import annotations
@@ -78,8 +84,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--eval-set", default=None, help="one evaluation set (default all)")
+    parser.add_argument("--artefacts", action="store_true",
+                        help="the artefact tables of a run with --corrupt")
     args = parser.parse_args()
     results = load_results(args.run)
+    if args.artefacts:
+        from mribench.report.artefacts import artefact_datas, artefact_tables
+
+        for data in artefact_datas(results, "f1"):
+            for title, text in artefact_tables(data, "github"):
+                print(f"\n#### {data.task}: {title}\n\n{text}")
+            print(f"\n{data.reference_note}; severities "
+                  f"{', '.join(map(str, data.severities))}")
+        return
     sets = [args.eval_set] if args.eval_set else ["test", *results.eval_sets]
     for name in sets:
         print(f"\n### {name}\n")

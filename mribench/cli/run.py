@@ -36,6 +36,7 @@ Examples:
   bench run --method "glcm-knn[levels=8],glcm-knn[levels=64]" --dataset synthetic
   bench run --method glcm-knn --dataset br35h --test-on "lgg:PATH/kaggle_3m"
   bench run --suite quick-synthetic --out results/ci
+  bench run --method glcm-knn,cnn --dataset synthetic --corrupt bias,noise --severities 1,3,5
 """)
 @click.option("--method", "methods", default="all", show_default=True,
               help="'all', a method name, or a comma list of name[k=v] (see `bench list`).")
@@ -62,6 +63,16 @@ Examples:
 @click.option("--test-split", default=None,
               help="Score the --test-on sets on the test part of this split (strategy or "
                    "manifest) instead of all their labelled samples.")
+@click.option("--corrupt", default=None, metavar="all|ARTEFACT,...",
+              help="Also score every fitted row on its test part (and the --test-on sets) "
+                   "corrupted by these MRI artefacts: all, or a comma list of bias, motion, "
+                   "ghosting, spike, noise, blur, gamma (never in training); prints a "
+                   "per-artefact table.")
+@click.option("--severities", default="1-5", show_default=True, metavar="1-5|1,3,5",
+              help="Severities of the --corrupt artefacts (integers 1 to 5).")
+@click.option("--corrupt-reference", "corrupt_reference", default=None, metavar="ROW",
+              help="Row the relative corruption error is measured against (default: the "
+                   "best classical row on clean data).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Results folder (default: results/<time>-<dataset>-<profile>).")
 @click.option("--resume", is_flag=True,
@@ -156,6 +167,7 @@ def print_tables(results_dir: Path, rank_by: str = "f1") -> None:
             click.echo(f"\n=== trained on {results.dataset}")
         _print_ranked(results, rank_by)
         _print_transfer(results, rank_by)
+        _print_artefacts(results, rank_by)
     if root.datasets:
         _print_matrix(root, rank_by)
         _print_holdup(root, rank_by)
@@ -201,6 +213,14 @@ def _print_transfer(results: Any, rank_by: str) -> None:
                        "sets; drop = external - test, 95% interval from resampling "
                        "each set's clusters")
             click.echo(table)
+
+
+def _print_artefacts(results: Any, rank_by: str) -> None:
+    from mribench.report.artefacts import artefact_text
+
+    text = artefact_text(results, rank_by)
+    if text:
+        click.echo(text)
 
 
 def _print_matrix(root: Any, rank_by: str) -> None:

@@ -130,26 +130,41 @@ def build_report(results_dir: Path, out_dir: Path | None = None, rank_by: str = 
         "metric (colour, right axis; dot at its best epoch).")
 
     comparison = compare_published(results, load_published(published))
-    extra = _extra_sections(results, rank_by) + _holdup_extra(results, rank_by, add, figs)
+    extra = (_extra_sections(results, rank_by) + _holdup_extra(results, rank_by, add, figs)
+             + _artefact_extra(results, rank_by, add, figs))
     page = _html(results, tables, figs, comparison, colour, rank_by, extra)
     write(out / "index.html", page)
     write(out / "report.md", _markdown(results, tables, figs, comparison, rank_by, extra))
     return out / "index.html"
 
 
-def _holdup_extra(results: RunResults, rank_by: str, add: Any,
-                  figs: dict[str, tuple[str, bytes]]) -> list[tuple[str, str, str, str]]:
-    """The section "Which pipeline holds up?" (none for a run of one data set
-    without external sets); ``add`` writes each of its figures."""
+def _placer(add: Any, figs: dict[str, tuple[str, bytes]]) -> Any:
+    """A figure sink for a section: writes the figure (``add``) and returns its HTML and
+    Markdown (empty when there was nothing to draw)."""
     def place(name: str, fig: Any, caption: str) -> tuple[str, str]:
         add(name, fig, caption)
         if name not in figs:
             return "", ""
         return (_img(figs, name, caption),
                 f"![{name}](figures/{name}.png)\n\n*{caption}*\n")
+    return place
 
-    held = holdup_section(results, rank_by, place)
+
+def _holdup_extra(results: RunResults, rank_by: str, add: Any,
+                  figs: dict[str, tuple[str, bytes]]) -> list[tuple[str, str, str, str]]:
+    """The section "Which pipeline holds up?" (none for a run of one data set
+    without external sets); ``add`` writes each of its figures."""
+    held = holdup_section(results, rank_by, _placer(add, figs))
     return [] if held is None else [("holdup", HOLDUP_TITLE, *held)]
+
+
+def _artefact_extra(results: RunResults, rank_by: str, add: Any,
+                    figs: dict[str, tuple[str, bytes]]) -> list[tuple[str, str, str, str]]:
+    """The section "Under artefacts" (none for a run without ``--corrupt``)."""
+    from mribench.report.artefacts import TITLE, artefact_section
+
+    section = artefact_section(results, rank_by, _placer(add, figs))
+    return [] if section is None else [("artefacts", TITLE, *section)]
 
 
 def _unwritable(out: Path, exc: OSError) -> MribenchError:

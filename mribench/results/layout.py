@@ -19,6 +19,11 @@
         predictions.npz      ids, labels, scores, bit-packed masks
         history.json, log.txt, traceback.txt (on failure), checkpoints/, model/
         eval/<set>/          metrics, per-case records and predictions on each external set
+        eval/<set>~<artefact>@<severity>/
+                             the same on a set corrupted by an artefact (``--corrupt``):
+                             ``test~bias@3`` is the test part under bias field, severity 3
+    .cache/artefacts/<set>~<artefact>@<severity>-<ids>/
+                             the corrupted images of a set, made once for every job
 
 With several data sets (``--dataset a,b``) each has its own folder ``<run>/<data set>/`` laid
 out as above from ``split.json`` down (:meth:`RunLayout.for_dataset`); ``run.json``, the lock
@@ -33,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["IN_DISTRIBUTION", "JobKey", "RunLayout"]
+__all__ = ["IN_DISTRIBUTION", "JobKey", "RunLayout", "corrupted_set", "parse_corrupted_set"]
 
 #: The evaluation set that is the run's own test part.
 IN_DISTRIBUTION = "test"
@@ -53,6 +58,8 @@ MODEL_DIR = "model"
 EVAL_DIR = "eval"
 REPORT_DIR = "report"
 _SEED_PREFIX = "seed-"
+#: Joins an evaluation set's name to its artefact, and the artefact to its severity.
+_CORRUPTED, _SEVERITY = "~", "@"
 _FOLD_PREFIX = "fold-"
 FOLDS_FILE = "folds.json"
 
@@ -80,6 +87,21 @@ class JobKey:
     def variant(self, name: str) -> JobKey:
         """The key of this job's variant row ``<row>+<name>`` (written by the same job)."""
         return JobKey(f"{self.row}+{name}", self.seed, self.fold)
+
+
+def corrupted_set(eval_set: str, artefact: str, severity: int) -> str:
+    """The name of ``eval_set`` corrupted by ``artefact`` at ``severity``:
+    ``test~bias@3``."""
+    return f"{eval_set}{_CORRUPTED}{artefact}{_SEVERITY}{int(severity)}"
+
+
+def parse_corrupted_set(name: str) -> tuple[str, str, int] | None:
+    """``(eval set, artefact, severity)`` of a corrupted set's name, None for a clean set."""
+    base, sep, rest = str(name).rpartition(_CORRUPTED)
+    artefact, at, severity = rest.partition(_SEVERITY)
+    if not (sep and at and base and artefact) or not severity.isdigit():
+        return None
+    return base, artefact, int(severity)
 
 
 def _number(name: str, prefix: str) -> int | None:
@@ -159,6 +181,11 @@ class RunLayout:
     def feature_cache_dir(self) -> Path:
         """Features shared by the jobs of one data set (ids of two data sets may coincide)."""
         return self.base / ".cache" / "features"
+
+    def corrupted_cache_dir(self, eval_set: str, ids: str) -> Path:
+        """Where the corrupted images of ``eval_set`` (a :func:`corrupted_set` name) live
+        for the samples whose ids digest to ``ids`` (a fold's test part has its own)."""
+        return self.base / ".cache" / "artefacts" / f"{eval_set}-{ids}"
 
     @property
     def submitit_dir(self) -> Path:

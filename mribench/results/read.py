@@ -29,8 +29,10 @@ from mribench.results.layout import (
     STATUS_FILE,
     JobKey,
     RunLayout,
+    corrupted_set,
     is_row_name,
     job_of,
+    parse_corrupted_set,
     seed_folders,
 )
 
@@ -149,7 +151,8 @@ class RowResult:
 
         per_fold = {f: cls._combine(path, {k.seed: p for k, p in parts.items() if k.fold == f},
                                     eval_set, n_boot) for f in folds}
-        own = eval_set == IN_DISTRIBUTION
+        corrupted = parse_corrupted_set(eval_set)  # a corrupted test part is pooled too
+        own = (corrupted[0] if corrupted else eval_set) == IN_DISTRIBUTION
         row = cls._combine(path, {k.fold * _FOLD_KEY + k.seed: p for k, p in parts.items()},
                            eval_set, n_boot, aggregate=not own)
         if not row.done:
@@ -192,7 +195,7 @@ class RowResult:
         else:
             metrics = first.metrics
         timings = {}
-        for key in ("fit_s", "predict_s", "predict_ms_per_image"):
+        for key in ("fit_s", "predict_s", "predict_ms_per_image", "corrupt_s"):
             values = [float(p.timings[key]) for p in done.values()
                       if isinstance(p.timings.get(key), int | float)]
             if values:
@@ -351,6 +354,8 @@ class RunResults:
     eval_set: str = "test"
     #: The data set these rows were trained on, in a run of several (None: its only one).
     dataset: str | None = None
+    #: Views on other evaluation sets read so far (:meth:`on`), by name: each is read once.
+    _views: dict[str, RunResults] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def layout(self) -> RunLayout:
@@ -382,18 +387,40 @@ class RunResults:
         sets = (record or {}).get("eval_sets") if record else self.run.get("eval_sets")
         return [str(e["name"]) for e in sets or [] if isinstance(e, dict) and "name" in e]
 
+    @property
+    def artefacts(self) -> dict[str, Any]:
+        """The artefact axis of the run (``--corrupt``): ``{"corrupt": [...], "severities":
+        [...], "reference": row or None}``; {} for a run without it."""
+        record = self.run.get("artefacts")
+        if not isinstance(record, dict) or not record.get("corrupt"):
+            return {}
+        return {"corrupt": [str(a) for a in record.get("corrupt") or []],
+                "severities": [int(s) for s in record.get("severities") or []],
+                "reference": record.get("reference")}
+
+    def corrupted_sets(self, base: str = IN_DISTRIBUTION) -> dict[tuple[str, int], str]:
+        """The corrupted copies of evaluation set ``base``: (artefact, severity) -> the set's
+        name (:func:`mribench.results.layout.corrupted_set`); {} without the axis."""
+        axis = self.artefacts
+        return {(a, s): corrupted_set(base, a, s) for a in axis.get("corrupt", [])
+                for s in axis.get("severities", [])}
+
     def on(self, eval_set: str) -> RunResults:
-        """The same rows scored on another evaluation set."""
+        """The same rows scored on another evaluation set (a corrupted one included)."""
         if eval_set == self.eval_set:
             return self
-        if eval_set != "test" and eval_set not in self.eval_sets:
+        corrupted = {n for base in ["test", *self.eval_sets]
+                     for n in self.corrupted_sets(base).values()}
+        if eval_set != "test" and eval_set not in self.eval_sets and eval_set not in corrupted:
             raise MribenchError(f"{self.path} has no evaluation set {eval_set!r}; it has "
                                 f"{', '.join(['test', *self.eval_sets])}")
         layout = self.layout
-        rows = {name: RowResult.load(layout.row_dir(name), eval_set, n_boot=self.n_boot)
-                for name in self.rows}
-        return RunResults(path=self.path, run=self.run, rows=rows, eval_set=eval_set,
-                          dataset=self.dataset)
+        if eval_set not in self._views:
+            rows = {name: RowResult.load(layout.row_dir(name), eval_set, n_boot=self.n_boot)
+                    for name in self.rows}
+            self._views[eval_set] = RunResults(path=self.path, run=self.run, rows=rows,
+                                               eval_set=eval_set, dataset=self.dataset)
+        return self._views[eval_set]
 
     @property
     def n_boot(self) -> int:

@@ -124,6 +124,14 @@ class RunConfig:
     report_dir: Path | None = None
     #: Whether the no-skill reference rows (``methods/no_skill.py``) join the run.
     baselines: bool = True
+    #: Artefacts every job is also scored under (``--corrupt``: ``all``, ``none`` or a comma
+    #: list of :data:`mribench.blocks.artefacts.ARTEFACTS`); parsed to a tuple.
+    corrupt: tuple[str, ...] | str | None = ()
+    #: Their severities (``--severities``: ``1-5``, ``1,3,5``); parsed to a tuple.
+    severities: tuple[int, ...] | str | None = "1-5"
+    #: The row the relative corruption error is measured against (``--corrupt-reference``;
+    #: None: the best classical row on clean data).
+    corrupt_reference: str | None = None
     #: Whether ``methods`` was ``all`` (methods that do not answer ``task`` are then dropped).
     all_methods: bool = field(default=False, init=False)
     #: Every data set of the run (``dataset`` is the first): each gets its own split (or
@@ -148,6 +156,7 @@ class RunConfig:
         self.test_on = tuple(spec.preprocessed_like(self.dataset)
                              for spec in _parse_test_on(self.test_on))
         self.seeds = _parse_seed_field(self.seeds, self.seed)
+        self.corrupt, self.severities = _parse_corruption(self.corrupt, self.severities)
         self.seed = self.seeds[0]
         size = None if self.image_size is None else check_image_size(self.image_size)
         for spec in self.datasets:  # one run, one size: each spec's own size must agree
@@ -229,6 +238,9 @@ class RunConfig:
             "n_boot": self.n_boot,
             "threads": self.threads,
             "mribench": version,
+            # the artefact axis only where asked: a run without it keeps its identity
+            **({"corrupt": list(self.corrupt), "severities": list(self.severities)}
+               if self.corrupt else {}),
         }))
 
 
@@ -249,6 +261,7 @@ _TEXT_FIELDS: dict[str, tuple[str, bool, tuple[type, ...]]] = {
     "resume": ("--resume", False, (bool,)),
     "show_progress": ("show_progress", False, (bool,)),
     "baselines": ("--baselines", False, (bool,)),
+    "corrupt_reference": ("--corrupt-reference", True, (str,)),
 }
 
 
@@ -266,6 +279,18 @@ def _check_types(config: RunConfig) -> None:
             isinstance(m, MethodSpec) for m in config.methods):
         raise MribenchError(f"--method must be text ('all' or a comma list), got "
                             f"{config.methods!r}")
+
+
+def _parse_corruption(corrupt: Any, severities: Any) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """``--corrupt`` and ``--severities`` parsed (one line naming the allowed values)."""
+    from mribench.blocks.artefacts import parse_artefacts, parse_severities
+
+    if not isinstance(corrupt, str | tuple | list | type(None)):
+        raise MribenchError(f"--corrupt must be text (all, none or a comma list), got "
+                            f"{corrupt!r}")
+    artefacts = parse_artefacts(corrupt)
+    levels = parse_severities(None if severities in (None, "", ()) else severities)
+    return artefacts, levels
 
 
 def _as_path(value: Any) -> Path | None:

@@ -28,13 +28,13 @@ from mribench.api.seeding import seed_everything
 from mribench.api.specs import DatasetSpec
 from mribench.api.types import Prediction, Sample
 from mribench.eval.metrics import evaluate
-from mribench.results.layout import IN_DISTRIBUTION
+from mribench.results.layout import IN_DISTRIBUTION, RunLayout, corrupted_set
 from mribench.results.lock import lease_holds
 from mribench.results.read import job_status
 from mribench.results.write import RunWriter, now
 from mribench.run.jobs import Job
 
-__all__ = ["RowOutcome", "job_finished", "load_parts", "run_job"]
+__all__ = ["RowOutcome", "corrupted_copies", "job_finished", "load_parts", "run_job"]
 
 log = logging.getLogger("mribench")
 
@@ -284,7 +284,11 @@ def _fit_and_score(job: Job, ctx: Context, writer: RunWriter, built: list[Method
         ctx.log("model not saved", reason=f"{type(exc).__name__}: {exc}")
         ctx.logger.warning("model not saved: %s: %s", type(exc).__name__, exc)
     _score_rows(job, writer, prediction, test, tasks, IN_DISTRIBUTION)
-    evaluated = _score_eval_sets(job, method, ctx, writer, tasks)
+    start = time.perf_counter()
+    evaluated = _score_corrupted(job, method, ctx, writer, IN_DISTRIBUTION, test, tasks)
+    if job.corrupt:  # the time the artefact axis adds to the job
+        timings["corrupt_s"] = time.perf_counter() - start
+    evaluated.update(_score_eval_sets(job, method, ctx, writer, tasks, timings))
     orphaned = _orphaned(job)
     if orphaned:  # "done" only under the run's lease: a resume never finds an orphan's row
         return orphaned
@@ -300,8 +304,9 @@ def _fit_and_score(job: Job, ctx: Context, writer: RunWriter, built: list[Method
 
 
 def _score_eval_sets(job: Job, method: Method, ctx: Context, writer: RunWriter,
-                     tasks: list[str]) -> dict[str, str]:
-    """Predict and score every external evaluation set; what happened on each, by name."""
+                     tasks: list[str], timings: dict[str, float]) -> dict[str, str]:
+    """Predict and score every external evaluation set (and its corrupted copies); what
+    happened on each, by name. The corrupted sets' time is added to ``corrupt_s``."""
     evaluated = {}
     for eval_set in job.eval_sets:
         samples = load_eval_samples(eval_set.spec, eval_set.split, job.image_size,
@@ -313,6 +318,42 @@ def _score_eval_sets(job: Job, method: Method, ctx: Context, writer: RunWriter,
         _score_rows(job, writer, method.predict(samples, ctx), samples, eval_tasks,
                     eval_set.name)
         evaluated[eval_set.name] = "done"
+        if job.corrupt:
+            start = time.perf_counter()
+            evaluated.update(_score_corrupted(job, method, ctx, writer, eval_set.name, samples,
+                                              eval_tasks))
+            timings["corrupt_s"] = timings.get("corrupt_s", 0.0) + time.perf_counter() - start
+    return evaluated
+
+
+def corrupted_copies(job_layout: RunLayout, base: str, samples: Sequence[Sample],
+                     corrupt: Sequence[str], severities: Sequence[int]
+                     ) -> Iterator[tuple[str, list[Sample]]]:
+    """(name, samples) of every corrupted copy of evaluation set ``base``: read from the
+    run's cache (``job_layout.corrupted_cache_dir``), made there first when absent."""
+    from mribench.data.corrupted import corrupted_samples, ids_digest
+
+    digest = ids_digest(samples)
+    for artefact in corrupt:
+        for severity in severities:
+            name = corrupted_set(base, artefact, severity)
+            folder = job_layout.corrupted_cache_dir(name, digest)
+            yield name, corrupted_samples(samples, artefact, severity, folder)
+
+
+def _score_corrupted(job: Job, method: Method, ctx: Context, writer: RunWriter,
+                     base: str, samples: Sequence[Sample], tasks: list[str]) -> dict[str, str]:
+    """Predict and score ``samples`` (the evaluation set ``base``) under every artefact and
+    severity of the job (``--corrupt``): the fitted method only predicts, so no corrupted
+    image reaches training or selection. The corrupted images come from the run's cache
+    (made once, by the driver, for all jobs); their masks are the clean ones."""
+    evaluated = {}
+    if not job.corrupt:
+        return evaluated
+    for name, corrupted in corrupted_copies(job.layout, base, samples, job.corrupt,
+                                            job.severities):
+        _score_rows(job, writer, method.predict(corrupted, ctx), corrupted, tasks, name)
+        evaluated[name] = "done"
     return evaluated
 
 

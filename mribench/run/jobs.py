@@ -60,6 +60,9 @@ class Job:
     dataset_name: str | None = None
     #: The cross-validation fold (None: the run's single split).
     fold: int | None = None
+    #: Artefacts (``--corrupt``) each evaluation set is also scored under, at ``severities``.
+    corrupt: tuple[str, ...] = ()
+    severities: tuple[int, ...] = ()
     show_progress: bool = False
     #: Whether the device is checked on the worker (remote executors) rather than the driver.
     resolve_on_worker: bool = False
@@ -110,13 +113,31 @@ def plan_methods(config: RunConfig) -> list[tuple[str, Method]]:
     counts = Counter(name for name, _, _ in plan)
     rows: list[tuple[str, Method]] = []
     for name, overrides, method in plan:
-        row = registry.format_spec(name, overrides) if counts[name] > 1 else name
+        row = _row_name(name, overrides) if counts[name] > 1 else name
         rows.append((row, method))
     duplicated = [r for r, n in Counter(r for r, _ in rows).items() if n > 1]
     if duplicated:
         raise MribenchError(f"--method names {duplicated[0]!r} twice; list each method "
                             "(with its params) once")
     return rows
+
+
+def _row_name(name: str, overrides: dict[str, Any]) -> str:
+    """``name[k=v,...]`` as the user writes it: a text value bare where it reads back as the
+    same text (``unet[augment=mri]``), else as JSON (:func:`mribench.api.params.format_spec`)."""
+    from mribench.api.params import parse_overrides
+
+    bare = {k: v for k, v in overrides.items() if isinstance(v, str)}
+    row = registry.format_spec(name, {k: v for k, v in overrides.items() if k not in bare})
+    for key, value in bare.items():
+        text = f"{key}={value}"
+        try:
+            plain = parse_overrides(text) == {key: value} and "]" not in value
+        except Exception:
+            plain = False
+        part = text if plain else registry.format_spec("", {key: value})[1:-1]
+        row = f"{row[:-1]},{part}]" if row.endswith("]") else f"{row}[{part}]"
+    return row
 
 
 def _no_skill_rows(config: RunConfig, chosen: set[str], tasks: set[str]
@@ -158,6 +179,7 @@ def plan_jobs(config: RunConfig, rows: list[tuple[str, Method]], run_dir: Path, 
                         task=config.task, device=device, n_boot=config.n_boot,
                         eval_sets=data.eval_sets,
                         threads=config.threads, dataset_name=data.folder, fold=fold,
+                        corrupt=tuple(config.corrupt), severities=tuple(config.severities),
                         show_progress=config.show_progress, method_cls=type(method),
                         resolve_on_worker=config.executor != "local"))
     return jobs

@@ -169,11 +169,25 @@ def plan_run(config: RunConfig) -> RunPlan:
     # Remote executors (dask, SLURM) resolve "auto"/"cuda" on the node that runs the job.
     device = resolve_device(config.device) if config.executor == "local" else config.device
     rows = plan_methods(config)
+    _check_reference(config, rows)
     executor = make_executor(config.executor, config.jobs, config.executor_options)
     data = plan_datasets(config, rows)
     name = "+".join(d.dataset.name for d in data)
     root = config.out or config.results_root / _run_id(config, name)
     return RunPlan(config, device, rows, executor, data, RunLayout(root))
+
+
+def _check_reference(config: RunConfig, rows: list[tuple[str, Method]]) -> None:
+    """``--corrupt-reference`` names a row of the run, and comes with ``--corrupt``."""
+    if config.corrupt_reference is None:
+        return
+    if not config.corrupt:
+        raise MribenchError("--corrupt-reference needs --corrupt (the artefacts to score "
+                            "under); add --corrupt all or drop --corrupt-reference")
+    names = [row for row, _ in rows]
+    if config.corrupt_reference not in names:
+        raise MribenchError(f"--corrupt-reference {config.corrupt_reference!r} is not a row "
+                            f"of this run; choose one of {', '.join(names)}")
 
 
 def _check_resume(plan: RunPlan, previous: dict[str, Any]) -> None:
@@ -222,6 +236,8 @@ def prepare_run(plan: RunPlan, writer: RunWriter, previous: dict[str, Any]) -> d
         "methods": [row for row, _ in plan.rows],
         "rows": {row: {"method": m.name, "params": m.params.as_dict()} for row, m in plan.rows},
         "executor": config.executor,
+        "artefacts": {"corrupt": list(config.corrupt), "severities": list(config.severities),
+                      "reference": config.corrupt_reference} if config.corrupt else None,
         "started": previous.get("started", now()),
         "ended": None,
         "status": "running",
@@ -229,10 +245,32 @@ def prepare_run(plan: RunPlan, writer: RunWriter, previous: dict[str, Any]) -> d
     writer.write_run(info)  # first: a driver killed after this leaves a resumable folder
     for data in plan.data:
         _write_data(plan, data)
+    _make_corrupted(plan)
     last = plan.data[-1]
     remember_samples(last.plan.spec, str(config.data_dir) if config.data_dir else None,
                      config.image_size, last.dataset, last.samples)
     return info
+
+
+def _make_corrupted(plan: RunPlan) -> None:
+    """With ``--corrupt``: every corrupted copy of every evaluation set (each fold's test part,
+    the other data sets, the ``--test-on`` sets), made once here, before any job, into the
+    run's cache that every job then reads (parallel workers never make one twice)."""
+    from mribench.results.layout import IN_DISTRIBUTION
+    from mribench.run.execute import corrupted_copies, load_eval_samples
+
+    config = plan.config
+    if not config.corrupt:
+        return
+    data_dir = str(config.data_dir) if config.data_dir else None
+    for data in plan.data:
+        layout = plan.layout.for_dataset(data.plan.folder)
+        sets = [(IN_DISTRIBUTION, split.parts[2]) for split in data.splits]
+        sets += [(e.name, load_eval_samples(e.spec, e.split, config.image_size, data_dir))
+                 for e in data.plan.eval_sets]
+        for base, samples in sets:
+            for _ in corrupted_copies(layout, base, samples, config.corrupt, config.severities):
+                pass
 
 
 def _write_data(plan: RunPlan, data: PlannedData) -> None:

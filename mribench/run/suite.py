@@ -21,7 +21,8 @@ __all__ = ["SUITE_KEYS", "LoadedSuite", "load_suite", "suite_path"]
 #: Run options a suite may set (RunConfig fields).
 SUITE_KEYS = frozenset({"methods", "dataset", "data_dir", "task", "profile", "device", "seed",
                         "seeds", "split", "image_size", "jobs", "n_boot", "test_on",
-                        "test_split", "executor", "folds", "threads"})
+                        "test_split", "executor", "folds", "threads", "corrupt",
+                        "severities", "corrupt_reference"})
 #: Tables and texts that are not run options.
 SUITE_TABLES = frozenset({"description", "baseline", "params", "executor_options"})
 

@@ -211,6 +211,11 @@ class Augment:
         intensity_channels: how many leading channels brightness/contrast apply to (None:
             all); e.g. 1 for an (image, membership map) input.
         clip: clip intensities to [0, 1] afterwards.
+        artefacts: probability that a sample gets an MRI artefact (one of
+            :data:`mribench.blocks.artefacts.ARTEFACTS` at a severity 1..5, the same
+            transforms the artefact axis scores under; 0 = none). Drawn per sample from the
+            same generator, applied on the CPU one image at a time to the intensity channels
+            after the geometric transforms; the mask is not touched.
     """
 
     hflip: float = 0.5
@@ -222,6 +227,7 @@ class Augment:
     contrast: float = 0.0
     intensity_channels: int | None = None
     clip: bool = True
+    artefacts: float = 0.0
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -260,6 +266,8 @@ class Augment:
             joint = F.grid_sample(joint, grid, mode="bilinear", padding_mode="zeros",
                                   align_corners=False)
         xs = joint[:, :c]
+        if self.artefacts > 0:
+            xs = self._mri_artefacts(xs)
         if self.brightness > 0 or self.contrast > 0:
             k = c if self.intensity_channels is None else min(c, self.intensity_channels)
             part = xs[:, :k]
@@ -275,3 +283,24 @@ class Augment:
         if spatial:
             return xs.contiguous(), (joint[:, c:] >= 0.5).to(y.dtype)
         return xs.contiguous(), y
+
+    def _mri_artefacts(self, xs: torch.Tensor) -> torch.Tensor:
+        """``xs`` with an MRI artefact on each sample drawn (probability ``artefacts``): the
+        draw and each artefact's seed come from torch's generator, so training repeats."""
+        import numpy as np
+
+        from mribench.blocks.artefacts import random_artefact
+
+        n, c = xs.shape[:2]
+        k = c if self.intensity_channels is None else min(c, self.intensity_channels)
+        chosen = torch.rand(n) < self.artefacts
+        seeds = torch.randint(0, 2**62, (n,))
+        if not bool(chosen.any()):
+            return xs
+        out = xs.detach().clone()
+        for i in torch.nonzero(chosen).flatten().tolist():
+            rng = np.random.default_rng(int(seeds[i]))
+            for ch in range(k):
+                image = out[i, ch].float().cpu().numpy()
+                out[i, ch] = torch.from_numpy(random_artefact(image, rng)).to(out.dtype)
+        return out
