@@ -84,13 +84,16 @@ class FFTConv2d(nn.Conv2d):
     one-group convolution whose output has at least ``fft_min_pixels`` pixels per map and
     whose kernel is at least ``fft_min_kernel`` wide: the dense pass of a patch CNN over a
     whole slice, where a large kernel (the two-pathway CNN's 21 x 21 output layer) makes the
-    direct convolution slow. Training, and windows, use torch's own convolution unchanged.
+    direct convolution slow. Training, and windows, use torch's own convolution unchanged, and
+    so does a traced or exported network (``bench export``).
     """
 
     fft_min_pixels: int = 32 * 32
     fft_min_kernel: int = 7
 
     def _use_fft(self, x: torch.Tensor) -> bool:
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return False  # an exported graph holds the direct convolution (no FFT op needed)
         if self.training or (torch.is_grad_enabled()
                              and (x.requires_grad or self.weight.requires_grad)):
             return False
