@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,7 +224,9 @@ def torchscript_module(path: Path) -> Any:
     """A TorchScript module from ``path`` on the CPU, in eval mode (one line when it is not
     one)."""
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript's own notice
+            module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
         first = (" ".join(str(exc).split()) or type(exc).__name__)[:160]
         raise ModelError(f"{path}: not a readable TorchScript module ({first}); export the row "
