@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_hardening_models import _bench as bench
 from test_model import INFO, fit_tiny
 from test_predict import SIZE, as_samples, write_pngs
 
 from mribench.api import Context, SegmentationMethod
-from mribench.cli import main
 from mribench.model import save_model
 from mribench.results.layout import JobKey, RunLayout
 from mribench.results.write import RunWriter
@@ -19,17 +19,6 @@ from mribench.results.write import RunWriter
 pytest.importorskip("onnxruntime")
 
 DEEP = ["cnn", "dwt-dnn", "fcm-cnn", "multiscale-cnn", "two-pathway-cnn", "unet"]
-
-
-def bench(args: list[str], capsys) -> tuple[int, str, str]:
-    """``bench ARGS`` in this process: (exit status, stdout, stderr)."""
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(code: int, err: str, status: int = 2) -> str:

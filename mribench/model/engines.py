@@ -20,7 +20,6 @@ gives, and each failure is one :class:`ModelError` line naming the file and the 
 
 from __future__ import annotations
 
-import hashlib
 import re
 import warnings
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from mribench.api.method import Method
 from mribench.model.state import (
     ModelError,
     check_version,
+    file_sha256,
     load_model,
     network_indices,
     read_info,
@@ -170,20 +170,12 @@ def _check_entry(entry: Any, index: int, count: int, engine: str, path: Path) ->
                          "again")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _load_network(folder: Path, entry: dict[str, Any], engine: str) -> Any:
     path = folder / entry["file"]
     if path.is_symlink() or not path.is_file():
         raise ModelError(f"{path}: missing from the exported model (listed in {SPEC_FILE}); "
                          "export the row again")
-    if _sha256(path) != entry["sha256"]:
+    if file_sha256(path) != entry["sha256"]:
         raise ModelError(f"{path}: changed since export (SHA-256 differs from {SPEC_FILE}: "
                          "truncated or replaced); export the row again")
     shape = tuple(entry["input"]["shape"][1:])

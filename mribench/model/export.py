@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import io
 import shutil
 import tempfile
@@ -62,7 +61,13 @@ from mribench.model.engines import (
     open_model,
     resolve_model_dir,
 )
-from mribench.model.state import load_model, read_info, save_pipeline
+from mribench.model.state import (
+    file_sha256,
+    load_model,
+    read_info,
+    replace_folder,
+    save_pipeline,
+)
 
 __all__ = ["FORMATS", "OPSET", "TOLERANCE", "ExportMismatch", "ExportResult", "export_model",
            "synthetic_slices"]
@@ -165,7 +170,7 @@ def export_model(model: Path | str | ModelRef, out: Path | str, fmt: str = "onnx
                                                               "split_hash", "seed")}}
         spec["verification"] = _verify(tmp, method, nets, variant, samples, fmt, images_from)
         _write_json(tmp / SPEC_FILE, spec)
-        _replace(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -195,25 +200,10 @@ def _staging(out: Path) -> Path:
         raise unwritable(out, exc) from None
 
 
-def _replace(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
-
-
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     from mribench.atomic import atomic_write_json
 
     atomic_write_json(path, data)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _write_export(tmp: Path, folder: Path, method: Method, variant: str | None,
@@ -227,7 +217,7 @@ def _write_export(tmp: Path, folder: Path, method: Method, variant: str | None,
     for i, (net, shape) in enumerate(zip(nets, recipe.inputs, strict=True)):
         name = network_file(fmt, i, len(nets))
         _export_network(net, tuple(shape), tmp / name, fmt)
-        entries.append({"file": name, "sha256": _sha256(tmp / name), "format": fmt,
+        entries.append({"file": name, "sha256": file_sha256(tmp / name), "format": fmt,
                         **({"opset": OPSET} if fmt == "onnx" else {}),
                         "input": {"name": "input", "shape": ["batch", *map(int, shape)],
                                   "dtype": "float32"},
@@ -249,7 +239,7 @@ def _write_export(tmp: Path, folder: Path, method: Method, variant: str | None,
         "preprocess": list(recipe.preprocess),
         "postprocess": list(recipe.postprocess) + _segmenter_steps(method, variant),
         "outside_graph": list(recipe.outside_graph),
-        "arrays": ({"file": "preprocess.npz", "sha256": _sha256(tmp / "preprocess.npz"),
+        "arrays": ({"file": "preprocess.npz", "sha256": file_sha256(tmp / "preprocess.npz"),
                     "names": sorted(recipe.arrays)} if recipe.arrays else None),
         "pipeline": {"folder": PIPELINE_DIR,
                      "what": "mribench's own state of the steps around the networks (params, "

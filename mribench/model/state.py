@@ -87,7 +87,8 @@ from mribench.model.schema import (
 )
 
 __all__ = ["FORMAT", "PLAIN_TYPES", "TRUSTED_SKOPS_TYPES", "ModelError", "check_version",
-           "load_model", "network_indices", "read_info", "save_model", "save_pipeline"]
+           "file_sha256", "load_model", "network_indices", "read_info", "replace_folder",
+           "save_model", "save_pipeline"]
 
 #: Version of the folder layout; :func:`load_model` refuses others.
 FORMAT = 1
@@ -136,12 +137,16 @@ def _is_estimator(value: Any) -> bool:
     return isinstance(value, BaseEstimator)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, hex."""
     h = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+_sha256 = file_sha256  # the earlier private name
 
 
 def _version_tuple(text: str) -> tuple[int, int]:
@@ -241,6 +246,19 @@ class _Writer:
         return {"type": "sklearn", "file": rel, "class": _qualname(estimator)}
 
 
+def replace_folder(tmp: Path, folder: Path) -> None:
+    """Put the finished folder ``tmp`` in the place of ``folder`` (renames, so a reader sees
+    the old folder or the new one, never half of one)."""
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(folder)
+
+
 def save_model(method: Method, folder: Path | str, *, info: dict[str, Any]) -> None:
     """Write the fitted ``method`` to ``folder`` (a ``model/`` folder), replacing it atomically.
 
@@ -284,19 +302,12 @@ def save_model(method: Method, folder: Path | str, *, info: dict[str, Any]) -> N
                                                 "profile": method.profile,
                                                 "params": method.params.as_dict()})
         atomic_write_json(tmp / "state.json", {"attributes": nodes})
-        files = {p.relative_to(tmp).as_posix(): _sha256(p)
+        files = {p.relative_to(tmp).as_posix(): file_sha256(p)
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         atomic_write_json(tmp / "info.json", {
             "format": FORMAT, "mribench_version": __version__, "method": method.name,
             "info": dict(info), "files": files, "versions": _versions()})
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            folder.rename(old)
-            tmp.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(folder)
+        replace_folder(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -482,7 +493,7 @@ def _verify_files(folder: Path, files: dict[str, str]) -> None:
     for rel, digest in files.items():
         path = folder / rel
         try:
-            same = _sha256(path) == digest
+            same = file_sha256(path) == digest
         except OSError as exc:
             raise ModelError(f"{path}: cannot be read ({exc.strerror or exc})") from None
         if not same:
