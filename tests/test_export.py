@@ -300,3 +300,21 @@ def test_onnx_engine_matches_torch_on_files(exported, trained, capsys) -> None:
     for i, p in enumerate(paths):
         assert got[p.relative_to(images).as_posix()] == pytest.approx(expected.scores[i],
                                                                       abs=1e-6)
+
+
+def test_out_is_checked_and_an_earlier_export_replaced(exported, trained, tmp_path,
+                                                       capsys) -> None:
+    folder, _ = exported
+    assert read(folder / "spec.json")["verification"]["images_from"] == "synthetic slices"
+    row, _ = trained("cnn")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    line = one_line_error(*bench(["export", str(row), "--out", str(busy)], capsys)[::2])
+    assert f"--out {busy}: exists and is not an exported model" in line
+    assert (busy / "notes.txt").read_text() == "mine"
+    code, _, err = bench(["export", str(row), "--format", "torchscript", "--out", str(folder)],
+                         capsys)
+    assert code == 0, err
+    assert read(folder / "spec.json")["engine"] == "torchscript"
+    assert not (folder / "network.onnx").exists()
