@@ -318,3 +318,13 @@ def test_out_is_checked_and_an_earlier_export_replaced(exported, trained, tmp_pa
     assert code == 0, err
     assert read(folder / "spec.json")["engine"] == "torchscript"
     assert not (folder / "network.onnx").exists()
+
+
+def test_every_deep_plugin_has_an_export_recipe() -> None:
+    from mribench.api import Method
+    from mribench.api.registry import methods
+
+    deep = sorted(n for n, cls in methods().items() if cls.kind == "deep")
+    assert deep == DEEP
+    for name in deep:
+        assert methods()[name].export_recipe is not Method.export_recipe, name

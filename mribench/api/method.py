@@ -83,10 +83,11 @@ class Method(ABC):
     def predict(self, samples: Sequence[Sample], ctx: Context) -> Prediction:
         """Answer every task in ``tasks`` for ``samples`` (labels always)."""
 
-    def export_recipe(self) -> ExportRecipe | None:
+    def export_recipe(self, image_size: int | None = None) -> ExportRecipe | None:
         """How the fitted pipeline runs outside mribench (``bench export``): its networks'
         input shapes and the steps around them (:class:`mribench.api.export.ExportRecipe`).
-        None (the default): the pipeline holds no network to export."""
+        ``image_size``: the side slices are loaded at (the model's), for a method whose working
+        size follows it. None (the default): the pipeline holds no network to export."""
         return None
 
     def __repr__(self) -> str:
