@@ -270,6 +270,8 @@ def test_foreign_onnx_file_is_one_line(exported, capsys) -> None:
     (lambda s: s.update(format_version=99), "not a mribench export spec"),
     (lambda s: s.update(engine="torchscript"), "pass --engine torchscript"),
     (lambda s: s["networks"].append(dict(s["networks"][0])), "network entry 0 is not"),
+    (lambda s: s["networks"][0].update(input=[1, 2]), "network entry 0 is not"),
+    (lambda s: s.update(networks={"a": 1}), "'networks' must be a non-empty list"),
 ])
 def test_spec_that_does_not_match_is_one_line(exported, capsys, change, expected) -> None:
     folder, images = exported
@@ -313,10 +315,12 @@ def test_out_is_checked_and_an_earlier_export_replaced(exported, trained, tmp_pa
     line = one_line_error(*bench(["export", str(row), "--out", str(busy)], capsys)[::2])
     assert f"--out {busy}: exists and is not an exported model" in line
     assert (busy / "notes.txt").read_text() == "mine"
-    code, _, err = bench(["export", str(row), "--format", "torchscript", "--out", str(folder)],
-                         capsys)
+    code, _, err = bench(["export", str(row), "--format", "torchscript", "--out", str(folder),
+                          "--synthetic"], capsys)
     assert code == 0, err
-    assert read(folder / "spec.json")["engine"] == "torchscript"
+    spec = read(folder / "spec.json")
+    assert spec["engine"] == "torchscript"
+    assert spec["verification"]["images_from"] == "synthetic slices"
     assert not (folder / "network.onnx").exists()
 
 

@@ -160,7 +160,8 @@ def read_spec(folder: Path, engine: str | None = None) -> dict[str, Any]:
 
 def _check_entry(entry: Any, index: int, count: int, engine: str, path: Path) -> None:
     expected = network_file(engine, index, count) if engine in _SUFFIX else None
-    shape = entry.get("input", {}).get("shape") if isinstance(entry, dict) else None
+    given = entry.get("input") if isinstance(entry, dict) else None
+    shape = given.get("shape") if isinstance(given, dict) else None
     if not (isinstance(entry, dict) and entry.get("file") == expected
             and isinstance(entry.get("sha256"), str) and _SHA256.fullmatch(entry["sha256"])
             and isinstance(shape, list) and shape and shape[0] == "batch"
