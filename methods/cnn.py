@@ -30,7 +30,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mribench.api import Context, Interval, Method, MethodParams, Prediction, Sample
+from mribench.api import (
+    Context,
+    ExportRecipe,
+    Interval,
+    Method,
+    MethodParams,
+    Prediction,
+    Sample,
+)
+from mribench.api.export import label_step, load_step, resize_step, sigmoid_step
 from mribench.blocks.nn.blocks import ConvPoolClassifier
 from mribench.blocks.nn.classify import fit_classifier, predict_proba
 from mribench.blocks.nn.data import Augment, images_to_tensor
@@ -101,6 +110,15 @@ class SequentialCNN(Method):
         p = self.params
         return ConvPoolClassifier(1, p.image_size, (p.filters, p.filters2),
                                   dropout=p.dropout, hidden=p.hidden)
+
+    def export_recipe(self, image_size: int | None = None) -> ExportRecipe:
+        """``bench export``: the network in the graph; resizing and the sigmoid outside."""
+        p = self.params
+        return ExportRecipe(
+            inputs=((1, p.image_size, p.image_size),), output="tumour logit per slice, (n, 1)",
+            preprocess=(load_step(), resize_step(p.image_size)),
+            postprocess=(sigmoid_step(), label_step()),
+            outside_graph=("resizing to the working size", "the sigmoid and the 0.5 threshold"))
 
     def predict(self, samples: Sequence[Sample], ctx: Context) -> Prediction:
         scores = predict_proba(self.model_, images_to_tensor(samples, self.params.image_size),

@@ -46,6 +46,7 @@ from mribench.api import (
     POSITIVE_INTS,
     Check,
     Context,
+    ExportRecipe,
     Interval,
     Method,
     MethodParams,
@@ -53,8 +54,10 @@ from mribench.api import (
     Prediction,
     Sample,
 )
+from mribench.api.export import label_step, load_step, resize_step, sigmoid_step
 from mribench.blocks.features.wavelet import (
     FEATURE_KINDS,
+    MODE,
     check_levels,
     dwt_matrix,
     is_discrete_wavelet,
@@ -168,6 +171,31 @@ class DWTDNN(Method):
         is rebuilt)."""
         p = self.params
         return MLP(int(self.pca_.n_components_), tuple(p.hidden), dropout=p.dropout)
+
+    def export_recipe(self, image_size: int | None = None) -> ExportRecipe:
+        """``bench export``: the fully connected network in the graph; the wavelet features,
+        their standardisation and the PCA projection before it (arrays in preprocess.npz)."""
+        p = self.params
+        dwt = {"step": "dwt_features", "wavelet": p.wavelet, "levels": p.levels,
+               "mode": MODE, "features": p.features,
+               "how": "pywt.wavedec2(slice as float64, wavelet, mode=mode, level=levels); "
+                      "'approx': the last level's approximation coefficients flattened "
+                      "row-major; 'stats': per band (approximation, then each level's "
+                      "details) mean of squares, mean and standard deviation",
+               "code": "mribench.blocks.features.wavelet.dwt_matrix"}
+        project = {"step": "standardise_and_project",
+                   "arrays": ["scaler_mean", "scaler_scale", "pca_mean", "pca_components"],
+                   "pca_scale": float(self.scale_),
+                   "how": "z = (((x - scaler_mean) / scaler_scale - pca_mean) @ "
+                          "pca_components.T) / pca_scale in float64, then float32"}
+        arrays = {"scaler_mean": self.scaler_.mean_, "scaler_scale": self.scaler_.scale_,
+                  "pca_mean": self.pca_.mean_, "pca_components": self.pca_.components_}
+        return ExportRecipe(
+            inputs=((int(self.pca_.n_components_),),), output="tumour logit per slice, (n, 1)",
+            preprocess=(load_step(), resize_step(p.image_size), dwt, project),
+            postprocess=(sigmoid_step(), label_step()), arrays=arrays,
+            outside_graph=("resizing", "the wavelet transform", "standardisation and PCA "
+                           "(arrays in preprocess.npz)", "the sigmoid and the 0.5 threshold"))
 
     def predict(self, samples: Sequence[Sample], ctx: Context) -> Prediction:
         z = self._reduce(self._features(samples, ctx))

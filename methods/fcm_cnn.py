@@ -47,7 +47,16 @@ import torch
 from skimage.measure import label as label_components
 from skimage.measure import regionprops
 
-from mribench.api import Context, Interval, Method, MethodParams, Prediction, Sample
+from mribench.api import (
+    Context,
+    ExportRecipe,
+    Interval,
+    Method,
+    MethodParams,
+    Prediction,
+    Sample,
+)
+from mribench.api.export import label_step, load_step, resize_step, sigmoid_step
 from mribench.blocks.fcm import fcm_image
 from mribench.blocks.nn.blocks import ConvPoolClassifier
 from mribench.blocks.nn.classify import fit_classifier, predict_proba
@@ -165,6 +174,34 @@ class FCMCNN(Method):
         """The untrained network of ``fit`` (also how a saved model is rebuilt)."""
         p = self.params
         return ConvPoolClassifier(2, p.map_size, (p.filters, p.filters), dropout=p.dropout)
+
+    def export_recipe(self, image_size: int | None = None) -> ExportRecipe:
+        """``bench export``: the 2-channel CNN in the graph; the fuzzy c-means membership map
+        (its second input) and the candidate region of the mask outside it."""
+        p = self.params
+        membership = {"step": "fcm_membership", "clusters": p.clusters, "m": p.m,
+                      "erosion": p.erosion,
+                      "how": "brain mask of the resized slice (mribench.blocks.preprocess."
+                             "brain_mask with this erosion; every pixel when it holds fewer "
+                             "than `clusters` pixels), fuzzy c-means of the brain's "
+                             "intensities (mribench.blocks.fcm.fcm_image), the membership "
+                             "map of the brightest cluster; the network's input is "
+                             "[slice, membership] as two channels",
+                      "code": "methods/fcm_cnn.py brightest_membership"}
+        candidate = {"step": "candidate_mask", "min_area": p.min_area,
+                     "how": "components (4-connectivity) of membership >= 0.5; the one with "
+                            "the largest area * solidity**2 among those of at least "
+                            "max(min_area * map_size**2, 1) pixels; resized back to the "
+                            "slice's size (bilinear, >= 0.5); the mask is the candidate when "
+                            "label is 1, else empty; the probability map is the membership "
+                            "resized back", "code": "methods/fcm_cnn.py compact_candidate"}
+        return ExportRecipe(
+            inputs=((2, p.map_size, p.map_size),), output="tumour logit per slice, (n, 1)",
+            preprocess=(load_step(), resize_step(p.map_size), membership),
+            postprocess=(sigmoid_step(), label_step(), candidate),
+            outside_graph=("resizing", "skull stripping and fuzzy c-means (the membership "
+                           "channel)", "the sigmoid and the 0.5 threshold",
+                           "the candidate region that makes the mask"))
 
     def predict(self, samples: Sequence[Sample], ctx: Context) -> Prediction:
         x, maps = self._inputs(samples, ctx)

@@ -65,11 +65,13 @@ from mribench.api import (
     POSITIVE_INTS,
     Check,
     Context,
+    ExportRecipe,
     Interval,
     MethodParams,
     Sample,
     SegmentationMethod,
 )
+from mribench.api.export import resize_back_step, sigmoid_step
 from mribench.blocks.crf import CRFVariant
 from mribench.blocks.nn.losses import make_loss, pooled_dice
 from mribench.blocks.nn.patch_nets import ScaleStack
@@ -87,6 +89,7 @@ from mribench.blocks.nn.patches import (
     position_map,
     slice_batches,
     slice_images,
+    slice_steps,
 )
 from mribench.blocks.nn.train import (
     TrainConfig,
@@ -237,6 +240,20 @@ class MultiScaleCNNMethod(CRFVariant, SegmentationMethod):
         p = self.params
         return MultiScaleCNN(1, SCALES, p.channels, p.features, p.hidden, p.dropout,
                              p.batch_norm)
+
+    def export_recipe(self, image_size: int | None = None) -> ExportRecipe:
+        """``bench export``: the dense network in the graph (its padding, box filters and
+        position map inside it); normalising, the sigmoid with its logit offset and the
+        threshold outside."""
+        p = self.params
+        side = p.work_size or image_size or 0
+        return ExportRecipe(
+            inputs=((1, side, side),), output="tumour logit of every pixel, (n, 1, S, S)",
+            preprocess=tuple(slice_steps(p.work_size, p.normalise)),
+            postprocess=(sigmoid_step(self.logit_offset_), resize_back_step(0.5, ">")),
+            outside_graph=("resizing", "intensity normalisation", "the sigmoid with its logit "
+                           "offset and the 0.5 threshold", "the area threshold of the label",
+                           "the dense CRF of the +crf row"))
 
     def predict_masks(self, samples: Sequence[Sample], ctx: Context
                       ) -> tuple[np.ndarray, np.ndarray]:

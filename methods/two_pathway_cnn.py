@@ -66,7 +66,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mribench.api import Context, Interval, MethodParams, OneOf, Sample, SegmentationMethod
+from mribench.api import (
+    Context,
+    ExportRecipe,
+    Interval,
+    MethodParams,
+    OneOf,
+    Sample,
+    SegmentationMethod,
+)
+from mribench.api.export import resize_back_step, sigmoid_step
 from mribench.blocks.crf import CRFVariant
 from mribench.blocks.nn.losses import make_loss, pooled_dice
 from mribench.blocks.nn.patch_nets import FFTConv2d, GlobalPathway, LocalPathway
@@ -82,6 +91,7 @@ from mribench.blocks.nn.patches import (
     maps_for,
     slice_batches,
     slice_images,
+    slice_steps,
 )
 from mribench.blocks.nn.train import (
     TrainConfig,
@@ -273,6 +283,31 @@ class TwoPathwayCNN(CRFVariant, SegmentationMethod):
         p = self.params
         return TwoPathCNN(1 if index == 0 else 2, p.local_maps, p.global_maps, p.pieces,
                           p.dropout, p.batch_norm)
+
+    def export_recipe(self, image_size: int | None = None) -> ExportRecipe:
+        """``bench export``: each stage's TwoPathCNN in its own graph (the per-channel
+        standardisation inside it); normalising, padding, the cascade's wiring, the sigmoid
+        with its logit offset and the threshold outside."""
+        p = self.params
+        side = (p.work_size or image_size or 0) + 2 * MARGIN
+        pad = {"step": "pad", "pixels": MARGIN, "value": 0.0,
+               "how": f"zero-pad the slice by {MARGIN} px on every side (network i's input)"}
+        post: list[dict[str, Any]] = []
+        if len(self.stages_) > 1:
+            post.append({"step": "cascade",
+                         "how": "network 0's probability = sigmoid(its logits) (no offset); "
+                                "network 1's input = [slice, that probability] as two "
+                                f"channels, zero-padded by {MARGIN} px; network 1 gives the "
+                                "logits below"})
+        post += [sigmoid_step(self.logit_offset_), resize_back_step(0.5, ">")]
+        return ExportRecipe(
+            inputs=tuple((1 if i == 0 else 2, side, side) for i in range(len(self.stages_))),
+            output="tumour logit of every pixel of the unpadded slice, (n, 1, S, S)",
+            preprocess=(*slice_steps(p.work_size, p.normalise), pad), postprocess=tuple(post),
+            outside_graph=("resizing", "intensity normalisation", "zero padding",
+                           "the input cascade's wiring", "the sigmoid with its logit offset "
+                           "and the 0.5 threshold", "the area threshold of the label",
+                           "the dense CRF of the +crf row"))
 
     # -- inference ------------------------------------------------------------------------
     def _dense(self, stages: Sequence[TwoPathCNN], images: torch.Tensor, ctx: Context,

@@ -60,6 +60,7 @@ from mribench.api import (
     FLAG,
     Check,
     Context,
+    ExportRecipe,
     Interval,
     MethodParams,
     OneOf,
@@ -67,6 +68,7 @@ from mribench.api import (
     Sample,
     SegmentationMethod,
 )
+from mribench.api.export import load_step, resize_back_step, resize_step, sigmoid_step
 from mribench.api.overlap import pooled_dice as mask_dice
 from mribench.blocks.nn.blocks import ConvBlock, Down, OutConv, Up
 from mribench.blocks.nn.data import (
@@ -233,6 +235,25 @@ class UNetSegmenter(SegmentationMethod):
         """The untrained network of ``fit`` (also how a saved model is rebuilt)."""
         p = self.params
         return UNet(1, 1, p.base_width, p.depth, p.dropout)
+
+    def export_recipe(self, image_size: int | None = None) -> ExportRecipe:
+        """``bench export``: the U-Net alone in the graph; resizing, the sigmoid, the
+        test-time flip and the probability threshold around it."""
+        p = self.params
+        post = [sigmoid_step()]
+        if p.tta:
+            post.append({"step": "tta_flip",
+                         "how": "run the network on the slice and on its left-right mirror "
+                                "(last axis flipped), mirror that probability map back and "
+                                "average the two maps"})
+        post.append(resize_back_step(self.threshold_, ">="))
+        return ExportRecipe(
+            inputs=((1, p.image_size, p.image_size),),
+            output="tumour logit of every pixel, (n, 1, S, S)",
+            preprocess=(load_step(), resize_step(p.image_size)), postprocess=tuple(post),
+            outside_graph=("resizing to and from the working size", "the sigmoid",
+                           *(("the test-time left-right flip average",) if p.tta else ()),
+                           "the probability threshold", "the area threshold of the label"))
 
     def _probabilities(self, images: torch.Tensor, ctx: Context) -> torch.Tensor:
         p = self.params

@@ -10,6 +10,7 @@ engine besides the shared algorithms of :mod:`mribench.blocks`.
 from mribench.api.context import Context
 from mribench.api.dataset import DEFAULT_IMAGE_SIZE, Dataset
 from mribench.api.errors import DataError, MethodFailed, MribenchError, ParamError
+from mribench.api.export import ExportRecipe
 from mribench.api.feature_cache import FeatureCache
 from mribench.api.method import PROFILES, Method, SegmentationMethod
 from mribench.api.overlap import dice_from_counts, iou_from_counts, mask_counts, pooled_dice
@@ -29,7 +30,8 @@ from mribench.api.types import TASKS, UNLABELLED, Prediction, Sample, Task
 
 __all__ = [
     "DEFAULT_IMAGE_SIZE", "FLAG", "POSITIVE_INTS", "PROFILES", "TASKS", "UNLABELLED",
-    "AreaThreshold", "Check", "Context", "DataError", "Dataset", "FeatureCache", "Interval",
+    "AreaThreshold", "Check", "Context", "DataError", "Dataset", "ExportRecipe", "FeatureCache",
+    "Interval",
     "Method", "MethodFailed", "MethodParams", "MribenchError", "OneOf", "OrNone", "ParamError",
     "Prediction", "Sample", "ScoreThreshold", "SegmentationMethod", "Task", "dice_from_counts",
     "iou_from_counts", "mask_counts", "parse_overrides", "pooled_dice", "seed_everything",

@@ -9,7 +9,9 @@ A plugin in ``methods/`` defines one subclass of :class:`Method` (or of
 - ``reference``: the paper it reproduces (authors, title, venue, year, DOI);
 - ``Params``: a frozen dataclass of its hyper-parameters (see :mod:`mribench.api.params`);
 - ``profiles``: overrides of ``Params`` per profile, ``{"quick": {...}, "paper": {...}}``;
-- ``fit(train, val, ctx) -> self`` and ``predict(samples, ctx) -> Prediction``.
+- ``fit(train, val, ctx) -> self`` and ``predict(samples, ctx) -> Prediction``;
+- a deep plugin also defines ``export_recipe()`` (``bench export``: its networks' inputs and
+  the steps around them, :class:`mribench.api.export.ExportRecipe`).
 
 Learned state is set in ``fit`` only and its attribute names end in ``_``.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -26,6 +28,9 @@ from mribench.api.context import Context
 from mribench.api.params import MethodParams
 from mribench.api.thresholds import AreaThreshold
 from mribench.api.types import Prediction, Sample, Task
+
+if TYPE_CHECKING:
+    from mribench.api.export import ExportRecipe
 
 PROFILES = ("quick", "paper")
 
@@ -77,6 +82,13 @@ class Method(ABC):
     @abstractmethod
     def predict(self, samples: Sequence[Sample], ctx: Context) -> Prediction:
         """Answer every task in ``tasks`` for ``samples`` (labels always)."""
+
+    def export_recipe(self, image_size: int | None = None) -> ExportRecipe | None:
+        """How the fitted pipeline runs outside mribench (``bench export``): its networks'
+        input shapes and the steps around them (:class:`mribench.api.export.ExportRecipe`).
+        ``image_size``: the side slices are loaded at (the model's), for a method whose working
+        size follows it. None (the default): the pipeline holds no network to export."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params!r})"

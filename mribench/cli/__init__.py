@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "baseline": ("mribench.cli.check", "baseline"),
     "predict": ("mribench.cli.predict", "predict"),
     "explain": ("mribench.cli.explain", "explain"),
+    "export": ("mribench.cli.export", "export"),
 }
 
 SHORT_HELP = {
@@ -41,6 +42,7 @@ SHORT_HELP = {
     "baseline": "Write a baseline file from a results folder.",
     "predict": "Apply a saved model to a folder of images.",
     "explain": "Explanation maps (occlusion, Grad-CAM) of a saved model.",
+    "export": "Export a deep row to ONNX or TorchScript with its preprocessing spec.",
 }
 
 

@@ -12,7 +12,8 @@ import click
 Examples:
   bench predict results/RUN/glcm-knn --images ../shared/data/br35h/pred --out preds/
   bench predict results/RUN/unet/model --images scans/ --out preds-unet/
-  bench predict results/RUN/two-pathway-cnn+crf --images scans/ --out preds-crf/""")
+  bench predict results/RUN/two-pathway-cnn+crf --images scans/ --out preds-crf/
+  bench predict deploy/unet --engine onnx --images scans/ --out preds-onnx/""")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--images", required=True, type=click.Path(exists=True, path_type=Path),
               help="An image file or a folder of images (read recursively).")
@@ -24,19 +25,23 @@ Examples:
               help="Images per predict call.")
 @click.option("--gallery-max", type=click.IntRange(0, 100000), default=500, show_default=True,
               help="At most this many images in index.html.")
+@click.option("--engine", type=click.Choice(["torch", "onnx", "torchscript"]), default="torch",
+              show_default=True, help="What runs the networks: torch (a results row or model "
+                                      "folder) or an exported folder of bench export.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def predict(model_dir: Path, images: Path, out_dir: Path, device: str, batch_size: int,
-            gallery_max: int, quiet: bool) -> None:
+            gallery_max: int, engine: str, quiet: bool) -> None:
     """Predict every image under --images with the model of MODEL_DIR.
 
     MODEL_DIR is a result row folder (results/<run>/<row>, holding model/), the model/ folder
-    itself, or a variant row such as results/<run>/two-pathway-cnn+crf. Images are resized as
-    at training. Unreadable files are reported and skipped (exit status 1 at the end).
+    itself, or a variant row such as results/<run>/two-pathway-cnn+crf; with --engine onnx or
+    torchscript, a folder written by bench export. Images are resized as at training. Unreadable files are reported and skipped (exit status 1 at the end).
     """
     from mribench.model.predict import predict_folder
     from mribench.results.read import find_model
 
-    result = predict_folder(find_model(model_dir), images, out_dir, device=device,
+    model = find_model(model_dir) if engine == "torch" else model_dir
+    result = predict_folder(model, images, out_dir, device=device, engine=engine,
                             batch_size=batch_size,
                             show_progress=not quiet and sys.stderr.isatty(),
                             gallery_max=gallery_max,

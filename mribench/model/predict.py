@@ -55,7 +55,8 @@ from mribench.api.errors import MethodFailed, MribenchError
 from mribench.api.method import Method
 from mribench.api.types import UNLABELLED, Prediction, Sample
 from mribench.data.imageio import is_image_file, load_image
-from mribench.model.state import ModelError, load_model, model_info, read_info
+from mribench.model.engines import ModelRef, open_model, resolve_model_dir
+from mribench.model.state import ModelError
 
 __all__ = ["LoadedFile", "PredictResult", "find_images", "load_files", "overlay_image",
            "ModelRef", "predict_folder", "prepare_out", "resolve_model_dir", "run_method",
@@ -86,28 +87,6 @@ class LoadedFile:
     rel: str
     sample: Sample | None
     error: str | None = None
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A saved model folder and the variant of its output to use (None: the method's own)."""
-
-    folder: Path
-    variant: str | None = None
-
-
-def resolve_model_dir(path: Path | str | ModelRef) -> tuple[Path, str | None]:
-    """The model folder and the variant of ``path``: a :class:`ModelRef` (what
-    :func:`mribench.results.read.find_model` makes of a results row) or a model folder."""
-    if isinstance(path, ModelRef):
-        return path.folder, path.variant
-    path = Path(path)
-    if not path.exists():
-        raise ModelError(f"{path}: no such folder; pass results/<run>/<row> or its model/ folder")
-    if (path / "info.json").is_file():
-        return path, None
-    raise ModelError(f"{path}: not a model folder (no info.json); pass a model/ folder, or a "
-                     "results row to bench predict / bench explain")
 
 
 def find_images(path: Path | str) -> tuple[Path, list[Path]]:
@@ -333,6 +312,7 @@ class _Job:
     variant: str | None
     name: str            # the row name: method, or method+variant
     info: dict[str, Any]
+    version: str         # the mribench that saved the model
     size: int            # the model's working size
     root: Path
     files: list[Path]
@@ -345,7 +325,8 @@ class _Job:
 def predict_folder(model_dir: Path | str | ModelRef, images: Path | str, out: Path | str, *,
                    device: str = "cpu", batch_size: int = BATCH, show_progress: bool = False,
                    gallery_max: int = 500, write_images: bool = True,
-                   log: Callable[[str], None] | None = None) -> PredictResult:
+                   log: Callable[[str], None] | None = None,
+                   engine: str = "torch") -> PredictResult:
     """Predict every image under ``images`` with the model of ``model_dir``; write ``out``.
 
     Returns a :class:`PredictResult`; unreadable files are in its ``skipped`` list (and in
@@ -353,8 +334,13 @@ def predict_folder(model_dir: Path | str | ModelRef, images: Path | str, out: Pa
     for an unusable model folder and :class:`MribenchError` when there are no images or
     ``out`` cannot be written (both before any prediction), :class:`MethodFailed` when the
     saved method raises.
+
+    ``engine`` (:data:`mribench.model.engines.ENGINES`): ``torch`` for a model folder or a
+    results row; ``onnx`` or ``torchscript`` for a folder written by ``bench export``, whose
+    networks then run as exported (the steps around them are the same code, so the CSV is the
+    torch model's).
     """
-    job = _open_job(model_dir, images, out, device)
+    job = _open_job(model_dir, images, out, device, engine)
     try:
         return _predict_all(job, batch_size, show_progress, gallery_max, write_images, log)
     except OSError as exc:  # an output that could be written at the start no longer can
@@ -387,27 +373,26 @@ def _predict_all(job: _Job, batch_size: int, show_progress: bool, gallery_max: i
         bar.close()
     _write_csvs(job.out, rows, result.skipped)
     if write_images:
-        meta = read_info(job.model_folder)
         title = (f"{job.name} on {job.root.name or job.root}: mribench "
-                 f"{meta.get('mribench_version')}, trained on {job.info.get('dataset', '?')} "
+                 f"{job.version}, trained on {job.info.get('dataset', '?')} "
                  f"at {job.size} px")
         write_gallery(job.out / "index.html", title, rows, result.skipped, gallery_max)
     return result
 
 
 def _open_job(model_dir: Path | str | ModelRef, images: Path | str, out: Path | str,
-              device: str) -> _Job:
+              device: str, engine: str = "torch") -> _Job:
     """Load the saved method, find the images, make ``out`` (and write to it once)."""
-    model_folder, variant = resolve_model_dir(model_dir)
-    method = load_model(model_folder)
-    info = model_info(model_folder)
+    loaded = open_model(model_dir, engine)
+    method, variant, info = loaded.method, loaded.variant, loaded.info
     size = int(info.get("image_size") or 256)
     root, files = find_images(images)
     out = prepare_out(out)
     name = method.name + (f"+{variant}" if variant else "")
     ctx = Context(device=_device(method, device), seed=int(info.get("seed", 0) or 0),
                   profile=method.profile, workdir=out, method_name=name)
-    return _Job(model_folder, method, variant, name, info, size, root, files, out, ctx,
+    return _Job(loaded.folder, method, variant, name, info, loaded.version, size, root, files,
+                out, ctx,
                 segments="segment" in method.tasks,
                 names=_output_names([p.relative_to(root).as_posix() for p in files]))
 

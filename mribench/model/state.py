@@ -62,6 +62,7 @@ import re
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,8 @@ from mribench.model.schema import (
 )
 
 __all__ = ["FORMAT", "PLAIN_TYPES", "TRUSTED_SKOPS_TYPES", "ModelError", "check_version",
-           "load_model", "read_info", "save_model"]
+           "file_sha256", "load_model", "network_indices", "read_info", "replace_folder",
+           "save_model", "save_pipeline"]
 
 #: Version of the folder layout; :func:`load_model` refuses others.
 FORMAT = 1
@@ -135,12 +137,16 @@ def _is_estimator(value: Any) -> bool:
     return isinstance(value, BaseEstimator)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, hex."""
     h = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+_sha256 = file_sha256  # the earlier private name
 
 
 def _version_tuple(text: str) -> tuple[int, int]:
@@ -240,6 +246,19 @@ class _Writer:
         return {"type": "sklearn", "file": rel, "class": _qualname(estimator)}
 
 
+def replace_folder(tmp: Path, folder: Path) -> None:
+    """Put the finished folder ``tmp`` in the place of ``folder`` (renames, so a reader sees
+    the old folder or the new one, never half of one)."""
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(folder)
+
+
 def save_model(method: Method, folder: Path | str, *, info: dict[str, Any]) -> None:
     """Write the fitted ``method`` to ``folder`` (a ``model/`` folder), replacing it atomically.
 
@@ -283,19 +302,12 @@ def save_model(method: Method, folder: Path | str, *, info: dict[str, Any]) -> N
                                                 "profile": method.profile,
                                                 "params": method.params.as_dict()})
         atomic_write_json(tmp / "state.json", {"attributes": nodes})
-        files = {p.relative_to(tmp).as_posix(): _sha256(p)
+        files = {p.relative_to(tmp).as_posix(): file_sha256(p)
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         atomic_write_json(tmp / "info.json", {
             "format": FORMAT, "mribench_version": __version__, "method": method.name,
             "info": dict(info), "files": files, "versions": _versions()})
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            folder.rename(old)
-            tmp.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(folder)
+        replace_folder(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -328,9 +340,11 @@ def read_info(folder: Path | str) -> dict[str, Any]:
 
 
 class _Reader:
-    def __init__(self, folder: Path, files: dict[str, str]) -> None:
+    def __init__(self, folder: Path, files: dict[str, str],
+                 networks: Callable[[int], Any] | None = None) -> None:
         self.folder = folder
         self.files = files
+        self.networks = networks
         self._arrays: dict[str, np.ndarray] | None = None
 
     def path(self, rel: str) -> Path:
@@ -387,6 +401,8 @@ class _Reader:
                 raise ModelError(f"{path}: holds a {_qualname(estimator)}, state.json says "
                                  f"{node['class']} ({where}); refused")
             return estimator
+        if self.networks is not None:  # an exported model: the networks come from elsewhere
+            return self.networks(node["index"])
         return self._network(node, method, where)
 
     def _network(self, node: dict, method: Method, where: str) -> Any:
@@ -477,7 +493,7 @@ def _verify_files(folder: Path, files: dict[str, str]) -> None:
     for rel, digest in files.items():
         path = folder / rel
         try:
-            same = _sha256(path) == digest
+            same = file_sha256(path) == digest
         except OSError as exc:
             raise ModelError(f"{path}: cannot be read ({exc.strerror or exc})") from None
         if not same:
@@ -485,8 +501,12 @@ def _verify_files(folder: Path, files: dict[str, str]) -> None:
                              "refused")
 
 
-def load_model(folder: Path | str) -> Method:
+def load_model(folder: Path | str, *, networks: Callable[[int], Any] | None = None) -> Method:
     """Rebuild the method saved in ``folder`` by :func:`save_model`, ready to ``predict``.
+
+    ``networks``: for an exported model (:func:`save_pipeline`'s folder, which holds no
+    weights), ``networks(index)`` gives the network at each place a ``state_dict`` was saved
+    (an onnxruntime or TorchScript module with the same ``forward``).
 
     Raises :class:`ModelError` (one line, naming the file) for a missing or damaged folder, a
     file that breaks the schema or a size bound (:mod:`mribench.model.schema`), a file whose
@@ -504,7 +524,7 @@ def load_model(folder: Path | str) -> Method:
     check_version(meta["mribench_version"], where=str(folder))
     files = meta["files"]
     _verify_files(folder, files)
-    reader = _Reader(folder, files)
+    reader = _Reader(folder, files, networks)
     params_path, state_path = reader.path("params.json"), reader.path("state.json")
     spec = check_params(read_model_json(params_path), params_path, meta["method"])
     try:
@@ -518,6 +538,42 @@ def load_model(folder: Path | str) -> Method:
     for name in sorted(state, key=lambda k: reader.has_torch(state[k])):
         setattr(method, name, reader.decode(state[name], method, name))
     return method
+
+
+def network_indices(folder: Path | str) -> list[int]:
+    """The indices of the networks a model folder saved (``[0]`` for a lone network, ``[0, 1]``
+    for a list of two; ``[]`` for none), from its state.json."""
+    folder = Path(folder)
+    nodes = read_model_json(folder / "state.json").get("attributes", {})
+    found: list[int] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "torch" and isinstance(node.get("index"), int):
+                found.append(node["index"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(nodes)
+    return sorted(found)
+
+
+def save_pipeline(folder: Path | str, target: Path | str) -> None:
+    """Copy the model folder ``folder`` to ``target`` without its network weights: what an
+    exported model keeps of mribench's own pipeline (params, thresholds, scikit-learn parts,
+    arrays), loaded back by ``load_model(target, networks=...)``. ``info.json`` lists the
+    copied files only (with their hashes), so the copy is checked on load like any model."""
+    folder, target = Path(folder), Path(target)
+    meta = read_info(folder)
+    _verify_files(folder, meta["files"])
+    kept = {rel: digest for rel, digest in meta["files"].items() if not rel.startswith("torch/")}
+    for rel in kept:
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / rel, target / rel)
+    atomic_write_json(target / "info.json", {**meta, "files": kept})
 
 
 def model_info(folder: Path | str) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from mribench.results.layout import (
 )
 
 __all__ = ["RowResult", "RunResults", "job_status", "load_results", "metric_names",
-           "rank_metric", "read_predictions", "seed_folders"]
+           "rank_metric", "read_predictions", "row_test_images", "seed_folders"]
 # metric_names and rank_metric are the registry's (mribench.eval.registry), kept importable
 # from here for the readers of results.
 
@@ -549,7 +549,7 @@ def find_model(path: Path | str) -> Any:
     folder itself, a job folder (``<run>/<row>/seed-<s>``), or a row folder (its first seed's
     job). A variant row (``two-pathway-cnn+crf``) has no model of its own: it points to its
     base job's model, with the variant to apply."""
-    from mribench.model.predict import ModelRef
+    from mribench.model.engines import SPEC_FILE, ModelRef, resolve_model_dir
     from mribench.model.state import ModelError
 
     path = Path(path)
@@ -557,6 +557,8 @@ def find_model(path: Path | str) -> Any:
         raise ModelError(f"{path}: no such folder; pass results/<run>/<row> or its model/ folder")
     if (path / "info.json").is_file():
         return ModelRef(path)
+    if (path / SPEC_FILE).is_file():  # a bench export folder: says which --engine runs it
+        resolve_model_dir(path)
     seeds = seed_folders(path)
     if seeds:  # a row folder: the first seed's job
         path = next(iter(seeds.values()))
@@ -581,3 +583,32 @@ def find_model(path: Path | str) -> Any:
                          f"{base_key.row} to save one)")
     raise ModelError(f"{path}: no saved model (no model/info.json); re-run the method with a "
                      "mribench that saves models, or pass a model folder")
+
+
+def row_test_images(path: Path | str) -> tuple[list[Any], str]:
+    """The run's test slices (``test_images.npz``, the report's montage) behind ``path`` (a
+    row, job or model folder of a results folder) as samples, and a line saying where they
+    come from; ``([], "")`` when ``path`` is in no run or its run kept none. ``bench export``
+    verifies the exported graph on them."""
+    from mribench.api.types import UNLABELLED, Sample
+
+    path = Path(path)
+    seeds = seed_folders(path) if path.is_dir() else {}
+    candidates = [next(iter(seeds.values()))] if seeds else [path, path.parent]
+    for folder in candidates:
+        where = job_of(folder)
+        if where is None:
+            continue
+        npz = where[0].test_images_file
+        try:
+            data = _read_npz(npz)
+        except (OSError, ValueError) as exc:
+            raise MribenchError(f"{npz}: cannot be read ({type(exc).__name__}); pass "
+                                "--synthetic to verify on synthetic slices") from None
+        if "images" not in data or not len(data["images"]):
+            return [], ""
+        ids = [str(i) for i in data.get("ids", range(len(data["images"])))]
+        samples = [Sample(id=i, group=i, label=UNLABELLED, image=np.asarray(im, np.float32))
+                   for i, im in zip(ids, data["images"], strict=False)]
+        return samples, f"test slices of the run ({npz})"
+    return [], ""

@@ -19,13 +19,15 @@ Shapes are documented per block; all take and return ``(n, C, H, W)`` float tens
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["FFTConv2d", "GlobalPathway", "LocalPathway", "MaxPool2dStride1", "Maxout2d",
+           "direct_convolutions",
            "ScaleStack", "fft_conv2d", "max_pool_stride1"]
 
 
@@ -84,13 +86,19 @@ class FFTConv2d(nn.Conv2d):
     one-group convolution whose output has at least ``fft_min_pixels`` pixels per map and
     whose kernel is at least ``fft_min_kernel`` wide: the dense pass of a patch CNN over a
     whole slice, where a large kernel (the two-pathway CNN's 21 x 21 output layer) makes the
-    direct convolution slow. Training, and windows, use torch's own convolution unchanged.
+    direct convolution slow. Training, and windows, use torch's own convolution unchanged, and
+    so does a traced or exported network (``bench export``).
     """
 
     fft_min_pixels: int = 32 * 32
     fft_min_kernel: int = 7
 
+    #: False inside :func:`direct_convolutions`.
+    enabled: bool = True
+
     def _use_fft(self, x: torch.Tensor) -> bool:
+        if not FFTConv2d.enabled or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return False  # an exported graph holds the direct convolution (no FFT op needed)
         if self.training or (torch.is_grad_enabled()
                              and (x.requires_grad or self.weight.requires_grad)):
             return False
@@ -106,6 +114,17 @@ class FFTConv2d(nn.Conv2d):
         if self._use_fft(x):
             return fft_conv2d(x, self.weight, self.bias)
         return super().forward(x)
+
+
+@contextmanager
+def direct_convolutions() -> Iterator[None]:
+    """Within the block every :class:`FFTConv2d` runs torch's direct convolution: the
+    computation an exported (traced) graph holds, which ``bench export`` compares it with."""
+    before, FFTConv2d.enabled = FFTConv2d.enabled, False
+    try:
+        yield
+    finally:
+        FFTConv2d.enabled = before
 
 
 def max_pool_stride1(x: torch.Tensor, kernel: int, dilation: int = 1) -> torch.Tensor:

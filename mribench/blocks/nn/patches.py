@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mribench.api.export import load_step, resize_step
 from mribench.api.overlap import dice_from_counts
 from mribench.api.params import FLAG, Interval, OrNone
 from mribench.api.types import Sample
@@ -414,6 +415,19 @@ def slice_images(samples: Sequence[Sample], size: int | None, normalise: bool = 
     """Images ``(n, 1, S, S)`` at ``size``, optionally :func:`normalise_intensity` d."""
     images = images_to_tensor(samples, size)
     return normalise_intensity(images) if normalise and len(samples) else images
+
+
+def slice_steps(work_size: int | None, normalise: bool) -> list[dict[str, Any]]:
+    """The export recipe's steps of :func:`slice_images` (``bench export`` of a patch CNN)."""
+    steps = [load_step(), resize_step(work_size)]
+    if normalise:
+        steps.append({"step": "normalise",
+                      "how": "divide the slice by the mean of its head pixels (head: "
+                             "mribench.blocks.nn.patches.head_regions, an Otsu threshold of "
+                             "the slice without skull erosion; a slice where it finds nothing "
+                             "uses every pixel), the mean clamped to >= 1e-3",
+                      "code": "mribench.blocks.nn.patches.normalise_intensity"})
+    return steps
 
 
 def normalise_intensity(images: torch.Tensor) -> torch.Tensor:
