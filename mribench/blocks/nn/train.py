@@ -74,6 +74,27 @@ batch order of epoch ``e`` do not depend on how the run got there: a run interru
 resumed ends with the same weights as one that never stopped (bit for bit on the CPU, with
 the same number of threads). GPU kernels may be non-deterministic.
 
+On a GPU (what the loop does, and which switches are exact enough):
+
+- Batches are copied through pinned memory with ``non_blocking=True`` (:func:`_to_device`), and
+  the training loss is read once per epoch, not with a ``.item()`` per step, so the host is not
+  made to wait for the device inside an epoch (the float32 losses are summed in the same order
+  as before: the recorded ``train_loss`` is unchanged).
+- Determinism is the runner's: every executor runs a job inside
+  :func:`mribench.run.execute.compute_threads`, which turns torch's deterministic algorithms on,
+  ``torch.backends.cudnn.deterministic`` on and ``cudnn.benchmark`` (the autotuner) off.
+  ``benchmarks/bench_train_throughput.py --device cuda --no-deterministic`` measures what that
+  costs; no GPU was lent when this was written, so no figure is claimed here.
+- ``amp`` (float16 on CUDA, with a ``GradScaler``; None = on there) is the usual GPU setting
+  (nnU-Net trains so) but not exact: logits move by about 1e-3 (measured with bfloat16 on the
+  CPU on the quick U-Net and CNN: max |d logit| 1e-3 at logits of order 0.1, no 0.5-decision
+  changed), so trained weights and metrics differ from float32 runs; it is off on the CPU, which
+  keeps the quick profiles' numbers.
+- ``channels_last`` is the same arithmetic in another memory order: outputs agree to float32
+  rounding (max |d logit| 3e-8 to 1.3e-7, measured as above) but are not bit-identical, so a run
+  with it is not bit-for-bit the run without it; it helps on GPUs with tensor cores and is off
+  by default (the U-Net's ``channels_last`` parameter).
+
 ``predict_batches(model, inputs, device, batch_size=32, *, activation=torch.sigmoid,
 amp=None, channels_last=False) -> torch.Tensor``: the model (eval mode, no grad) on an
 ``(n, C, H, W)`` tensor in batches; the outputs, through ``activation`` (None: raw logits),
