@@ -269,3 +269,22 @@ def test_torch_threads_restores() -> None:
     assert torch.get_num_threads() == before
     with torch_threads(None):
         assert torch.get_num_threads() == before
+
+
+def test_amp_is_off_on_the_cpu_unless_asked_and_then_bfloat16(tmp_path: Path) -> None:
+    """``amp=None`` on the CPU trains in float32 (the quick profiles' numbers); ``amp=True``
+    autocasts to bfloat16 there, without a gradient scaler (float16's is CUDA's)."""
+    runs = {}
+    for amp in (None, False, True):
+        train, val = _loaders()
+        seed_everything(0)
+        model = TinyNet()
+        folder = tmp_path / str(amp)
+        result = fit_model(model, train, val, make_loss("bce"), Context(),
+                           TrainConfig(epochs=2, lr=1e-2, amp=amp), checkpoint_dir=folder)
+        assert np.isfinite(result.history[-1]["train_loss"])
+        assert torch.load(folder / "last.pt", weights_only=True)["scaler"] is None
+        runs[amp] = (_state(model), [r["train_loss"] for r in result.history])
+    assert _same(runs[None][0], runs[False][0]) and runs[None][1] == runs[False][1]
+    assert runs[True][1] != runs[False][1]  # bfloat16 arithmetic: other (close) numbers
+    assert runs[True][1] == pytest.approx(runs[False][1], rel=0.05)
