@@ -269,9 +269,16 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
 
 
-def _seed_epoch(seed: int, epoch: int, loader: Any) -> None:
+def _seed_epoch(seed: int, epoch: int, loader: Any, device: str = "cpu") -> None:
+    """Seed torch's generator(s) and the loader's for ``epoch``. On the CPU only the CPU
+    generator (the one a CPU training draws from): ``torch.manual_seed`` also queues a lazy
+    seeding of CUDA, which records a stack trace each time, about 3 ms, as long as an epoch of
+    a small network."""
     s = _epoch_seed(seed, epoch)
-    torch.manual_seed(s)
+    if device == "cpu":
+        torch.default_generator.manual_seed(s)
+    else:
+        torch.manual_seed(s)
     generator = getattr(loader, "generator", None)
     if isinstance(generator, torch.Generator):
         generator.manual_seed(s)
@@ -566,7 +573,7 @@ def _train_epoch(model: nn.Module, loader: Iterable[Batch], loss_fn: Callable[..
     """One pass over ``loader`` (seeded for ``epoch``, see the module docstring); the mean
     training loss."""
     device, channels_last = ctx.device, config.channels_last
-    _seed_epoch(ctx.seed, epoch, loader)
+    _seed_epoch(ctx.seed, epoch, loader, device)
     model.train()
     autocast = _autocast(optimisation.amp, device)
     losses: list[torch.Tensor] = []
