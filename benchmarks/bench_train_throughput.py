@@ -47,8 +47,8 @@ call::
 
     python benchmarks/bench_train_throughput.py --device cuda --amp --out throughput-gpu.json
 
-(``--device cuda`` defaults to ``--profile paper``, ``synthetic[n=400]`` at 256 px and one
-epoch per repeat; add ``--no-deterministic`` for the cost of determinism.)
+(``--device cuda`` defaults to ``--profile paper``, ``synthetic[n=400]`` loaded at 256 px and
+repeats of at least 100 steps; add ``--no-deterministic`` for the cost of determinism.)
 """
 
 from __future__ import annotations
@@ -128,7 +128,8 @@ def _plain_batches(loader: Any, generator: Any) -> Callable[[], Iterable]:
     if tensors is None:
         return lambda: loader  # a PatchLoader: the same windows as mribench draws
     x_all, y_all = tensors
-    batch, drop_last = loader.batch_size, loader.drop_last
+    sampler = loader.batch_sampler or loader.sampler  # make_loader's: a BatchSampler
+    batch, drop_last = sampler.batch_size, sampler.drop_last
 
     def batches() -> Iterator:
         order = torch.randperm(len(x_all), generator=generator)
@@ -266,7 +267,8 @@ def measure(got: _Captured, device: str, amp: bool, steps: int, repeats: int,
 
 
 def _batch_size(loader: Any) -> int:
-    return int(getattr(loader, "batch_size", 0) or 0)
+    sampler = getattr(loader, "batch_sampler", None) or getattr(loader, "sampler", loader)
+    return int(getattr(sampler, "batch_size", 0) or 0)
 
 
 def _threads(threads: int, deterministic: bool) -> contextlib.AbstractContextManager:
@@ -307,7 +309,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", choices=("quick", "paper"), default=None,
                         help="the plugins' profile (default: quick on cpu, paper on cuda)")
     parser.add_argument("--dataset", default=None,
-                        help="data (default: synthetic[n=160] on cpu, synthetic[n=400] on cuda)")
+                        help="data (default: synthetic, 400 slices: CI's quick-synthetic data)")
     parser.add_argument("--image-size", type=int, default=None,
                         help="loading size (default: 128 on cpu, 256 on cuda)")
     parser.add_argument("--steps", type=int, default=None,
@@ -315,8 +317,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                              "24 on cpu, 100 on cuda)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs per timed repeat (overrides --steps)")
-    parser.add_argument("--repeats", type=int, default=4,
-                        help="timed repeats of each loop, interleaved (default: 4)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed repeats of each loop, interleaved (default: 3)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
     if args.device == "auto":
@@ -325,7 +327,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     gpu = args.device == "cuda"
     args.profile = args.profile or ("paper" if gpu else "quick")
-    args.dataset = args.dataset or ("synthetic[n=400]" if gpu else "synthetic[n=160]")
+    args.dataset = args.dataset or "synthetic[n=400]"
     args.image_size = args.image_size or (256 if gpu else 128)
     args.steps = args.steps or (100 if gpu else 24)
     unknown = set(args.methods.split(",")) - set(DEEP)

@@ -288,3 +288,23 @@ def test_amp_is_off_on_the_cpu_unless_asked_and_then_bfloat16(tmp_path: Path) ->
     assert _same(runs[None][0], runs[False][0]) and runs[None][1] == runs[False][1]
     assert runs[True][1] != runs[False][1]  # bfloat16 arithmetic: other (close) numbers
     assert runs[True][1] == pytest.approx(runs[False][1], rel=0.05)
+
+
+@pytest.mark.parametrize(("shuffle", "drop_last"), [(True, True), (True, False), (False, False)])
+def test_tensor_loaders_fetch_whole_batches_identical_to_per_sample(shuffle: bool,
+                                                                     drop_last: bool) -> None:
+    """make_loader indexes in-memory tensors once per batch: the batches (and their order,
+    epoch after epoch under fit_model's re-seeding) are those of a per-sample DataLoader."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y = torch.randn(70, 1, 4, 4), torch.randint(0, 2, (70,)).float()
+    fast = make_loader(TensorDataset(x, y), 16, shuffle=shuffle, seed=3, drop_last=drop_last)
+    generator = torch.Generator().manual_seed(3)
+    slow = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=shuffle, drop_last=drop_last,
+                      generator=generator)
+    assert len(fast) == len(slow) == (4 if drop_last else 5)
+    for epoch in range(3):
+        fast.generator.manual_seed(epoch)
+        slow.generator.manual_seed(epoch)
+        pairs = list(zip(fast, slow, strict=True))
+        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in pairs)
