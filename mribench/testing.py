@@ -7,6 +7,9 @@ training curves and its ``+crf`` variant), a failed and a skipped row, and the m
 The numbers are produced by :func:`mribench.eval.metrics.evaluate` on fabricated predictions,
 so they are consistent with the per-case records. Nothing here claims to be a real result:
 ``run.json`` says ``"dataset": {"name": "fake"}``.
+
+:func:`~mribench.data.synthetic_brats.write_synthetic_brats` (re-exported here) writes synthetic
+BraTS-layout cases (NIfTI, four modalities and a labelled seg) for the ``brats`` loader.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from mribench.api.types import Prediction, Sample
+from mribench.data.synthetic_brats import write_synthetic_brats  # re-exported for tests
 from mribench.eval.metrics import evaluate
 from mribench.results.layout import JobKey
 from mribench.results.write import RunWriter
 
-__all__ = ["make_fake_results"]
+__all__ = ["make_fake_results", "write_synthetic_brats"]
 
 
 def _slices(n: int, size: int, rng: np.random.Generator) -> list[Sample]:

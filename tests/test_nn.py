@@ -187,7 +187,7 @@ def test_interrupted_training_resumes_to_same_weights(tmp_path: Path) -> None:
     train, val = _loaders()
     with pytest.raises(KeyboardInterrupt):
         fit_model(TinyNet(), train, val, make_loss("dice+bce"), Context(), FIT,
-                  checkpoint_dir=tmp_path / "cut", on_epoch_end=interrupt)
+                  checkpoint_dir=tmp_path / "cut", on_epoch_end=interrupt, checkpoint_every=0)
     seed_everything(123)  # a different start must not matter: everything comes from the checkpoint
     resumed_model = TinyNet()
     train, val = _loaders()
@@ -208,11 +208,52 @@ def test_interrupted_training_resumes_to_same_weights(tmp_path: Path) -> None:
     assert other.resumed_from == 0
 
 
-def test_time_budget_and_bad_settings() -> None:
+def test_checkpoints_between_writes_are_redone_to_the_same_weights(tmp_path: Path) -> None:
+    """Checkpoints are written at most every ``checkpoint_every`` seconds, and always at the
+    end: an interruption before the first write resumes from scratch, to the same weights."""
+    seed_everything(0)
+    full_model = TinyNet()
     train, val = _loaders()
-    result = fit_model(TinyNet(), train, val, make_loss("bce"), Context(),
-                       TrainConfig(epochs=50, lr=1e-3, max_minutes=1e-6))
+    full = fit_model(full_model, train, val, make_loss("dice+bce"), Context(), FIT)
+    written: list[bool] = []
+
+    def interrupt(epoch: int, row: dict) -> None:
+        written.append((tmp_path / "cut" / "last.pt").exists())
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    seed_everything(0)
+    with pytest.raises(KeyboardInterrupt):
+        fit_model(TinyNet(), train, val, make_loss("dice+bce"), Context(), FIT,
+                  checkpoint_dir=tmp_path / "cut", on_epoch_end=interrupt,
+                  checkpoint_every=3600)
+    assert written == [False, False, False]
+    assert not (tmp_path / "cut" / "best.pt").exists()
+    seed_everything(0)
+    resumed_model = TinyNet()
+    resumed = fit_model(resumed_model, train, val, make_loss("dice+bce"), Context(), FIT,
+                        checkpoint_dir=tmp_path / "cut", checkpoint_every=3600)
+    assert resumed.resumed_from == 0 and resumed.best_epoch == full.best_epoch
+    assert _same(_state(resumed_model), _state(full_model))
+    # the end is always written, best weights with it
+    best = TinyNet()
+    best.load_state_dict(torch.load(tmp_path / "cut" / "best.pt", weights_only=True))
+    assert _same(_state(best), _state(full_model))
+    again = fit_model(TinyNet(), train, val, make_loss("dice+bce"), Context(), FIT,
+                      checkpoint_dir=tmp_path / "cut", checkpoint_every=3600)
+    assert again.resumed_from == 5 and again.best_score == full.best_score
+
+
+def test_time_budget_and_bad_settings(tmp_path: Path) -> None:
+    train, val = _loaders()
+    budget = TrainConfig(epochs=50, lr=1e-3, max_minutes=1e-6)
+    result = fit_model(TinyNet(), train, val, make_loss("bce"), Context(), budget,
+                       checkpoint_dir=tmp_path, checkpoint_every=3600)
     assert result.timed_out and result.epochs_run == 1
+    # the budget's end is written even between two checkpoint times: a rerun stops there
+    again = fit_model(TinyNet(), train, val, make_loss("bce"), Context(), budget,
+                      checkpoint_dir=tmp_path, checkpoint_every=3600)
+    assert again.timed_out and again.resumed_from == 1 and again.epochs_run == 1
     with pytest.raises(ParamError, match="scheduler"):
         TrainConfig(epochs=1, scheduler="warm")
     with pytest.raises(ParamError, match="optimizer"):
@@ -228,3 +269,42 @@ def test_torch_threads_restores() -> None:
     assert torch.get_num_threads() == before
     with torch_threads(None):
         assert torch.get_num_threads() == before
+
+
+def test_amp_is_off_on_the_cpu_unless_asked_and_then_bfloat16(tmp_path: Path) -> None:
+    """``amp=None`` on the CPU trains in float32 (the quick profiles' numbers); ``amp=True``
+    autocasts to bfloat16 there, without a gradient scaler (float16's is CUDA's)."""
+    runs = {}
+    for amp in (None, False, True):
+        train, val = _loaders()
+        seed_everything(0)
+        model = TinyNet()
+        folder = tmp_path / str(amp)
+        result = fit_model(model, train, val, make_loss("bce"), Context(),
+                           TrainConfig(epochs=2, lr=1e-2, amp=amp), checkpoint_dir=folder)
+        assert np.isfinite(result.history[-1]["train_loss"])
+        assert torch.load(folder / "last.pt", weights_only=True)["scaler"] is None
+        runs[amp] = (_state(model), [r["train_loss"] for r in result.history])
+    assert _same(runs[None][0], runs[False][0]) and runs[None][1] == runs[False][1]
+    assert runs[True][1] != runs[False][1]  # bfloat16 arithmetic: other (close) numbers
+    assert runs[True][1] == pytest.approx(runs[False][1], rel=0.05)
+
+
+@pytest.mark.parametrize(("shuffle", "drop_last"), [(True, True), (True, False), (False, False)])
+def test_tensor_loaders_fetch_whole_batches_identical_to_per_sample(shuffle: bool,
+                                                                     drop_last: bool) -> None:
+    """make_loader indexes in-memory tensors once per batch: the batches (and their order,
+    epoch after epoch under fit_model's re-seeding) are those of a per-sample DataLoader."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y = torch.randn(70, 1, 4, 4), torch.randint(0, 2, (70,)).float()
+    fast = make_loader(TensorDataset(x, y), 16, shuffle=shuffle, seed=3, drop_last=drop_last)
+    generator = torch.Generator().manual_seed(3)
+    slow = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=shuffle, drop_last=drop_last,
+                      generator=generator)
+    assert len(fast) == len(slow) == (4 if drop_last else 5)
+    for epoch in range(3):
+        fast.generator.manual_seed(epoch)
+        slow.generator.manual_seed(epoch)
+        pairs = list(zip(fast, slow, strict=True))
+        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in pairs)

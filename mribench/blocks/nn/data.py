@@ -26,7 +26,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
 
 from mribench.api.errors import DataError
 from mribench.api.types import Sample
@@ -174,7 +181,8 @@ class SampleDataset(Dataset):
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pair, or a whole batch for a list of indices."""
         return self.inputs[index], self.targets[index]
 
 
@@ -184,10 +192,19 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, see
 
     The loader's ``generator`` is re-seeded every epoch by ``fit_model`` (``seed + epoch``),
     which makes a resumed training see the same batches. No worker processes: the data
-    already sits in memory as tensors, where workers only add start-up cost.
+    already sits in memory as tensors, where workers only add start-up cost. A
+    :class:`SampleDataset` or ``TensorDataset`` is indexed once per batch (the batch sampler's
+    list of indices) instead of once per sample and stacked: the same batches, in the same
+    order from the same generator, without a Python call per sample (about 100 us a batch of
+    32, a fifth of a small MLP's training step).
     """
     generator = torch.Generator()
     generator.manual_seed(int(seed))
+    if isinstance(dataset, SampleDataset | TensorDataset):
+        order = (RandomSampler(dataset, generator=generator) if shuffle
+                 else SequentialSampler(dataset))
+        return DataLoader(dataset, batch_size=None, generator=generator,
+                          sampler=BatchSampler(order, batch_size, drop_last))
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
                       generator=generator)
 

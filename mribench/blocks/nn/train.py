@@ -20,7 +20,7 @@ API (what a plugin calls)::
     probs = predict_batches(model, images, ctx.device, batch_size=32)   # sigmoid outputs
 
 ``fit_model(model, train_loader, val_loader, loss_fn, ctx, config, *, checkpoint_dir=None,
-fingerprint=None, on_epoch_end=None) -> TrainResult``, with ``config`` a :class:`TrainConfig`
+fingerprint=None, on_epoch_end=None, checkpoint_every=60.0) -> TrainResult``, with ``config`` a :class:`TrainConfig`
 (``epochs``, ``lr=1e-3``, ``weight_decay=0.0``, ``optimizer="adam"``, ``scheduler="none"``,
 ``grad_clip=None``, ``augment=None``, ``val_score_fn=None``, ``patience=None``,
 ``min_delta=0.0``, ``max_minutes=None``, ``amp=None``, ``channels_last=False``). It reads as
@@ -47,13 +47,21 @@ its recipe: per epoch :func:`_train_epoch` (the loop over the batches), :func:`_
   lr after ``max(1, patience // 2)`` epochs without improvement).
 - ``augment(x, y) -> (x, y)``: a batch transform applied on the device to training batches
   only (see :class:`mribench.blocks.nn.data.Augment`).
-- ``amp``: mixed precision (float16 autocast + gradient scaling); None means "on CUDA", and
-  it is always off on the CPU. ``channels_last`` converts model and batches to NHWC.
+- ``amp``: mixed precision; None means "on CUDA" (float16 autocast + gradient scaling),
+  off on the CPU; True on the CPU autocasts to bfloat16 (no scaling needed). ``channels_last``
+  converts model and batches to NHWC. See "On a GPU" below for which are exact enough.
 - Per epoch: a progress bar over the batches (``ctx.progress``), one ``ctx.record(epoch=,
   train_loss=, val_loss=, val_metric=, lr=, seconds=)`` row and one ``ctx.log`` line.
 - Checkpoints (``checkpoint_dir``, normally ``ctx.subdir("checkpoints")``): ``last.pt``
-  (model, optimizer, scheduler, scaler, epoch, history, early-stopping state; written
-  atomically after every epoch) and ``best.pt`` (the best weights). When ``last.pt`` exists
+  (model, optimizer, scheduler, scaler, epoch, history, early-stopping state) and ``best.pt``
+  (the best weights), written together, atomically, at the end of an epoch when
+  ``checkpoint_every`` seconds (default :data:`CHECKPOINT_EVERY`, a minute) passed since the
+  last write, and always when the training ends (finished, stopped early, out of time);
+  ``checkpoint_every=0`` writes after every epoch. An interruption loses at most that much
+  training (the resumed run repeats those epochs and ends with the same weights); writing
+  every epoch cost half the training time of the small networks (a 50k-parameter MLP
+  epoch of a few ms against two ``torch.save``) and, for the paper's U-Net (31 M parameters,
+  ~370 MB with Adam's moments), seconds per epoch on a GPU. When ``last.pt`` exists
   with the same ``fingerprint``, training resumes after its epoch; a finished training is
   not repeated (its best weights are loaded). Use :func:`fingerprint` on the parameters and
   the training ids so that a changed configuration starts afresh.
@@ -65,6 +73,27 @@ the start of every epoch from ``ctx.seed`` and the epoch number, so dropout, aug
 batch order of epoch ``e`` do not depend on how the run got there: a run interrupted and
 resumed ends with the same weights as one that never stopped (bit for bit on the CPU, with
 the same number of threads). GPU kernels may be non-deterministic.
+
+On a GPU (what the loop does, and which switches are exact enough):
+
+- Batches are copied through pinned memory with ``non_blocking=True`` (:func:`_to_device`), and
+  the training loss is read once per epoch, not with a ``.item()`` per step, so the host is not
+  made to wait for the device inside an epoch (the float32 losses are summed in the same order
+  as before: the recorded ``train_loss`` is unchanged).
+- Determinism is the runner's: every executor runs a job inside
+  :func:`mribench.run.execute.compute_threads`, which turns torch's deterministic algorithms on,
+  ``torch.backends.cudnn.deterministic`` on and ``cudnn.benchmark`` (the autotuner) off.
+  ``benchmarks/bench_train_throughput.py --device cuda --no-deterministic`` measures what that
+  costs; no GPU was lent when this was written, so no figure is claimed here.
+- ``amp`` (float16 on CUDA, with a ``GradScaler``; None = on there) is the usual GPU setting
+  (nnU-Net trains so) but not exact: logits move by about 1e-3 (measured with bfloat16 on the
+  CPU on the quick U-Net and CNN: max |d logit| 1e-3 at logits of order 0.1, no 0.5-decision
+  changed), so trained weights and metrics differ from float32 runs; it is off on the CPU, which
+  keeps the quick profiles' numbers.
+- ``channels_last`` is the same arithmetic in another memory order: outputs agree to float32
+  rounding (max |d logit| 3e-8 to 1.3e-7, measured as above) but are not bit-identical, so a run
+  with it is not bit-for-bit the run without it; it helps on GPUs with tensor cores and is off
+  by default (the U-Net's ``channels_last`` parameter).
 
 ``predict_batches(model, inputs, device, batch_size=32, *, activation=torch.sigmoid,
 amp=None, channels_last=False) -> torch.Tensor``: the model (eval mode, no grad) on an
@@ -94,11 +123,13 @@ from mribench.api.errors import ParamError
 from mribench.api.params import FLAG, Constraint, Interval, MethodParams, OneOf, OrNone
 from mribench.api.seeding import seed_everything  # re-exported for the plugins
 
-__all__ = ["OPTIMIZERS", "SCHEDULERS", "TRAINING_RULES", "TrainConfig", "TrainParams",
+__all__ = ["CHECKPOINT_EVERY", "OPTIMIZERS", "SCHEDULERS", "TRAINING_RULES", "TrainConfig", "TrainParams",
            "TrainResult", "fingerprint", "fit_model", "predict_batches", "seed_everything",
            "torch_threads"]
 
 SCHEDULERS = ("none", "cosine", "onecycle", "plateau")
+#: Seconds between two checkpoint writes during a training (see the module docstring).
+CHECKPOINT_EVERY = 60.0
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -238,9 +269,16 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
 
 
-def _seed_epoch(seed: int, epoch: int, loader: Any) -> None:
+def _seed_epoch(seed: int, epoch: int, loader: Any, device: str = "cpu") -> None:
+    """Seed torch's generator(s) and the loader's for ``epoch``. On the CPU only the CPU
+    generator (the one a CPU training draws from): ``torch.manual_seed`` also queues a lazy
+    seeding of CUDA, which records a stack trace each time, about 3 ms, as long as an epoch of
+    a small network."""
     s = _epoch_seed(seed, epoch)
-    torch.manual_seed(s)
+    if device == "cpu":
+        torch.default_generator.manual_seed(s)
+    else:
+        torch.manual_seed(s)
     generator = getattr(loader, "generator", None)
     if isinstance(generator, torch.Generator):
         generator.manual_seed(s)
@@ -283,7 +321,12 @@ def _make_scheduler(name: str, optimizer: torch.optim.Optimizer, lr: float, epoc
     raise ParamError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {name!r}")
 
 
-def _to_device(x: torch.Tensor, device: str, channels_last: bool) -> torch.Tensor:
+def _to_device(x: torch.Tensor, device: str, channels_last: bool = False) -> torch.Tensor:
+    """``x`` on ``device``; a CPU batch bound for a GPU goes through pinned (page-locked)
+    memory, so the copy is asynchronous (``non_blocking``) and the host queues the next
+    kernels meanwhile (a loader that pins itself, ``pin_memory=True``, is not pinned twice)."""
+    if device != "cpu" and x.device.type == "cpu" and not x.is_pinned():
+        x = x.pin_memory()
     x = x.to(device, non_blocking=True)
     if channels_last and x.ndim == 4:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -298,14 +341,22 @@ def _loss_on(loss_fn: Callable[..., torch.Tensor], logits: torch.Tensor,
 
 
 def _use_amp(amp: bool | None, device: str) -> bool:
-    """Mixed precision only on CUDA; ``amp`` None means "wherever it can"."""
-    return device == "cuda" and (amp is None or bool(amp))
+    """Whether to train in mixed precision: ``amp`` None means "on CUDA" (off on the CPU,
+    where bfloat16 is slower than float32 on most cores and changes the numbers); True asks
+    for it on the CPU too (bfloat16)."""
+    if amp is None:
+        return device.startswith("cuda")
+    return bool(amp)
 
 
-def _autocast(enabled: bool) -> contextlib.AbstractContextManager:
-    """float16 autocast on CUDA when ``enabled``, else a no-op context."""
-    return (torch.autocast(device_type="cuda", dtype=torch.float16) if enabled
-            else contextlib.nullcontext())
+def _autocast(enabled: bool, device: str = "cuda") -> contextlib.AbstractContextManager:
+    """Autocast when ``enabled``: float16 on CUDA (with gradient scaling, see
+    :class:`_Optimisation`), bfloat16 on the CPU (float32's range: no scaling); else a no-op."""
+    if not enabled:
+        return contextlib.nullcontext()
+    if device.startswith("cuda"):
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
 
 
 def _evaluate(model: nn.Module, loader: Iterable[Batch], loss_fn: Callable[..., torch.Tensor],
@@ -315,11 +366,11 @@ def _evaluate(model: nn.Module, loader: Iterable[Batch], loss_fn: Callable[..., 
     total, count = 0.0, 0
     outs: list[torch.Tensor] = []
     tgts: list[torch.Tensor] = []
-    autocast = _autocast(amp)
+    autocast = _autocast(amp, device)
     with torch.no_grad():
         for x, y in loader:
             x = _to_device(x, device, channels_last)
-            y = y.to(device)
+            y = _to_device(y, device)
             with autocast:
                 logits = model(x)
             loss = _loss_on(loss_fn, logits, y)
@@ -339,17 +390,18 @@ def _evaluate(model: nn.Module, loader: Iterable[Batch], loss_fn: Callable[..., 
 
 
 class _Optimisation:
-    """The optimiser, its learning-rate schedule and the AMP gradient scaler of one training."""
+    """The optimiser, its learning-rate schedule and the AMP gradient scaler of one training
+    (float16 on CUDA needs the scaling; bfloat16 on the CPU does not: it is disabled there)."""
 
     def __init__(self, model: nn.Module, config: TrainConfig, steps_per_epoch: int,
-                 amp: bool) -> None:
+                 amp: bool, device: str = "cpu") -> None:
         self.optimizer = _make_optimizer(config.optimizer, model.parameters(), config.lr,
                                          config.weight_decay)
         self.scheduler = _make_scheduler(config.scheduler, self.optimizer, config.lr,
                                          config.epochs, steps_per_epoch, config.patience)
         self.per_step = config.scheduler in ("cosine", "onecycle")
-        self.scaler = torch.amp.GradScaler("cuda", enabled=amp)
-        self.amp = amp
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp and device.startswith("cuda"))
+        self.amp, self.device = amp, device
 
     @property
     def lr(self) -> float:
@@ -374,7 +426,7 @@ class _Optimisation:
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                "scaler": self.scaler.state_dict() if self.amp else None}
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -424,8 +476,11 @@ class _Checkpoints:
     """``last.pt`` (everything a resume needs, written after every epoch) and ``best.pt`` (the
     best weights) in one folder; without a folder nothing is written or read."""
 
-    def __init__(self, folder: Path | str | None, fingerprint: str | None) -> None:
-        self.fingerprint = fingerprint
+    def __init__(self, folder: Path | str | None, fingerprint: str | None,
+                 every: float = 0.0) -> None:
+        self.fingerprint, self.every = fingerprint, every
+        self._written = time.perf_counter()
+        self._best: dict[str, torch.Tensor] | None = None  # best weights not yet on disk
         self.last: Path | None = None
         self.best: Path | None = None
         if folder is not None:
@@ -467,13 +522,22 @@ class _Checkpoints:
         return progress
 
     def save_best(self, weights: dict[str, torch.Tensor]) -> None:
-        if self.best is not None:
-            _atomic_torch_save(weights, self.best)
+        """New best weights: written to ``best.pt`` with the next ``last.pt``, so the two
+        files always describe one moment of the training."""
+        self._best = weights
 
     def save_last(self, model: nn.Module, optimisation: _Optimisation, progress: _Progress,
-                  finished: bool, elapsed: float) -> None:
+                  finished: bool, elapsed: float, *, force: bool = False,
+                  timed_out: bool = False) -> None:
+        """Write ``last.pt`` (and the pending ``best.pt``) when the training is finished,
+        when ``force``, or when ``every`` seconds passed since the last write."""
         if self.last is None:
             return
+        if not (finished or force or time.perf_counter() - self._written >= self.every):
+            return
+        if self._best is not None and self.best is not None:
+            _atomic_torch_save(self._best, self.best)
+            self._best = None
         selection = progress.selection
         opt = optimisation.state_dict()
         _atomic_torch_save({
@@ -482,16 +546,10 @@ class _Checkpoints:
             "epoch": progress.epoch, "history": progress.history,
             "best_score": selection.best_score, "best_epoch": selection.best_epoch,
             "bad_epochs": selection.bad_epochs, "elapsed": elapsed,
-            "done": finished, "stopped_early": progress.stopped_early, "timed_out": False,
-            "fingerprint": self.fingerprint,
+            "done": finished, "stopped_early": progress.stopped_early,
+            "timed_out": timed_out, "fingerprint": self.fingerprint,
         }, self.last)
-
-    def mark_timed_out(self) -> None:
-        """Record in ``last.pt`` that the time budget ended the training (no resume)."""
-        if self.last is not None and self.last.exists():
-            state = torch.load(self.last, map_location="cpu", weights_only=True)
-            state.update(done=True, timed_out=True)
-            _atomic_torch_save(state, self.last)
+        self._written = time.perf_counter()
 
 
 # --------------------------------------------------------------------------- the steps
@@ -515,15 +573,15 @@ def _train_epoch(model: nn.Module, loader: Iterable[Batch], loss_fn: Callable[..
     """One pass over ``loader`` (seeded for ``epoch``, see the module docstring); the mean
     training loss."""
     device, channels_last = ctx.device, config.channels_last
-    _seed_epoch(ctx.seed, epoch, loader)
+    _seed_epoch(ctx.seed, epoch, loader, device)
     model.train()
-    autocast = _autocast(optimisation.amp)
-    total, count = 0.0, 0
+    autocast = _autocast(optimisation.amp, device)
+    losses: list[torch.Tensor] = []
+    sizes: list[int] = []
     bar = ctx.progress(loader, desc=f"epoch {epoch + 1}/{config.epochs}",
                        total=_steps_per_epoch(loader) if hasattr(loader, "__len__") else None)
     for x, y in bar:
-        x = x.to(device, non_blocking=True)
-        y = y.to(device, non_blocking=True)
+        x, y = _to_device(x, device), _to_device(y, device)
         if config.augment is not None:
             x, y = config.augment(x, y)
         if channels_last and x.ndim == 4:
@@ -533,9 +591,11 @@ def _train_epoch(model: nn.Module, loader: Iterable[Batch], loss_fn: Callable[..
             logits = model(x)
         loss = _loss_on(loss_fn, logits, y)
         optimisation.step(model, loss, config.grad_clip)
-        total += float(loss.item()) * x.shape[0]
-        count += x.shape[0]
-    return total / max(count, 1)
+        losses.append(loss.detach())  # read once per epoch: no device sync per step
+        sizes.append(x.shape[0])
+    values = torch.stack(losses).tolist() if losses else []
+    total = sum(float(v) * n for v, n in zip(values, sizes, strict=True))
+    return total / max(sum(sizes), 1)
 
 
 def _validate(model: nn.Module, loader: Iterable[Batch] | None,
@@ -596,8 +656,8 @@ def fit_model(model: nn.Module, train_loader: Iterable[Batch],
               val_loader: Iterable[Batch] | None, loss_fn: Callable[..., torch.Tensor],
               ctx: Context, config: TrainConfig, *, checkpoint_dir: Path | str | None = None,
               fingerprint: str | None = None,
-              on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None
-              ) -> TrainResult:
+              on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+              checkpoint_every: float = CHECKPOINT_EVERY) -> TrainResult:
     """Train ``model`` by ``config`` with early stopping, checkpoints and resume; see the
     module docstring.
 
@@ -609,8 +669,9 @@ def fit_model(model: nn.Module, train_loader: Iterable[Batch],
     model.to(ctx.device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimisation = _Optimisation(model, config, _steps_per_epoch(train_loader), use_amp)
-    checkpoints = _Checkpoints(checkpoint_dir, fingerprint)
+    optimisation = _Optimisation(model, config, _steps_per_epoch(train_loader), use_amp,
+                                 ctx.device)
+    checkpoints = _Checkpoints(checkpoint_dir, fingerprint, checkpoint_every)
     progress = checkpoints.resume(model, optimisation, config.min_delta, ctx)
     start_epoch = progress.epoch
     t0 = time.perf_counter()
@@ -634,8 +695,8 @@ def fit_model(model: nn.Module, train_loader: Iterable[Batch],
                     best_score=progress.selection.best_score)
             break
 
-    if progress.timed_out:
-        checkpoints.mark_timed_out()
+    if progress.timed_out:  # recorded as done: a rerun does not train on
+        checkpoints.save_last(model, optimisation, progress, True, elapsed(), timed_out=True)
     return _restore_best(model, progress, start_epoch, elapsed(), ctx.device)
 
 
@@ -666,7 +727,7 @@ def predict_batches(model: nn.Module, inputs: torch.Tensor, device: str, batch_s
     model.to(device)
     model.eval()
     outs = []
-    autocast = _autocast(use_amp)
+    autocast = _autocast(use_amp, device)
     with torch.no_grad():
         for start in range(0, inputs.shape[0], batch_size):
             x = _to_device(inputs[start:start + batch_size], device, channels_last)
