@@ -26,6 +26,17 @@ slices teach the network that a slice may hold no tumour, which the image-level 
 task needs, at some cost in recall. Model selection (best epoch, early stopping, the optional
 threshold) uses the pooled Dice of the validation slices chosen by the same rule.
 
+Data feeding: the slices stream from the sample store (:class:`~mribench.blocks.nn.data.SliceDataset`:
+one slice read and resized per item, ``workers`` loader processes), validation is scored from
+streamed counts and test slices are predicted batch by batch, so memory depends on the batch,
+not on the data set; the numbers are those of the stacked tensors this replaced, bit for bit.
+``iterations`` (batches per epoch; None: a pass over the slices) and ``oversample`` (share of
+each batch drawn from slices holding tumour; nnU-Net forces a third) change the sampling to
+nnU-Net's; both are off in ``quick`` and ``paper``: the paper trains plain epochs over its
+annotated slices (every one holds tumour, so oversampling would change nothing there), and
+``quick`` keeps the numbers of the baselines. Turn them on for a large data set with few
+tumour slices (``unet[iterations=250,oversample=0.33]``, nnU-Net's 250 batches per epoch).
+
 Differences from the paper:
 
 - the network returns logits; the sigmoid is applied in the loss (``BCEWithLogits``, the
@@ -126,9 +137,6 @@ class Params(TrainParams):
         "threshold": OrNone(Interval(0, 1, closed="neither")),
         "tta": FLAG,
         "channels_last": FLAG,
-        "oversample": Interval(0, 1),
-        "iterations": OrNone(Interval(1, None, integer=True)),
-        "workers": Interval(0, 64, integer=True),
     }
 
     image_size: int = 256

@@ -121,6 +121,9 @@ TRAINING_RULES: dict[str, Constraint] = {
     "dropout": Interval(0, 1, closed="left"),
     "augment": FLAG,
     "infer_batch": Interval(1, None, integer=True),
+    "oversample": Interval(0, 1),
+    "iterations": OrNone(Interval(1, None, integer=True)),
+    "workers": Interval(0, 64, integer=True),
 }
 
 
@@ -129,8 +132,11 @@ class TrainParams(MethodParams):
     """Base of the ``Params`` of every deep plugin: the training knobs all of them have, and
     the rules of :data:`TRAINING_RULES` for those (and for the ones only some declare:
     ``epochs``, ``weight_decay``, ``max_minutes``, ``optimizer``, ``scheduler``, ``augment``,
-    ``infer_batch``). A subclass declares its own fields with its defaults (re-declaring a
-    field here changes its default) and ``constraints`` for the rest.
+    ``infer_batch``; and the streamed feeding's ``workers``: loader worker processes, 0 = read
+    in the training process; ``iterations``: batches per epoch, None = a pass over the data;
+    ``oversample``: share of each batch forced onto foreground slices). A subclass declares
+    its own fields with its defaults (re-declaring a field here changes its default) and
+    ``constraints`` for the rest.
 
     ``batch_size``: training batch; ``lr``: learning rate; ``patience``: epochs without a
     better validation score before stopping (None: no early stopping); ``dropout``: the
