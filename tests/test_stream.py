@@ -164,3 +164,37 @@ def test_pooled_dice_counts_equal_the_concatenation() -> None:
     targets = (torch.rand(10, 1, 8, 8, generator=g) > 0.7).float()
     summed = sum(POOLED_DICE.counts(logits[i:i + 3], targets[i:i + 3]) for i in range(0, 10, 3))
     assert POOLED_DICE.from_counts(summed) == pooled_dice(logits, targets)
+
+
+def test_prepared_slices_stream_the_stacked_windows(stored, tmp_path: Path) -> None:
+    from mribench.blocks.nn.patches import (
+        PatchSource,
+        head_regions,
+        known_slices,
+        prepare_slices,
+        sample_centres,
+        slice_batches,
+        val_slice_batches,
+    )
+
+    samples, reader = stored
+    kept, images, masks = known_slices(samples, 48, normalise=True)
+    regions = head_regions(images[:, 0].numpy(), masks)
+    source, s_masks, s_regions = prepare_slices(kept, 48, tmp_path / "slices", normalise=True,
+                                                chunk=7)
+    assert np.array_equal(masks, s_masks) and np.array_equal(regions, s_regions)
+    centres = sample_centres(masks, regions, 64, rng=1)
+    part, local = source.take(centres.take(slice(0, 16)))
+    assert len(part.shape) == 4 and part.shape[0] <= 16  # only the slices the batch touches
+    whole = PatchSource(images)
+    for scale in (1, 2, 4):
+        assert torch.equal(whole.extract(centres.take(slice(0, 16)), 32, scale),
+                           part.extract(local, 32, scale))
+    source.close()
+    _, v_images, v_masks = known_slices(samples, 48, scored=True, normalise=True)
+    reference = slice_batches(v_images, v_masks, 4, limit=9, seed=2)
+    reader.images = 0
+    _, streamed = val_slice_batches(samples, 48, 4, normalise=True, limit=9, seed=2)
+    assert reader.images == 9
+    for (xa, ya), (xb, yb) in zip(reference, streamed, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
