@@ -26,7 +26,9 @@ and ``--states warm`` measures only the warm run (with a filled ``--cache``, no 
 
 Prints one line per run: mode, data set, method, cold/warm, max RSS in MB, wall seconds,
 slices/s (direct: training slices x epochs / fit seconds and predicted slices / predict
-seconds; bench: samples / wall seconds), exit status.
+seconds; bench: samples / wall seconds), exit status. ``--timeout S`` (bench mode) kills a
+run after S seconds (exit 137): its max RSS so far is then a lower bound of its peak, e.g. for
+a run whose stacked tensors are built in its first minutes but whose full run takes hours.
 
 The scripts runs the code of the Python that runs it: ``/path/to/main/.venv/bin/python
 benchmarks/bench_memory.py ...`` measures another checkout (before/after comparisons).
@@ -90,10 +92,11 @@ def _method_spec(method: str, params: str | None) -> str:
     return f"{method}[{params}]" if params else method
 
 
-def run_bench(data: Path, out: Path, env: dict[str, str], method: str, spec: str
-              ) -> tuple[float, float, int, str]:
-    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "mribench.cli", "run", "--method",
-           method, "--dataset", spec, "--data-dir", str(data), "--out", str(out),
+def run_bench(data: Path, out: Path, env: dict[str, str], method: str, spec: str,
+              timeout: int | None = None) -> tuple[float, float, int, str]:
+    limit = ["timeout", "--signal=KILL", str(timeout)] if timeout else []
+    cmd = ["/usr/bin/time", "-v", *limit, sys.executable, "-m", "mribench.cli", "run",
+           "--method", method, "--dataset", spec, "--data-dir", str(data), "--out", str(out),
            "--no-report", "--quiet"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -148,6 +151,11 @@ def main() -> None:
                         help="data cache folder to use and keep (default: a fresh one)")
     parser.add_argument("--states", default="cold,warm",
                         help="which runs: cold,warm (default), cold or warm")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="bench mode: keep the results folders under this folder")
+    parser.add_argument("--timeout", type=int, default=None,
+                        help="bench mode: kill the run after this many seconds (exit 137); "
+                             "its max RSS so far is a lower bound of the peak")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -159,8 +167,9 @@ def main() -> None:
         env = {**os.environ, "MRIBENCH_CACHE": str(cache)}
         for state in [s.strip() for s in args.states.split(",") if s.strip()]:
             if args.mode == "bench":
-                rss, secs, rc, rate = run_bench(args.data_dir, Path(tmp) / f"out-{state}", env,
-                                                method, args.dataset)
+                rss, secs, rc, rate = run_bench(args.data_dir,
+                                                (args.out or Path(tmp)) / f"out-{state}", env,
+                                                method, args.dataset, args.timeout)
             else:
                 rss, secs, rc, rate = run_direct(args.data_dir, method, env, args.dataset)
             print(f"{args.mode:6s} {args.dataset} {method} {state}: max RSS {rss:7.0f} MB, "
