@@ -19,7 +19,17 @@ over patches):
   :func:`known_slices` (training slices at the working size), :func:`normalise_intensity`
   (per-slice brightness), :func:`maps_for` (maps back at each slice's size);
 - :func:`position_features`: normalised (row, column, radius) of centres, or of every pixel of a
-  slice (the multi-scale CNN's location input).
+  slice (the multi-scale CNN's location input);
+- streamed training (memory by the batch, not the data set, the same windows bit for bit):
+  :func:`prepare_slices` writes the prepared slices to a scratch file (:class:`SlicesOnDisk`)
+  and keeps only their bool masks and regions, a batch of centres reads the slices it touches
+  (:meth:`SlicesOnDisk.take`), and :func:`val_slice_batches` reads only the validation slices
+  kept.
+
+Sampling as nnU-Net's: balanced sampling is the patch CNNs' foreground oversampling
+(``positive_fraction`` of the centres on tumour pixels; 0.5 by default, nnU-Net forces a third
+of its patches onto foreground), and ``patches_per_epoch`` their fixed number of iterations
+per epoch.
 
 Window convention: the window of size ``k`` around pixel ``(y, x)`` covers rows
 ``y - k // 2 .. y - k // 2 + k - 1`` (centred for odd ``k``; one more row above than below for
