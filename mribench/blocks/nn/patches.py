@@ -143,7 +143,7 @@ def sample_centres(masks: np.ndarray, regions: np.ndarray, n: int, *,
         if not 0.0 <= positive_fraction <= 1.0:
             raise ValueError(f"positive_fraction must be in [0, 1], got {positive_fraction}")
         n_pos = int(round(n * positive_fraction)) if masks.any() else 0
-        negatives = regions & ~masks
+        negatives = np.greater(regions, masks)  # regions & ~masks, without a ~masks copy
         if not negatives.any():
             n_pos = n
         flat = np.concatenate([_draw(masks, n_pos, rng), _draw(negatives, n - n_pos, rng)])
