@@ -2,7 +2,8 @@
 
 Two measurements, each in a fresh process:
 
-- ``--mode bench`` (default): the real command under ``/usr/bin/time -v``::
+- ``--mode bench`` (default): the real command in a child process, its peak from
+  ``os.wait4`` (the child's own ``ru_maxrss``)::
 
       python -m mribench.cli run --method METHOD[PARAMS] --dataset SPEC --data-dir DATA \\
           --out OUT --no-report --quiet
@@ -46,6 +47,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -94,20 +96,28 @@ def _method_spec(method: str, params: str | None) -> str:
 
 def run_bench(data: Path, out: Path, env: dict[str, str], method: str, spec: str,
               timeout: int | None = None) -> tuple[float, float, int, str]:
-    limit = ["timeout", "--signal=KILL", str(timeout)] if timeout else []
-    cmd = ["/usr/bin/time", "-v", *limit, sys.executable, "-m", "mribench.cli", "run",
-           "--method", method, "--dataset", spec, "--data-dir", str(data), "--out", str(out),
-           "--no-report", "--quiet"]
+    """The ``bench run`` command in a child process; its peak RSS from ``os.wait4`` (the
+    child's own resource usage, also when ``timeout`` killed it)."""
+    cmd = [sys.executable, "-m", "mribench.cli", "run", "--method", method, "--dataset", spec,
+           "--data-dir", str(data), "--out", str(out), "--no-report", "--quiet"]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    with tempfile.TemporaryFile(mode="w+") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        timer = threading.Timer(timeout, proc.kill) if timeout else None
+        if timer is not None:
+            timer.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if timer is not None:
+            timer.cancel()
+        if proc.returncode:
+            err.seek(0)
+            print(err.read()[-3000:], file=sys.stderr)
     seconds = time.perf_counter() - start
-    rss = next((float(line.split(":")[1]) / 1024 for line in proc.stderr.splitlines()
-                if "Maximum resident set size" in line), float("nan"))
-    if proc.returncode:
-        print(proc.stderr[-3000:], file=sys.stderr)
+    rc = 137 if proc.returncode == -9 else proc.returncode
     n = _samples_in(out)
     rate = f"{n / seconds:7.1f} samples/s" if n else "   -"
-    return rss, seconds, proc.returncode, rate
+    return usage.ru_maxrss / 1024, seconds, rc, rate
 
 
 def _samples_in(out: Path) -> int:
