@@ -41,8 +41,8 @@ from mribench.api import (
 )
 from mribench.api.export import label_step, load_step, resize_step, sigmoid_step
 from mribench.blocks.nn.blocks import ConvPoolClassifier
-from mribench.blocks.nn.classify import fit_classifier, predict_proba
-from mribench.blocks.nn.data import Augment, images_to_tensor
+from mribench.blocks.nn.classify import fit_classifier_on, predict_proba
+from mribench.blocks.nn.data import Augment, SliceDataset, stream_inputs
 from mribench.blocks.nn.train import TrainConfig, TrainParams, fingerprint, seed_everything
 
 
@@ -65,6 +65,7 @@ class Params(TrainParams):
     hidden: int = 0
     epochs: int = 30
     augment: bool = True
+    workers: int = 0
 
 
 #: The papers' augmentation: flips, rotations, brightness.
@@ -95,10 +96,10 @@ class SequentialCNN(Method):
         self.model_ = self.build_network()
         recipe = TrainConfig(epochs=p.epochs, lr=p.lr, patience=p.patience,
                              augment=AUGMENT if p.augment else None)
-        self.train_result_ = fit_classifier(
-            self.model_, images_to_tensor(train, p.image_size), [s.label for s in train],
-            images_to_tensor(val, p.image_size), [s.label for s in val], ctx, recipe,
-            batch_size=p.batch_size,
+        self.train_result_ = fit_classifier_on(
+            self.model_, SliceDataset(train, p.image_size, target="label"),
+            SliceDataset(val, p.image_size, target="label"), ctx, recipe,
+            batch_size=p.batch_size, workers=p.workers,
             fingerprint=fingerprint(p.digest(), [s.id for s in train], ctx.seed))
         ctx.log("trained", best_epoch=self.train_result_.best_epoch,
                 val_accuracy=self.train_result_.best_score,
@@ -121,8 +122,9 @@ class SequentialCNN(Method):
             outside_graph=("resizing to the working size", "the sigmoid and the 0.5 threshold"))
 
     def predict(self, samples: Sequence[Sample], ctx: Context) -> Prediction:
-        scores = predict_proba(self.model_, images_to_tensor(samples, self.params.image_size),
-                               ctx)
+        p = self.params
+        scores = predict_proba(self.model_, stream_inputs(samples, p.image_size, 64,
+                                                          workers=p.workers), ctx, 64)
         return Prediction(ids=[s.id for s in samples], labels=(scores >= 0.5).astype(int),
                           scores=scores)
 

@@ -48,10 +48,20 @@ Differences from the paper:
   annotated tumour slices); Adam;
 - batch normalisation after the stack's convolutions (``batch_norm``): without it the quick
   profile's few thousand windows are not enough to leave the initial plateau.
+
+Data feeding: the training slices are prepared (resized, normalised) once and streamed from a
+scratch file in the job's folder, deleted after training (:func:`mribench.blocks.nn.patches.prepare_slices`);
+a batch of windows reads the slices it touches, validation reads only its ``val_slices``, and
+test slices are predicted batch by batch; only the bool masks and head regions of the training
+slices stay in memory (what the centres are drawn from). The numbers are those of the stacked
+tensors this replaced, bit for bit. Oversampling and a fixed number of iterations per epoch
+are the paper's own: ``positive_fraction`` of the windows centred on tumour (already on in both
+profiles: the positives are rare) and ``patches_per_epoch``.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -73,6 +83,7 @@ from mribench.api import (
 )
 from mribench.api.export import resize_back_step, sigmoid_step
 from mribench.blocks.crf import CRFVariant
+from mribench.blocks.nn.data import stream_inputs
 from mribench.blocks.nn.losses import make_loss, pooled_dice
 from mribench.blocks.nn.patch_nets import ScaleStack
 from mribench.blocks.nn.patches import (
@@ -80,16 +91,16 @@ from mribench.blocks.nn.patches import (
     PatchCNNParams,
     PatchLoader,
     PatchSource,
+    SlicesOnDisk,
     best_dice,
     calibrate_offset,
-    head_regions,
-    known_slices,
     maps_for,
+    normalise_intensity,
     position_features,
     position_map,
-    slice_batches,
-    slice_images,
+    prepare_slices,
     slice_steps,
+    val_slice_batches,
 )
 from mribench.blocks.nn.train import (
     TrainConfig,
@@ -195,19 +206,23 @@ class MultiScaleCNNMethod(CRFVariant, SegmentationMethod):
     }
     requirements: ClassVar[tuple[str, ...]] = ("torch",)
 
-    def _inputs(self, source: PatchSource, shape: Sequence[int], c: Centres) -> torch.Tensor:
-        windows = [source.extract(c, PATCH, s) for s in SCALES]
+    def _inputs(self, source: PatchSource | SlicesOnDisk, shape: Sequence[int],
+                c: Centres) -> torch.Tensor:
+        part, local = source.take(c)
+        windows = [part.extract(local, PATCH, s) for s in SCALES]
         position = position_features(c.y, c.x, shape)[:, :, None, None]
         return torch.cat([*windows, position.expand(-1, -1, PATCH, PATCH)], dim=1)
 
     def fit_masks(self, train: Sequence[Sample], val: Sequence[Sample], ctx: Context) -> None:
         p = self.params
-        train, images, masks = known_slices(train, p.work_size, normalise=p.normalise)
-        val, v_images, v_masks = known_slices(val, p.work_size, scored=True,
-                                              normalise=p.normalise)
-        regions = head_regions(images[:, 0].numpy(), masks)
-        shape = tuple(images.shape[-2:])
-        source = PatchSource(images)
+        train = [s for s in train if s.mask_or_empty() is not None]
+        folder = ctx.subdir("slices")  # the prepared training slices, streamed, then deleted
+        source, masks, regions = prepare_slices(train, p.work_size, folder,
+                                                normalise=p.normalise)
+        val, val_batches = val_slice_batches(val, p.work_size, p.infer_batch,
+                                             normalise=p.normalise, limit=p.val_slices,
+                                             seed=ctx.seed)
+        shape = tuple(masks.shape[-2:])
         ctx.log("training slices", n=len(train), n_val=len(val),
                 tumour_pixels=float(masks.mean()))
 
@@ -218,16 +233,18 @@ class MultiScaleCNNMethod(CRFVariant, SegmentationMethod):
                              positive_fraction=p.positive_fraction)
         # Validation on whole slices, run densely: their pooled Dice (at the best threshold
         # when ``calibrate``).
-        val_loader = (slice_batches(v_images, v_masks, p.infer_batch, limit=p.val_slices,
-                                    seed=ctx.seed)
-                      if val else None)
+        val_loader = val_batches if val else None
         recipe = TrainConfig(epochs=p.epochs, lr=p.lr, weight_decay=p.weight_decay,
                              optimizer=p.optimizer,
                              val_score_fn=best_dice if p.calibrate else pooled_dice,
                              patience=p.patience, max_minutes=p.max_minutes)
-        result = fit_model(self.net_, loader, val_loader, make_loss("bce"), ctx, recipe,
-                           checkpoint_dir=ctx.subdir("checkpoints"),
-                           fingerprint=fingerprint(p.digest(), [s.id for s in train]))
+        try:
+            result = fit_model(self.net_, loader, val_loader, make_loss("bce"), ctx, recipe,
+                               checkpoint_dir=ctx.subdir("checkpoints"),
+                               fingerprint=fingerprint(p.digest(), [s.id for s in train]))
+        finally:
+            source.close()
+            shutil.rmtree(folder, ignore_errors=True)
         ctx.log("training done", best_epoch=result.best_epoch, val_dice=result.best_score,
                 seconds_per_epoch=result.seconds_per_epoch)
         self.logit_offset_ = 0.0
@@ -259,8 +276,16 @@ class MultiScaleCNNMethod(CRFVariant, SegmentationMethod):
                       ) -> tuple[np.ndarray, np.ndarray]:
         if not samples:
             return maps_for(torch.zeros(0), samples)
-        images = slice_images(samples, self.params.work_size, self.params.normalise)
+        p = self.params
         offset = self.logit_offset_
-        probs = predict_batches(self.net_, images, ctx.device, self.params.infer_batch,
-                                activation=lambda z: torch.sigmoid(z - offset))
-        return maps_for(probs, samples)
+        masks = np.zeros((len(samples), *samples[0].shape), bool)
+        maps = np.zeros(masks.shape, np.float32)
+        start = 0
+        for x in stream_inputs(samples, p.work_size, p.infer_batch):
+            chunk = samples[start:start + len(x)]
+            images = normalise_intensity(x) if p.normalise else x
+            probs = predict_batches(self.net_, images, ctx.device, p.infer_batch,
+                                    activation=lambda z: torch.sigmoid(z - offset))
+            masks[start:start + len(x)], maps[start:start + len(x)] = maps_for(probs, chunk)
+            start += len(x)
+        return masks, maps

@@ -52,6 +52,14 @@ Differences from the paper:
   64 / 160, a few thousand windows per epoch, and batch normalisation before each maxout
   (``batch_norm``, not in the paper: without it so few windows do not get the network off
   its initial plateau). ``paper`` keeps the published network, without batch normalisation.
+
+Data feeding: the training and validation slices are still stacked at the working size (the
+per-channel standardisation is fitted on the whole stack and the input cascade feeds the first
+network's maps of every training slice to the second); :mod:`mribench.blocks.nn.patches`'
+streamed pieces (``prepare_slices``, ``SlicesOnDisk``, ``val_slice_batches``), which
+``multiscale-cnn`` uses, are the way to stream it. The CRF row refines test slices in chunks.
+Balanced sampling (``positive_fraction``) and ``patches_per_epoch`` are the paper's
+foreground oversampling and fixed iterations per epoch.
 """
 
 from __future__ import annotations

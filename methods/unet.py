@@ -26,6 +26,17 @@ slices teach the network that a slice may hold no tumour, which the image-level 
 task needs, at some cost in recall. Model selection (best epoch, early stopping, the optional
 threshold) uses the pooled Dice of the validation slices chosen by the same rule.
 
+Data feeding: the slices stream from the sample store (:class:`~mribench.blocks.nn.data.SliceDataset`:
+one slice read and resized per item, ``workers`` loader processes), validation is scored from
+streamed counts and test slices are predicted batch by batch, so memory depends on the batch,
+not on the data set; the numbers are those of the stacked tensors this replaced, bit for bit.
+``iterations`` (batches per epoch; None: a pass over the slices) and ``oversample`` (share of
+each batch drawn from slices holding tumour; nnU-Net forces a third) change the sampling to
+nnU-Net's; both are off in ``quick`` and ``paper``: the paper trains plain epochs over its
+annotated slices (every one holds tumour, so oversampling would change nothing there), and
+``quick`` keeps the numbers of the baselines. Turn them on for a large data set with few
+tumour slices (``unet[iterations=250,oversample=0.33]``, nnU-Net's 250 batches per epoch).
+
 Differences from the paper:
 
 - the network returns logits; the sigmoid is applied in the loss (``BCEWithLogits``, the
@@ -48,7 +59,7 @@ never corrupted in training.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -69,16 +80,17 @@ from mribench.api import (
     SegmentationMethod,
 )
 from mribench.api.export import load_step, resize_back_step, resize_step, sigmoid_step
-from mribench.api.overlap import pooled_dice as mask_dice
+from mribench.api.overlap import dice_from_counts
 from mribench.blocks.nn.blocks import ConvBlock, Down, OutConv, Up
 from mribench.blocks.nn.data import (
     Augment,
-    SampleDataset,
-    images_to_tensor,
+    EpochSampler,
+    SliceDataset,
     make_loader,
     resize_back,
+    stream_inputs,
 )
-from mribench.blocks.nn.losses import LOSSES, make_loss, pooled_dice
+from mribench.blocks.nn.losses import LOSSES, POOLED_DICE, make_loss
 from mribench.blocks.nn.train import (
     TrainConfig,
     TrainParams,
@@ -160,6 +172,9 @@ class Params(TrainParams):
     max_minutes: float | None = None
     channels_last: bool = False
     infer_batch: int = 16
+    oversample: float = 0.0
+    iterations: int | None = None
+    workers: int = 0
 
 
 class UNetSegmenter(SegmentationMethod):
@@ -198,6 +213,22 @@ class UNetSegmenter(SegmentationMethod):
                        brightness=0.1, contrast=0.15,
                        artefacts=MRI_ARTEFACT_RATE if self.params.augment == "mri" else 0.0)
 
+    def _train_loader(self, train_set: Sequence[Sample], seed: int) -> Any:
+        """Shuffled batches of the streamed training slices: a pass over them per epoch, or,
+        with ``iterations`` / ``oversample``, that many batches each with that share of
+        tumour slices (:class:`~mribench.blocks.nn.data.EpochSampler`)."""
+        p = self.params
+        data = SliceDataset(train_set, p.image_size, target="mask")
+        if p.iterations is None and p.oversample == 0:
+            return make_loader(data, p.batch_size, shuffle=True, seed=seed,
+                               drop_last=len(data) > p.batch_size, workers=p.workers)
+        foreground = [i for i, s in enumerate(train_set) if s.mask is not None
+                      and np.any(s.mask)]
+        return make_loader(data, p.batch_size, seed=seed, workers=p.workers,
+                           batch_sampler=lambda g: EpochSampler(
+                               len(data), p.batch_size, foreground=foreground,
+                               oversample=p.oversample, iterations=p.iterations, generator=g))
+
     def fit_masks(self, train: Sequence[Sample], val: Sequence[Sample], ctx: Context) -> None:
         p = self.params
         train_set = self._with_masks(train, ctx.seed)
@@ -205,30 +236,28 @@ class UNetSegmenter(SegmentationMethod):
         if not train_set:
             raise ValueError("unet: no training slice has a mask")
         ctx.log("training slices", n=len(train_set), n_val=len(val_set),
-                annotated=sum(s.mask is not None for s in train_set))
+                annotated=sum(s.has_mask for s in train_set))
         seed_everything(ctx.seed)
         self.model_ = self.build_network()
-        train_data = SampleDataset(train_set, p.image_size, target="mask")
-        val_data = SampleDataset(val_set, p.image_size, target="mask") if val_set else None
-        train_loader = make_loader(train_data, p.batch_size, shuffle=True, seed=ctx.seed,
-                                   drop_last=len(train_data) > p.batch_size)
-        val_loader = make_loader(val_data, p.infer_batch) if val_data is not None else None
+        val_data = SliceDataset(val_set, p.image_size, target="mask") if val_set else None
+        val_loader = (make_loader(val_data, p.infer_batch, workers=p.workers)
+                      if val_data is not None else None)
         recipe = TrainConfig(epochs=p.epochs, lr=p.lr, weight_decay=p.weight_decay,
                              scheduler=p.scheduler, augment=self._augment(),
-                             val_score_fn=pooled_dice, patience=p.patience,
+                             val_score_fn=POOLED_DICE, patience=p.patience,
                              max_minutes=p.max_minutes, channels_last=p.channels_last)
         result = fit_model(
-            self.model_, train_loader, val_loader, make_loss(p.loss), ctx, recipe,
-            checkpoint_dir=ctx.subdir("checkpoints"),
+            self.model_, self._train_loader(train_set, ctx.seed), val_loader,
+            make_loss(p.loss), ctx, recipe, checkpoint_dir=ctx.subdir("checkpoints"),
             fingerprint=fingerprint(p.digest(), [s.id for s in train_set], ctx.seed))
         self.train_result_ = result
         ctx.log("trained", best_epoch=result.best_epoch, val_dice=result.best_score,
                 epochs=result.epochs_run, seconds_per_epoch=result.seconds_per_epoch,
                 timed_out=result.timed_out)
         self.threshold_ = p.threshold if p.threshold is not None else 0.5
-        if p.threshold is None and val_data is not None:
-            probs = self._probabilities(val_data.inputs, ctx)
-            self.threshold_ = _best_threshold(probs, val_data.targets)
+        if p.threshold is None and val_loader is not None:
+            self.threshold_ = _best_threshold(
+                (self._probabilities(x, ctx), y) for x, y in val_loader)
             ctx.log("probability threshold chosen on val", threshold=self.threshold_)
 
     def build_network(self, index: int = 0) -> UNet:
@@ -268,17 +297,37 @@ class UNetSegmenter(SegmentationMethod):
                       ) -> tuple[np.ndarray, np.ndarray]:
         if not samples:
             return np.zeros((0, 1, 1), bool), np.zeros((0, 1, 1), np.float16)
-        probs = self._probabilities(images_to_tensor(samples, self.params.image_size), ctx)
-        maps = np.stack(resize_back(probs, [s.shape for s in samples]))
-        return maps >= self.threshold_, maps.astype(np.float16)
+        p = self.params
+        masks = np.zeros((len(samples), *samples[0].shape), bool)
+        maps = np.zeros(masks.shape, np.float16)
+        start = 0
+        for x in stream_inputs(samples, p.image_size, p.infer_batch, workers=p.workers):
+            chunk = samples[start:start + len(x)]
+            batch = np.stack(resize_back(self._probabilities(x, ctx), [s.shape for s in chunk]))
+            masks[start:start + len(x)] = batch >= self.threshold_
+            maps[start:start + len(x)] = batch
+            start += len(x)
+        return masks, maps
 
 
-def _best_threshold(probs: torch.Tensor, targets: torch.Tensor) -> float:
-    """The probability threshold (0.1 ... 0.9) with the best pooled Dice; ties -> nearest 0.5."""
-    y = targets >= 0.5
+#: The probability thresholds :func:`_best_threshold` tries, nearest 0.5 first.
+_THRESHOLDS = sorted(np.round(np.arange(0.1, 0.91, 0.05), 2), key=lambda v: abs(v - 0.5))
+
+
+def _best_threshold(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """The probability threshold (0.1 ... 0.9) with the best pooled Dice over the
+    ``(probabilities, targets)`` batches; ties -> nearest 0.5. Counted batch by batch
+    (integer counts: the same Dice as on the stacked set)."""
+    counts = np.zeros((len(_THRESHOLDS), 3), np.int64)  # tp, predicted, true pixels
+    for probs, targets in batches:
+        y = (targets >= 0.5).numpy()
+        for row, t in enumerate(_THRESHOLDS):
+            pred = (probs >= t).numpy()
+            counts[row] += (np.count_nonzero(pred & y), np.count_nonzero(pred),
+                            np.count_nonzero(y))
     best, best_t = -1.0, 0.5
-    for t in sorted(np.round(np.arange(0.1, 0.91, 0.05), 2), key=lambda v: abs(v - 0.5)):
-        dice = mask_dice((probs >= t).numpy(), y.numpy(), empty=1.0)
+    for (tp, predicted, true), t in zip(counts, _THRESHOLDS, strict=True):
+        dice = dice_from_counts(tp, predicted - tp, true - tp, empty=1.0)
         if dice > best + 1e-9:
             best, best_t = dice, float(t)
     return best_t

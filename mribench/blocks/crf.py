@@ -270,6 +270,11 @@ class DenseCRF:
         return refined > 0.5, refined
 
 
+#: Slices refined together by :meth:`CRFVariant.predict_variants` (each on its own: the chunk
+#: only bounds the memory of a large test set).
+_CRF_CHUNK = 256
+
+
 class CRFVariant:
     """Mixin for a :class:`~mribench.api.method.SegmentationMethod` with probability maps: adds the
     result row ``<name>+crf`` (the raw masks refined by a :class:`DenseCRF` whose weights are
@@ -330,7 +335,12 @@ class CRFVariant:
         from mribench.blocks.nn.data import maps_for
 
         _, _, size = self._crf_settings()
-        images, maps = self._crf_inputs(samples, probs, size)
-        _, refined = self.crf_.refine(maps, images, log=ctx.log)
+        masks_out = np.zeros((len(samples), *np.shape(probs)[1:]), bool)
+        maps_out = np.zeros(masks_out.shape, np.float32)
+        for start in range(0, len(samples), _CRF_CHUNK):  # slice by slice: chunks bound memory
+            part = slice(start, start + _CRF_CHUNK)
+            images, maps = self._crf_inputs(samples[part], probs[part], size)
+            _, refined = self.crf_.refine(maps, images, log=ctx.log)
+            masks_out[part], maps_out[part] = maps_for(refined, samples[part])
         ctx.log("dense CRF applied", ms_per_image=getattr(self.crf_, "last_ms_per_image_", 0.0))
-        return {"crf": maps_for(refined, samples)}
+        return {"crf": (masks_out, maps_out)}

@@ -1,13 +1,27 @@
 """Samples to tensors, seeded loaders and batch augmentation for the deep methods.
 
-Everything happens on whole tensors: a list of :class:`~mribench.api.types.Sample` becomes one
-``(n, C, S, S)`` float tensor (resized to the working resolution ``S``) with its targets
-(masks ``(n, 1, S, S)`` or labels ``(n,)``), a :class:`SampleDataset` indexes it, and
+Two ways to feed a network, giving the same numbers:
+
+- *stacked*: a list of :class:`~mribench.api.types.Sample` becomes one ``(n, C, S, S)`` float
+  tensor (resized to the working resolution ``S``) with its targets (masks ``(n, 1, S, S)`` or
+  labels ``(n,)``), and a :class:`SampleDataset` indexes it; memory grows with the data set;
+- *streamed*: a :class:`SliceDataset` reads one sample when asked (a stored sample's pixels come
+  from the on-disk sample store, :mod:`mribench.data.store`) and resizes it then, so memory
+  depends on the batch, not the data set (50,000 slices at 128 px are 3.3 GB stacked).
+  :func:`stream_inputs` gives the inference batches in order.
+
+Both resize each sample alone (a one-sample ``F.interpolate``, :func:`images_to_tensor`), so an
+item of a :class:`SliceDataset` equals the row of the stacked tensor bit for bit, and a
+``DataLoader``'s collation stacks the same rows: the batches are identical.
+
 :class:`Augment` transforms a whole batch at once (image and mask jointly), on the device the
 batch lives on. Loaders are seeded: :func:`make_loader` gives the shuffling its own
 ``torch.Generator``, which :func:`mribench.blocks.nn.train.fit_model` re-seeds at the start of every
 epoch (``seed + epoch``), so an interrupted run resumed from a checkpoint sees the same batches
-as one that never stopped.
+as one that never stopped. Worker processes (``workers``) read and resize the slices in
+parallel, each with one BLAS/OpenMP/torch thread; the order of the batches and their content
+do not depend on them. :class:`EpochSampler` draws a fixed number of batches per epoch with a
+share forced onto foreground slices (nnU-Net's oversampling).
 
 Resizing policy: images are resized with bilinear interpolation and anti-aliasing; masks are
 resized as floats the same way and thresholded at 0.5 (:func:`resize_masks`), which keeps thin
@@ -20,8 +34,9 @@ one function for images and maps (:func:`resize_tensor`) and one for masks
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +46,7 @@ from torch.utils.data import (
     DataLoader,
     Dataset,
     RandomSampler,
+    Sampler,
     SequentialSampler,
     TensorDataset,
 )
@@ -40,7 +56,9 @@ from mribench.api.types import Sample
 
 __all__ = [
     "Augment",
+    "EpochSampler",
     "SampleDataset",
+    "SliceDataset",
     "images_to_tensor",
     "make_loader",
     "maps_for",
@@ -49,6 +67,7 @@ __all__ = [
     "resize_masks",
     "resize_tensor",
     "scored_indices",
+    "stream_inputs",
 ]
 
 
@@ -186,27 +205,164 @@ class SampleDataset(Dataset):
         return self.inputs[index], self.targets[index]
 
 
+class SliceDataset(Dataset):
+    """A streamed torch Dataset over samples: item ``i`` reads sample ``i`` (one slice) and
+    returns it at the working size, exactly as the row ``i`` of :class:`SampleDataset`.
+
+    Nothing is stacked: a stored sample's pixels are read from the sample store on access,
+    so the memory is that of the batch. The dataset pickles small (the samples and their
+    store, no pixels), which is what a worker process receives.
+
+    Args:
+        samples: the samples.
+        size: working resolution (None: the images' own size, which must then be equal).
+        target: ``"mask"`` (``(1, S, S)`` 0/1 floats from ``mask_or_empty()``), ``"label"``
+            (a float 0/1 scalar) or None (the image tensor alone, for inference).
+        extra: optional extra input channels per sample (see :func:`images_to_tensor`).
+    """
+
+    def __init__(self, samples: Sequence[Sample], size: int | None = None, *,
+                 target: str | None = "label",
+                 extra: Sequence[np.ndarray] | np.ndarray | None = None) -> None:
+        if target not in ("mask", "label", None):
+            raise ValueError(f"target must be 'mask', 'label' or None, got {target!r}")
+        self.samples = list(samples)
+        self.size, self.target, self.extra = size, target, extra
+        if size is None:
+            shapes = sorted({tuple(s.shape) for s in self.samples})
+            if len(shapes) > 1:
+                raise DataError(f"images have different sizes {shapes}; pass a working size")
+        if target == "mask":
+            unknown = next((s for s in self.samples if not _mask_known(s)), None)
+            if unknown is not None:
+                raise DataError(f"sample {unknown.id!r} has no mask (tumour slice without "
+                                "annotation)")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        sample = self.samples[index]
+        extra = None if self.extra is None else [self.extra[index]]
+        x = images_to_tensor([sample], self.size, extra)[0]
+        if self.target is None:
+            return x
+        if self.target == "mask":
+            return x, masks_to_tensor([sample], self.size)[0]
+        return x, torch.tensor(float(sample.label), dtype=torch.float32)
+
+
+def _mask_known(sample: Sample) -> bool:
+    """Whether ``mask_or_empty()`` is not None, without reading a stored mask."""
+    return sample.has_mask or sample.label == 0
+
+
+class EpochSampler(Sampler[list[int]]):
+    """Batches of indices for one epoch: a fixed number, with foreground oversampling.
+
+    Every batch draws ``batch_size`` indices uniformly (with replacement) from the data set,
+    except its last ``round(oversample * batch_size)`` slots, drawn from ``foreground`` (the
+    items whose target holds some foreground: nnU-Net forces a third of each batch onto
+    foreground). ``iterations`` batches per epoch (None: as many as a pass over the data
+    set, ``ceil(n / batch_size)``). Draws come from ``generator`` (the loader's, re-seeded by
+    ``fit_model`` every epoch), so an epoch's batches depend only on the seed and the epoch.
+
+    Args:
+        n: data set size.
+        batch_size: items per batch.
+        foreground: indices of the foreground items (empty: no oversampling possible).
+        oversample: share of each batch forced onto foreground, in [0, 1].
+        iterations: batches per epoch (None: ``ceil(n / batch_size)``).
+        generator: the torch generator the draws use.
+    """
+
+    def __init__(self, n: int, batch_size: int, *, foreground: Sequence[int] = (),
+                 oversample: float = 0.0, iterations: int | None = None,
+                 generator: torch.Generator | None = None) -> None:
+        if n < 1 or batch_size < 1:
+            raise ValueError(f"n and batch_size must be >= 1, got {n}, {batch_size}")
+        if not 0.0 <= oversample <= 1.0:
+            raise ValueError(f"oversample must be in [0, 1], got {oversample}")
+        self.n, self.batch_size = int(n), int(batch_size)
+        self.foreground = torch.as_tensor(list(foreground), dtype=torch.int64)
+        self.forced = int(round(oversample * batch_size)) if len(self.foreground) else 0
+        self.iterations = int(iterations) if iterations is not None else -(-n // batch_size)
+        self.generator = generator if generator is not None else torch.Generator()
+
+    def __len__(self) -> int:
+        return self.iterations
+
+    def __iter__(self) -> Iterator[list[int]]:
+        free = self.batch_size - self.forced
+        for _ in range(self.iterations):
+            batch = torch.randint(0, self.n, (free,), generator=self.generator)
+            if self.forced:
+                pick = torch.randint(0, len(self.foreground), (self.forced,),
+                                     generator=self.generator)
+                batch = torch.cat([batch, self.foreground[pick]])
+            yield batch.tolist()
+
+
+def _single_threaded(worker_id: int) -> None:
+    """Worker start: one BLAS/OpenMP thread and one torch thread (the workers together use
+    the cores; the numbers of a worker's item do not depend on threads anyway)."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    threadpool_limits(1)
+
+
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                drop_last: bool = False) -> DataLoader:
+                drop_last: bool = False, workers: int = 0,
+                batch_sampler: Callable[[torch.Generator], Sampler] | None = None
+                ) -> DataLoader:
     """A DataLoader whose shuffling is seeded from ``seed``.
 
     The loader's ``generator`` is re-seeded every epoch by ``fit_model`` (``seed + epoch``),
-    which makes a resumed training see the same batches. No worker processes: the data
-    already sits in memory as tensors, where workers only add start-up cost. A
-    :class:`SampleDataset` or ``TensorDataset`` is indexed once per batch (the batch sampler's
-    list of indices) instead of once per sample and stacked: the same batches, in the same
-    order from the same generator, without a Python call per sample (about 100 us a batch of
-    32, a fifth of a small MLP's training step).
+    which makes a resumed training see the same batches. ``workers``: worker processes that
+    read and resize the items (0: in this process; the default, as a stacked or an already
+    resized stored data set gains nothing from them but their start-up cost). They are
+    started afresh every epoch (no ``persistent_workers``: a persistent iterator would skip
+    the per-epoch draw of its base seed from the generator and so change the shuffling).
+    ``batch_sampler``: builds a batch sampler (e.g. :class:`EpochSampler`) on the loader's
+    generator, in place of ``shuffle`` / ``drop_last``.
+
+    A :class:`SampleDataset` or ``TensorDataset`` (tensors already in memory) read in this
+    process is indexed once per batch (the batch sampler's list of indices) instead of once
+    per sample and stacked: the same batches, in the same order from the same generator,
+    without a Python call per sample (about 100 us a batch of 32, a fifth of a small MLP's
+    training step).
     """
     generator = torch.Generator()
     generator.manual_seed(int(seed))
-    if isinstance(dataset, SampleDataset | TensorDataset):
+    if (isinstance(dataset, SampleDataset | TensorDataset) and workers == 0
+            and batch_sampler is None):
         order = (RandomSampler(dataset, generator=generator) if shuffle
                  else SequentialSampler(dataset))
         return DataLoader(dataset, batch_size=None, generator=generator,
                           sampler=BatchSampler(order, batch_size, drop_last))
+    extra: dict[str, Any] = {}
+    if workers > 0:
+        extra = {"num_workers": int(workers), "worker_init_fn": _single_threaded,
+                 "pin_memory": torch.cuda.is_available()}
+    if batch_sampler is not None:
+        return DataLoader(dataset, batch_sampler=batch_sampler(generator), generator=generator,
+                          **extra)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                      generator=generator)
+                      generator=generator, **extra)
+
+
+def stream_inputs(samples: Sequence[Sample], size: int | None, batch_size: int, *,
+                  extra: Sequence[np.ndarray] | np.ndarray | None = None,
+                  workers: int = 0) -> Iterator[torch.Tensor]:
+    """The samples' input tensors at the working size, ``batch_size`` at a time, in order:
+    the consecutive slices ``[k * batch_size, (k + 1) * batch_size)`` of
+    :func:`images_to_tensor`'s stack, read one sample at a time."""
+    if not len(samples):
+        return iter(())
+    loader = make_loader(SliceDataset(samples, size, target=None, extra=extra), batch_size,
+                         workers=workers)
+    return iter(loader)
 
 
 @dataclass(frozen=True)

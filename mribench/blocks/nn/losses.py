@@ -5,19 +5,21 @@ masks or ``(n,)`` / ``(n, 1)`` labels) and returns a scalar. :func:`make_loss` b
 name (``"bce"``, ``"dice"``, ``"dice+bce"``) for a plugin's ``loss`` parameter.
 
 Also here: the validation scores used for early stopping, on concatenated logits and targets:
-:func:`pooled_dice` (pixels pooled over the set, the Br35H U-Net paper's F1) and
-:func:`binary_accuracy`.
+:func:`pooled_dice` (pixels pooled over the set, the Br35H U-Net paper's F1; :data:`POOLED_DICE`
+is the same score computed from counts summed batch by batch) and :func:`binary_accuracy`.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mribench.api.overlap import dice_from_counts
 
-__all__ = ["LOSSES", "BCELoss", "DiceBCELoss", "DiceLoss", "binary_accuracy", "make_loss",
+__all__ = ["LOSSES", "POOLED_DICE", "BCELoss", "DiceBCELoss", "DiceLoss", "PooledDice",
+           "binary_accuracy", "make_loss",
            "pooled_dice"]
 
 
@@ -95,6 +97,34 @@ def pooled_dice(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0
     tp = int((pred & y).sum().item())
     return dice_from_counts(tp, int(pred.sum().item()) - tp, int(y.sum().item()) - tp,
                             empty=1.0)
+
+
+class PooledDice:
+    """:func:`pooled_dice` as a streamed score: ``counts`` of one batch (int64 true positives,
+    predicted and true pixels), ``from_counts`` of their sum. Integer counts, so the value is
+    that of :func:`pooled_dice` on the concatenated batches, exactly; ``fit_model`` uses the
+    counts and never holds the validation outputs together. Calling it is :func:`pooled_dice`.
+    """
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        self.threshold = threshold
+
+    def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> float:
+        return pooled_dice(logits, target, self.threshold)
+
+    def counts(self, logits: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+        pred = torch.sigmoid(logits.float()) >= self.threshold
+        y = target >= 0.5
+        return np.array([int((pred & y).sum().item()), int(pred.sum().item()),
+                         int(y.sum().item())], dtype=np.int64)
+
+    def from_counts(self, counts: np.ndarray) -> float:
+        tp, predicted, true = (int(v) for v in counts)
+        return dice_from_counts(tp, predicted - tp, true - tp, empty=1.0)
+
+
+#: The validation score of the segmenters: pooled Dice at 0.5, streamed.
+POOLED_DICE = PooledDice()
 
 
 def binary_accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:

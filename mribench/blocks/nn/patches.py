@@ -19,7 +19,17 @@ over patches):
   :func:`known_slices` (training slices at the working size), :func:`normalise_intensity`
   (per-slice brightness), :func:`maps_for` (maps back at each slice's size);
 - :func:`position_features`: normalised (row, column, radius) of centres, or of every pixel of a
-  slice (the multi-scale CNN's location input).
+  slice (the multi-scale CNN's location input);
+- streamed training (memory by the batch, not the data set, the same windows bit for bit):
+  :func:`prepare_slices` writes the prepared slices to a scratch file (:class:`SlicesOnDisk`)
+  and keeps only their bool masks and regions, a batch of centres reads the slices it touches
+  (:meth:`SlicesOnDisk.take`), and :func:`val_slice_batches` reads only the validation slices
+  kept.
+
+Sampling as nnU-Net's: balanced sampling is the patch CNNs' foreground oversampling
+(``positive_fraction`` of the centres on tumour pixels; 0.5 by default, nnU-Net forces a third
+of its patches onto foreground), and ``patches_per_epoch`` their fixed number of iterations
+per epoch.
 
 Window convention: the window of size ``k`` around pixel ``(y, x)`` covers rows
 ``y - k // 2 .. y - k // 2 + k - 1`` (centred for odd ``k``; one more row above than below for
@@ -30,8 +40,10 @@ the same answer patch by patch and on a whole slice (tested).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -49,7 +61,8 @@ from mribench.blocks.preprocess import brain_mask
 __all__ = ["Centres", "PatchLoader", "PatchSource", "head_regions", "position_features",
            "position_map", "sample_centres", "slice_batches", "dice_optimal_offset",
            "best_dice", "calibrate_offset", "PatchCNNParams", "known_slices", "maps_for",
-           "normalise_intensity", "slice_images"]
+           "normalise_intensity", "slice_images", "SlicesOnDisk", "prepare_slices",
+           "val_slice_batches"]
 
 
 @dataclass(frozen=True)
@@ -131,7 +144,7 @@ def sample_centres(masks: np.ndarray, regions: np.ndarray, n: int, *,
         if not 0.0 <= positive_fraction <= 1.0:
             raise ValueError(f"positive_fraction must be in [0, 1], got {positive_fraction}")
         n_pos = int(round(n * positive_fraction)) if masks.any() else 0
-        negatives = regions & ~masks
+        negatives = np.greater(regions, masks)  # regions & ~masks, without a ~masks copy
         if not negatives.any():
             n_pos = n
         flat = np.concatenate([_draw(masks, n_pos, rng), _draw(negatives, n - n_pos, rng)])
@@ -172,6 +185,11 @@ class PatchSource:
             self._planes[scale] = boxed.permute(0, 2, 3, 1).contiguous()
         return self._planes[scale]
 
+    def take(self, centres: Centres) -> tuple[PatchSource, Centres]:
+        """The source holding ``centres``' slices and the centres in it: itself (a streamed
+        source, :class:`SlicesOnDisk`, returns the few slices a batch touches)."""
+        return self, centres
+
     def extract(self, centres: Centres, size: int, scale: int = 1) -> torch.Tensor:
         """Windows ``(N, C, size, size)`` around ``centres``.
 
@@ -190,6 +208,93 @@ class PatchSource:
         patches = plane[idx[:, None, None], ys.clamp(0, hp - 1)[:, :, None],
                         xs.clamp(0, wp - 1)[:, None, :]]
         return (patches * inside[..., None]).permute(0, 3, 1, 2).contiguous()
+
+
+class SlicesOnDisk:
+    """Prepared training slices streamed from a scratch file: a batch of window centres reads
+    only the slices it touches (:meth:`take`), so the stack is never in memory.
+
+    :func:`prepare_slices` writes it: the slices at the working size, normalised, float32, one
+    after the other in ``folder / "slices.f32"``; reads are positional (``os.pread``), so the
+    pages read stay in the kernel's page cache, not in the process. Windows cut from
+    :meth:`take`'s source equal those of a :class:`PatchSource` over the whole stack, bit for
+    bit (the box filters of the context scales work slice by slice).
+    """
+
+    def __init__(self, path: Path, count: int, shape: tuple[int, int]) -> None:
+        self.path, self.count, self.shape = Path(path), int(count), tuple(shape)
+        self._bytes = 4 * self.shape[0] * self.shape[1]
+        self._fd: int | None = None
+
+    def read(self, indices: np.ndarray) -> torch.Tensor:
+        """Slices ``indices`` as ``(k, 1, H, W)`` float32."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        out = np.empty((len(indices), 1, *self.shape), np.float32)
+        for row, index in enumerate(np.asarray(indices, dtype=np.int64)):
+            raw = os.pread(self._fd, self._bytes, int(index) * self._bytes)
+            out[row, 0] = np.frombuffer(raw, np.float32).reshape(self.shape)
+        return torch.from_numpy(out)
+
+    def take(self, centres: Centres) -> tuple[PatchSource, Centres]:
+        """A :class:`PatchSource` of the slices ``centres`` fall in, and the centres
+        renumbered into it."""
+        unique, local = np.unique(centres.index, return_inverse=True)
+        return (PatchSource(self.read(unique)),
+                Centres(local.astype(np.int64), centres.y, centres.x, centres.label))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def prepare_slices(samples: Sequence[Sample], size: int | None, folder: Path, *,
+                   normalise: bool = False, chunk: int = 64
+                   ) -> tuple[SlicesOnDisk, np.ndarray, np.ndarray]:
+    """Stream the samples (all with a known mask) through the preparation of
+    :func:`known_slices` a ``chunk`` at a time: the slices go to a :class:`SlicesOnDisk` in
+    ``folder``; their masks and :func:`head_regions` stay in memory as bool ``(n, S, S)``
+    stacks (what :func:`sample_centres` draws from). The same slices, masks and regions as
+    :func:`known_slices` and :func:`head_regions` on the whole stack, bit for bit (every step
+    works slice by slice)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    masks: np.ndarray | None = None
+    regions: np.ndarray | None = None
+    path = folder / "slices.f32"
+    with open(path, "wb") as out:
+        for start in range(0, len(samples), chunk):
+            part = samples[start:start + chunk]
+            images = slice_images(part, size, normalise)
+            part_masks = masks_to_tensor(part, size)[:, 0].numpy() > 0.5
+            if masks is None:
+                masks = np.zeros((len(samples), *part_masks.shape[1:]), bool)
+                regions = np.zeros(masks.shape, bool)
+            masks[start:start + len(part)] = part_masks
+            regions[start:start + len(part)] = head_regions(images[:, 0].numpy(), part_masks)
+            out.write(np.ascontiguousarray(images.numpy(), dtype=np.float32).tobytes())
+    if masks is None or regions is None:
+        raise ValueError("no slice to prepare")
+    return SlicesOnDisk(path, len(samples), masks.shape[1:]), masks, regions
+
+
+def val_slice_batches(samples: Sequence[Sample], size: int | None, batch_size: int, *,
+                      normalise: bool = False, margin: int = 0, limit: int | None = None,
+                      seed: int = 0) -> tuple[list[Sample], list[tuple[torch.Tensor,
+                                                                       torch.Tensor]]]:
+    """The validation slices of :func:`known_slices` (``scored``) and their
+    :func:`slice_batches`, the same batches, reading only the ``limit`` slices kept."""
+    kept = [samples[i] for i in scored_indices(samples)]
+    if not kept:
+        return kept, []
+    order = np.arange(len(kept))
+    if limit is not None and limit < len(order):
+        order = np.sort(np.random.default_rng(seed).permutation(len(order))[:limit])
+    chosen = [kept[i] for i in order]
+    masks = masks_to_tensor(chosen, size)[:, 0].numpy() > 0.5
+    return kept, slice_batches(slice_images(chosen, size, normalise), masks, batch_size,
+                               margin=margin)
 
 
 def position_features(y: np.ndarray | torch.Tensor, x: np.ndarray | torch.Tensor,

@@ -32,7 +32,10 @@ its recipe: per epoch :func:`_train_epoch` (the loop over the batches), :func:`_
   :func:`mribench.blocks.nn.data.make_loader`); the model maps inputs to logits shaped like targets
   (or with the same number of elements). ``val_loader`` may be None (no early stopping).
 - ``val_score_fn(logits, targets) -> float``: the validation metric, *higher is better*,
-  computed on the concatenated validation logits and targets (e.g.
+  computed on the concatenated validation logits and targets, or, when it has
+  ``counts(logits, targets)`` and ``from_counts(summed)`` (a streamed score such as
+  :data:`~mribench.blocks.nn.losses.POOLED_DICE`), from counts summed batch by batch, so the
+  validation outputs are never held together (e.g.
   :func:`~mribench.blocks.nn.losses.pooled_dice`, :func:`~mribench.blocks.nn.losses.binary_accuracy`).
   Without it the score is ``-val_loss``.
 - Early stopping: training stops after ``patience`` epochs without an improvement larger
@@ -149,6 +152,9 @@ TRAINING_RULES: dict[str, Constraint] = {
     "dropout": Interval(0, 1, closed="left"),
     "augment": FLAG,
     "infer_batch": Interval(1, None, integer=True),
+    "oversample": Interval(0, 1),
+    "iterations": OrNone(Interval(1, None, integer=True)),
+    "workers": Interval(0, 64, integer=True),
 }
 
 
@@ -157,8 +163,11 @@ class TrainParams(MethodParams):
     """Base of the ``Params`` of every deep plugin: the training knobs all of them have, and
     the rules of :data:`TRAINING_RULES` for those (and for the ones only some declare:
     ``epochs``, ``weight_decay``, ``max_minutes``, ``optimizer``, ``scheduler``, ``augment``,
-    ``infer_batch``). A subclass declares its own fields with its defaults (re-declaring a
-    field here changes its default) and ``constraints`` for the rest.
+    ``infer_batch``; and the streamed feeding's ``workers``: loader worker processes, 0 = read
+    in the training process; ``iterations``: batches per epoch, None = a pass over the data;
+    ``oversample``: share of each batch forced onto foreground slices). A subclass declares
+    its own fields with its defaults (re-declaring a field here changes its default) and
+    ``constraints`` for the rest.
 
     ``batch_size``: training batch; ``lr``: learning rate; ``patience``: epochs without a
     better validation score before stopping (None: no early stopping); ``dropout``: the
@@ -360,12 +369,16 @@ def _autocast(enabled: bool, device: str = "cuda") -> contextlib.AbstractContext
 
 
 def _evaluate(model: nn.Module, loader: Iterable[Batch], loss_fn: Callable[..., torch.Tensor],
-              device: str, amp: bool, channels_last: bool, keep: bool
-              ) -> tuple[float, torch.Tensor | None, torch.Tensor | None]:
+              device: str, amp: bool, channels_last: bool, keep: bool,
+              counts: Callable[[torch.Tensor, torch.Tensor], Any] | None = None
+              ) -> tuple[float, Any, torch.Tensor | None]:
+    """``(mean loss, logits, targets)`` over ``loader``; with ``counts`` (a streamed score's
+    per-batch counts, summed) ``(mean loss, summed counts, None)`` and nothing is kept."""
     model.eval()
     total, count = 0.0, 0
     outs: list[torch.Tensor] = []
     tgts: list[torch.Tensor] = []
+    summed: Any = None
     autocast = _autocast(amp, device)
     with torch.no_grad():
         for x, y in loader:
@@ -376,11 +389,16 @@ def _evaluate(model: nn.Module, loader: Iterable[Batch], loss_fn: Callable[..., 
             loss = _loss_on(loss_fn, logits, y)
             total += float(loss.item()) * x.shape[0]
             count += x.shape[0]
-            if keep:
+            if counts is not None:
+                batch = counts(logits.float().reshape(y.shape), y.float())
+                summed = batch if summed is None else summed + batch
+            elif keep:
                 outs.append(logits.float().reshape(y.shape).cpu())
                 tgts.append(y.float().cpu())
     if count == 0:
         return float("nan"), None, None
+    if counts is not None:
+        return total / count, summed, None
     if not keep:
         return total / count, None, None
     return total / count, torch.cat(outs), torch.cat(tgts)
@@ -606,10 +624,13 @@ def _validate(model: nn.Module, loader: Iterable[Batch] | None,
     if loader is None:
         return float("nan"), None
     score_fn = config.val_score_fn
+    counts = getattr(score_fn, "counts", None)  # a streamed score: summed per-batch counts
     val_loss, logits, targets = _evaluate(model, loader, loss_fn, device, amp,
-                                          config.channels_last, score_fn is not None)
+                                          config.channels_last, score_fn is not None, counts)
     if score_fn is None or logits is None:
         return val_loss, None
+    if counts is not None:
+        return val_loss, float(score_fn.from_counts(logits))  # type: ignore[union-attr]
     return val_loss, float(score_fn(logits, targets))
 
 
