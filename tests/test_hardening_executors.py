@@ -33,6 +33,7 @@ from fault_helpers import (
     Nap,
     end_group,
     group_alive,
+    group_members,
     start_driver,
     started_jobs,
     wait_for,
@@ -228,12 +229,17 @@ def test_ctrl_c_ends_dask_and_submitit_jobs_without_tracebacks(tmp_path, data_ca
                  "both jobs to start")
         assert driver.poll() is None, driver.stderr.read()
         os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-        _, err = driver.communicate(timeout=60)
+        try:  # the driver itself (its stderr may stay open while a worker lingers)
+            driver.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the driver did not end within 60 s of Ctrl-C; its group: "
+                                 f"{group_members(driver.pid)}") from None
+        # the jobs were ended, not left to sleep on (Nap sleeps a minute)
+        wait_for(lambda: not group_alive(driver.pid), 10, "the jobs to end")
+        err = driver.stderr.read()
         assert driver.returncode == 130, err
         assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
         assert err.split() == ["aborted"], err
-        # the jobs were ended, not left to sleep on (Nap sleeps a minute)
-        wait_for(lambda: not group_alive(driver.pid), 10, "the jobs to end")
     finally:
         end_group(driver.pid)
     assert not list(out.glob("*/seed-*/status.json"))
