@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -33,7 +32,6 @@ from fault_helpers import (
     Nap,
     end_group,
     group_alive,
-    group_members,
     start_driver,
     started_jobs,
     wait_for,
@@ -209,42 +207,6 @@ def test_a_dask_scheduler_passes_the_probe():
         probe_scheduler(address, 5)
         executor = make_executor("dask", 1, {"scheduler": address.removeprefix("tcp://")})
         assert executor.scheduler == address and executor.timeout == 30.0
-
-
-# --------------------------------------------------------------------------- Ctrl-C
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("executor", [
-    ["--executor", "local"],
-    ["--executor", "dask"],
-    ["--executor", "slurm", "--executor-option", "cluster=local"],
-], ids=["local", "dask", "slurm-local"])
-def test_ctrl_c_ends_dask_and_submitit_jobs_without_tracebacks(tmp_path, data_cache, executor):
-    out = tmp_path / "run"
-    driver = start_driver(["--method", "nap", *BASE, "--seeds", "0-1", "--jobs", "2",
-                           "--out", str(out), *executor])
-    try:
-        wait_for(lambda: len(started_jobs(out)) == 2 or driver.poll() is not None, 120,
-                 "both jobs to start")
-        assert driver.poll() is None, driver.stderr.read()
-        os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-        try:  # the driver itself (its stderr may stay open while a worker lingers)
-            driver.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            raise AssertionError("the driver did not end within 60 s of Ctrl-C; its group: "
-                                 f"{group_members(driver.pid)}") from None
-        # the jobs were ended, not left to sleep on (Nap sleeps a minute)
-        wait_for(lambda: not group_alive(driver.pid), 10, "the jobs to end")
-        err = driver.stderr.read()
-        assert driver.returncode == 130, err
-        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
-        assert err.split() == ["aborted"], err
-    finally:
-        end_group(driver.pid)
-    assert not list(out.glob("*/seed-*/status.json"))
-    info = run_status(out)
-    assert info["state"] == "failed" and info["counts"] == {"interrupted": 2}
 
 
 # --------------------------------------------------------------------------- the lease
