@@ -57,10 +57,17 @@ from mribench.api import (
     Sample,
 )
 from mribench.api.export import label_step, load_step, resize_step, sigmoid_step
+from mribench.api.feature_cache import CHUNK, FeatureRows
 from mribench.blocks.fcm import fcm_image
 from mribench.blocks.nn.blocks import ConvPoolClassifier
-from mribench.blocks.nn.classify import fit_classifier, predict_proba
-from mribench.blocks.nn.data import Augment, images_to_tensor, resize_back
+from mribench.blocks.nn.classify import fit_classifier_on, predict_proba
+from mribench.blocks.nn.data import (
+    Augment,
+    SliceDataset,
+    images_to_tensor,
+    resize_back,
+    stream_inputs,
+)
 from mribench.blocks.nn.train import TrainConfig, TrainParams, fingerprint, seed_everything
 from mribench.blocks.preprocess import brain_mask
 
@@ -135,8 +142,9 @@ class FCMCNN(Method):
     }
     requirements: ClassVar[tuple[str, ...]] = ("torch",)
 
-    def _memberships(self, samples: Sequence[Sample], ctx: Context) -> np.ndarray:
-        """(n, S, S) brightest-cluster memberships at ``map_size``, via the feature cache."""
+    def _memberships(self, samples: Sequence[Sample], ctx: Context) -> FeatureRows:
+        """The brightest-cluster memberships at ``map_size``, one ``(S, S)`` float32 map per
+        sample read on access, via the feature cache (computed once, stored as float32)."""
         p = self.params
         key = {"map_size": p.map_size, "clusters": p.clusters, "m": p.m, "erosion": p.erosion}
 
@@ -145,26 +153,31 @@ class FCMCNN(Method):
             return np.stack([brightest_membership(i, p.clusters, p.m, p.erosion).ravel()
                              for i in images])
 
-        flat = ctx.cache.features("fcm-brightest", key, list(samples), compute)
-        return flat.reshape(len(samples), p.map_size, p.map_size).astype(np.float32)
+        rows = ctx.cache.rows("fcm-brightest", key, list(samples), compute, dtype=np.float32)
+        return rows.reshaped(p.map_size, p.map_size)
 
     def _inputs(self, samples: Sequence[Sample], ctx: Context) -> tuple[torch.Tensor, np.ndarray]:
-        maps = self._memberships(samples, ctx)
+        """The stacked ``(n, 2, S, S)`` inputs and ``(n, S, S)`` maps (``bench explain``'s few
+        slices; training and prediction stream them)."""
+        maps = self._memberships(samples, ctx).stack()
         return images_to_tensor(samples, self.params.map_size, extra=list(maps)), maps
+
+    def _dataset(self, samples: Sequence[Sample], ctx: Context) -> SliceDataset:
+        """(slice, membership) inputs and labels, read one sample at a time."""
+        return SliceDataset(samples, self.params.map_size, target="label",
+                            extra=self._memberships(samples, ctx))
 
     def fit(self, train: Sequence[Sample], val: Sequence[Sample], ctx: Context) -> FCMCNN:
         p = self.params
         train = [s for s in train if s.label in (0, 1)]
         val = [s for s in val if s.label in (0, 1)]
-        x_train, _ = self._inputs(train, ctx)
-        x_val, _ = self._inputs(val, ctx)
+        train_set, val_set = self._dataset(train, ctx), self._dataset(val, ctx)
         seed_everything(ctx.seed)
         self.model_ = self.build_network()
         recipe = TrainConfig(epochs=p.epochs, lr=p.lr, patience=p.patience,
                              augment=AUGMENT if p.augment else None)
-        self.train_result_ = fit_classifier(
-            self.model_, x_train, [s.label for s in train], x_val, [s.label for s in val], ctx,
-            recipe, batch_size=p.batch_size,
+        self.train_result_ = fit_classifier_on(
+            self.model_, train_set, val_set, ctx, recipe, batch_size=p.batch_size,
             fingerprint=fingerprint(p.digest(), [s.id for s in train], ctx.seed))
         ctx.log("trained", best_epoch=self.train_result_.best_epoch,
                 val_accuracy=self.train_result_.best_score)
@@ -204,16 +217,22 @@ class FCMCNN(Method):
                            "the candidate region that makes the mask"))
 
     def predict(self, samples: Sequence[Sample], ctx: Context) -> Prediction:
-        x, maps = self._inputs(samples, ctx)
-        scores = predict_proba(self.model_, x, ctx)
+        p = self.params
+        maps = self._memberships(samples, ctx)
+        scores = predict_proba(self.model_, stream_inputs(samples, p.map_size, 64, extra=maps),
+                               ctx, 64)
         labels = (scores >= 0.5).astype(int)
-        shapes = [s.shape for s in samples]
-        candidates = np.stack([compact_candidate(mp, self.params.min_area) for mp in maps]
-                              ) if len(samples) else np.zeros((0, 1, 1), bool)
-        masks = [(c >= 0.5) & bool(lab) for c, lab in
-                 zip(resize_back(candidates.astype(np.float32), shapes), labels, strict=True)]
-        probs = resize_back(maps, shapes)
+        masks: list[np.ndarray] = []
+        probs: list[np.ndarray] = []
+        for start in range(0, len(samples), CHUNK):  # a chunk of maps in memory at a time
+            part = maps.stack(start, start + CHUNK)
+            shapes = [s.shape for s in samples[start:start + len(part)]]
+            candidates = np.stack([compact_candidate(mp, p.min_area) for mp in part])
+            masks += [(c >= 0.5) & bool(lab) for c, lab in
+                      zip(resize_back(candidates.astype(np.float32), shapes),
+                          labels[start:start + len(part)], strict=True)]
+            probs += [m.astype(np.float16) for m in resize_back(part, shapes)]
         return Prediction(ids=[s.id for s in samples], labels=labels, scores=scores,
                           masks=np.stack(masks) if masks else np.zeros((0, 1, 1), bool),
-                          prob_maps=(np.stack(probs).astype(np.float16) if probs
+                          prob_maps=(np.stack(probs) if probs
                                      else np.zeros((0, 1, 1), np.float16)))

@@ -64,3 +64,8 @@ def read_json(path: Path) -> Any:
 def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
     """Save arrays compressed into ``path`` atomically."""
     _atomic_write(path, lambda h: np.savez_compressed(h, **arrays))
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    """Save one array as ``.npy`` (uncompressed, readable in place) into ``path`` atomically."""
+    _atomic_write(path, lambda h: np.save(h, array, allow_pickle=False))

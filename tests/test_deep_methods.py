@@ -121,6 +121,32 @@ def test_fcm_cnn_classifies_and_segments(easy_parts, tmp_path: Path) -> None:
     assert ctx.cache.misses == misses
 
 
+def test_fcm_cnn_streamed_training_equals_the_stacked_one(easy_parts, tmp_path: Path) -> None:
+    """``fit`` reads (slice, membership) one sample at a time; the same network trained on
+    the stacked inputs (how it trained before) ends with the same weights and scores."""
+    from mribench.blocks.nn.classify import fit_classifier, predict_proba
+    from mribench.blocks.nn.train import TrainConfig, seed_everything
+    from mribench.methods.fcm_cnn import AUGMENT
+
+    train, val, test = (part[:40] for part in easy_parts)
+    method = FCMCNN(profile="quick", map_size=24, filters=4, epochs=2, patience=None,
+                    batch_size=8)
+    ctx = _ctx(tmp_path, "streamed")
+    method.fit(train, val, ctx)
+    streamed = method.predict(test, ctx)
+    stacked_ctx = Context(workdir=tmp_path / "stacked", seed=0, cache=ctx.cache)
+    seed_everything(0)
+    model = method.build_network()
+    fit_classifier(model, method._inputs(train, ctx)[0], [s.label for s in train],
+                   method._inputs(val, ctx)[0], [s.label for s in val], stacked_ctx,
+                   TrainConfig(epochs=2, augment=AUGMENT), batch_size=8)
+    for name, weight in model.state_dict().items():
+        assert torch.equal(weight, method.model_.state_dict()[name]), name
+    stacked = predict_proba(model, method._inputs(test, ctx)[0], stacked_ctx)
+    np.testing.assert_array_equal(streamed.scores, stacked)
+    assert streamed.masks.shape == (len(test), 48, 48) and streamed.prob_maps.dtype == np.float16
+
+
 def test_compact_candidate_prefers_the_compact_blob() -> None:
     membership = np.zeros((40, 40))
     membership[5:15, 5:15] = 1.0  # compact square, 100 px

@@ -233,8 +233,8 @@ def test_truncated_feature_cache_is_rebuilt_with_a_warning(tmp_path, caplog):
         return np.array([[float(s.image.mean()), 1.0] for s in batch])
 
     first = FeatureCache(tmp_path).features("f", {"a": 1}, samples, compute)
-    (cache_file,) = tmp_path.glob("*.npz")
-    cache_file.write_bytes(cache_file.read_bytes()[:40])  # truncated by a crash
+    (cache_file,) = tmp_path.glob("*/*.npy")  # the table's one segment
+    cache_file.write_bytes(cache_file.read_bytes()[:140])  # truncated by a crash
     for _ in range(2):  # and every later --resume works too
         cache = FeatureCache(tmp_path)
         with caplog.at_level(logging.WARNING, logger="mribench"):

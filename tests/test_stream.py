@@ -198,3 +198,32 @@ def test_prepared_slices_stream_the_stacked_windows(stored, tmp_path: Path) -> N
     assert reader.images == 9
     for (xa, ya), (xb, yb) in zip(reference, streamed, strict=True):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+@pytest.mark.parametrize(("n", "shuffle", "drop_last"),
+                         [(23, True, True), (23, True, False), (24, True, True), (23, False, False)])
+def test_tensor_batches_are_the_dataloaders(n: int, shuffle: bool, drop_last: bool) -> None:
+    """make_loader's in-memory batches: a DataLoader's, batch for batch, over two epochs
+    without re-seeding (so the generator is left where the DataLoader leaves it)."""
+    from torch.utils.data import (
+        BatchSampler,
+        DataLoader,
+        RandomSampler,
+        SequentialSampler,
+        TensorDataset,
+    )
+
+    data = TensorDataset(torch.randn(n, 3), torch.arange(n).float())
+    fast = make_loader(data, 4, shuffle=shuffle, seed=7, drop_last=drop_last)
+    assert not isinstance(fast, DataLoader)
+    g = torch.Generator().manual_seed(7)
+    order = RandomSampler(data, generator=g) if shuffle else SequentialSampler(data)
+    slow = DataLoader(data, batch_size=None, generator=g,
+                      sampler=BatchSampler(order, 4, drop_last))
+    assert len(fast) == len(slow)
+    for _ in range(2):
+        got, want = list(fast), list(slow)
+        assert len(got) == len(want) > 0
+        for (x, y), (wx, wy) in zip(got, want, strict=True):
+            assert torch.equal(x, wx) and torch.equal(y, wy)
+    assert torch.equal(fast.generator.get_state(), g.get_state())
