@@ -13,7 +13,8 @@ Input: grayscale slices (resized to ``image_size``). Output: a label per slice a
 ``P(tumour)`` as its score.
 
 Here: the DWT features come from :mod:`mribench.blocks.features.wavelet` through the run's feature
-cache (computed once per image and shared with any method asking for the same transform);
+cache (computed once per image, a chunk of slices at a time, and shared with any method
+asking for the same transform);
 they are standardised and projected on ``pca_components`` principal components fitted on
 the training slices; the network (``hidden`` widths, ReLU, dropout) is trained with binary
 cross-entropy and Adam through :func:`mribench.blocks.nn.classify.fit_classifier` (early stopping on
@@ -152,6 +153,8 @@ class DWTDNN(Method):
         self.scale_ = float(np.sqrt(self.pca_.explained_variance_[0])) or 1.0
         ctx.log("pca", components=n_comp,
                 explained=float(self.pca_.explained_variance_ratio_.sum()))
+        z_train = self._reduce(x_train)
+        del x_train  # the (n, 1024) float64 matrix is not held through the training
         z_val = self._reduce(self._features(val, ctx)) if val else None
         seed_everything(ctx.seed)
         self.model_ = self.build_network()
@@ -159,7 +162,7 @@ class DWTDNN(Method):
                              patience=p.patience)
         with torch_threads(1 if ctx.device == "cpu" else None):  # a tiny network
             self.train_result_ = fit_classifier(
-                self.model_, self._reduce(x_train), [s.label for s in train], z_val,
+                self.model_, z_train, [s.label for s in train], z_val,
                 [s.label for s in val], ctx, recipe, batch_size=p.batch_size,
                 fingerprint=fingerprint(p.digest(), [s.id for s in train], ctx.seed))
         ctx.log("trained", best_epoch=self.train_result_.best_epoch,

@@ -19,7 +19,10 @@ Recipe:
    ``min_area`` of the brain) is the tumour candidate;
 4. classification: a small CNN (two conv/pool blocks, dropout, dense, sigmoid) on the
    2-channel input (slice, membership map), trained with BCE and Adam, augmentation applied
-   jointly to both channels (intensity jitter to the slice only);
+   jointly to both channels (intensity jitter to the slice only); streamed: a batch's slices
+   are read from the data cache and their maps from the feature cache's table on disk when
+   the batch is drawn (:class:`~mribench.blocks.nn.data.SliceDataset`), so memory depends on
+   the batch, not the data set (the maps of 50,000 slices at 64 px are 820 MB as float32);
 5. the segment answer is the candidate of slices the CNN calls tumour, an empty mask for the
    others.
 

@@ -222,6 +222,7 @@ def test_tensor_batches_are_the_dataloaders(n: int, shuffle: bool, drop_last: bo
                       sampler=BatchSampler(order, 4, drop_last))
     assert len(fast) == len(slow)
     for _ in range(2):
+        iter(fast), iter(slow)  # a bar (tqdm.auto) makes an iterator it never reads
         got, want = list(fast), list(slow)
         assert len(got) == len(want) > 0
         for (x, y), (wx, wy) in zip(got, want, strict=True):

@@ -357,10 +357,10 @@ class TensorBatches:
     (``batch_size=None`` over a ``BatchSampler`` of a ``RandomSampler``) costs a Python call
     per item or a list-to-tensor conversion per batch, and an iterator with a profiler
     record per batch: together about a tenth of an epoch of a small MLP (``dwt-dnn``). This
-    draws exactly what that loader draws from ``generator`` (the iterator's base seed, one
-    ``randperm`` of the data set, and the sampler's trailing ``randperm`` once exhausted) and
-    slices the permutation: the same batches in the same order, and the generator left in
-    the same state.
+    draws exactly what that loader draws from ``generator``, when it draws it (an iterator's
+    base seed when the iterator is made, one ``randperm`` of the data set at its first batch,
+    and the sampler's trailing ``randperm`` once exhausted) and slices the permutation: the
+    same batches in the same order, and the generator left in the same state.
 
     Attributes (as a ``DataLoader``'s): ``dataset``, ``generator``, ``batch_sampler`` (the
     equivalent ``BatchSampler``: its ``batch_size`` and ``drop_last``).
@@ -379,9 +379,14 @@ class TensorBatches:
         return len(self.batch_sampler)
 
     def __iter__(self) -> Iterator[Any]:
+        # a DataLoader's iterator draws its base seed when it is made (tqdm.auto's bar makes
+        # one it never reads), its sampler's permutation on the first batch
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        return self._batches()
+
+    def _batches(self) -> Iterator[Any]:
         n, size = len(self.dataset), self.batch_sampler.batch_size  # type: ignore[arg-type]
         g = self.generator
-        torch.empty((), dtype=torch.int64).random_(generator=g)  # the iterator's base seed
         order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
         stop = n - n % size if self.batch_sampler.drop_last else n
         for start in range(0, stop, size):
