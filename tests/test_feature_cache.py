@@ -79,8 +79,10 @@ def test_float32_table_round_trips_shaped_and_is_another_table(tmp_path):
     np.testing.assert_array_equal(rows.stack(), np.stack([s.image for s in samples]))
     again = FeatureCache(tmp_path).rows("maps", {}, samples, maps, dtype=np.float32)
     np.testing.assert_array_equal(again.stack(), np.stack([s.image.ravel() for s in samples]))
+    empty = FeatureCache(tmp_path).rows("new", {}, [], maps, dtype=np.float32).reshaped(8, 8)
+    assert len(empty) == 0 and empty.stack().shape == (0, 8, 8)
     wide = FeatureCache(tmp_path).features("maps", {}, samples, maps)  # float64: its own table
-    assert wide.dtype == np.float64 and len(list(tmp_path.iterdir())) == 2
+    assert wide.dtype == np.float64 and len([p for p in tmp_path.iterdir() if p.name.startswith('maps')]) == 2
 
 
 def test_cache_without_folder_uses_a_private_folder_removed_with_it():

@@ -104,8 +104,10 @@ def _read_rows(out: np.ndarray, paths: Sequence[Path], where: np.ndarray) -> Non
     """Fill ``out`` (m, d) with the rows at ``where`` ((m, 2): segment number, byte offset),
     one positional read per stretch of consecutive rows."""
     nbytes = out.shape[1] * out.dtype.itemsize
+    if not len(where) or not nbytes:
+        return
     flat = out.reshape(len(out), -1).view(np.uint8)
-    for seg in np.unique(where[:, 0]) if len(where) and nbytes else ():
+    for seg in np.unique(where[:, 0]):
         fd = os.open(paths[seg], os.O_RDONLY | getattr(os, "O_BINARY", 0))
         try:
             for first, count, offset in _runs(where, np.flatnonzero(where[:, 0] == seg), nbytes):
@@ -133,6 +135,8 @@ class FeatureRows(Sequence[np.ndarray]):
     def __init__(self, paths: Sequence[Path], where: np.ndarray, width: int, dtype: np.dtype,
                  row_shape: tuple[int, ...] | None = None, keepalive: Any = None) -> None:
         self.paths, self.where = list(paths), where
+        if not width and not len(where) and row_shape is not None:  # no rows of a new table
+            width = int(np.prod(row_shape))
         self.width, self.dtype = int(width), np.dtype(dtype)
         self.row_shape = tuple(row_shape) if row_shape is not None else (self.width,)
         if int(np.prod(self.row_shape)) != self.width:
