@@ -183,7 +183,6 @@ class _Table:
     def __init__(self, folder: Path, name: str, legacy: Path | None, dtype: np.dtype) -> None:
         self.folder, self.legacy, self.dtype = folder / name, legacy, dtype
         self.paths: list[Path] = []
-        self.offsets: list[int] = []
         self.index: dict[str, tuple[int, int]] = {}
         self.width: int | None = None
         self.seen: set[str] = set()
@@ -221,7 +220,6 @@ class _Table:
         self.width = width
         seg = len(self.paths)
         self.paths.append(path)
-        self.offsets.append(offset)
         row_bytes = width * self.dtype.itemsize
         for row, key in enumerate(keys):
             self.index.setdefault(key, (seg, offset + row * row_bytes))
