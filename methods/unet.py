@@ -87,6 +87,7 @@ from mribench.blocks.nn.data import (
     EpochSampler,
     SliceDataset,
     make_loader,
+    predict_stacks,
     resize_back,
     stream_inputs,
 )
@@ -295,19 +296,15 @@ class UNetSegmenter(SegmentationMethod):
 
     def predict_masks(self, samples: Sequence[Sample], ctx: Context
                       ) -> tuple[np.ndarray, np.ndarray]:
-        if not samples:
-            return np.zeros((0, 1, 1), bool), np.zeros((0, 1, 1), np.float16)
         p = self.params
-        masks = np.zeros((len(samples), *samples[0].shape), bool)
-        maps = np.zeros(masks.shape, np.float16)
-        start = 0
-        for x in stream_inputs(samples, p.image_size, p.infer_batch, workers=p.workers):
-            chunk = samples[start:start + len(x)]
+
+        def answer(x: torch.Tensor, chunk: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
             batch = np.stack(resize_back(self._probabilities(x, ctx), [s.shape for s in chunk]))
-            masks[start:start + len(x)] = batch >= self.threshold_
-            maps[start:start + len(x)] = batch
-            start += len(x)
-        return masks, maps
+            return batch >= self.threshold_, batch
+
+        return predict_stacks(samples, ctx, stream_inputs(samples, p.image_size, p.infer_batch,
+                                                          workers=p.workers),
+                              answer, np.float16)
 
 
 #: The probability thresholds :func:`_best_threshold` tries, nearest 0.5 first.
