@@ -52,8 +52,10 @@ Differences from the paper:
 Data feeding: the training slices are prepared (resized, normalised) once and streamed from a
 scratch file in the job's folder, deleted after training (:func:`mribench.blocks.nn.patches.prepare_slices`);
 a batch of windows reads the slices it touches, validation reads only its ``val_slices``, and
-test slices are predicted batch by batch; only the bool masks and head regions of the training
-slices stay in memory (what the centres are drawn from). The numbers are those of the stacked
+val and test slices are predicted batch by batch into disk-backed stacks of masks and maps
+(:func:`mribench.blocks.nn.data.predict_stacks`), which the ``+crf`` row chooses its weights on
+and refines a chunk at a time; only the bool masks and head regions of the training slices stay
+in memory (what the centres are drawn from). The numbers are those of the stacked
 tensors this replaced, bit for bit. Oversampling and a fixed number of iterations per epoch
 are the paper's own: ``positive_fraction`` of the windows centred on tumour (already on in both
 profiles: the positives are rare) and ``patches_per_epoch``.

@@ -28,8 +28,9 @@ threshold) uses the pooled Dice of the validation slices chosen by the same rule
 
 Data feeding: the slices stream from the sample store (:class:`~mribench.blocks.nn.data.SliceDataset`:
 one slice read and resized per item, ``workers`` loader processes), validation is scored from
-streamed counts and test slices are predicted batch by batch, so memory depends on the batch,
-not on the data set; the numbers are those of the stacked tensors this replaced, bit for bit.
+streamed counts and test slices are predicted batch by batch into disk-backed stacks of masks
+and maps (:func:`mribench.blocks.nn.data.predict_stacks`), so memory depends on the batch, not
+on the data set; the numbers are those of the stacked tensors this replaced, bit for bit.
 ``iterations`` (batches per epoch; None: a pass over the slices) and ``oversample`` (share of
 each batch drawn from slices holding tumour; nnU-Net forces a third) change the sampling to
 nnU-Net's; both are off in ``quick`` and ``paper``: the paper trains plain epochs over its

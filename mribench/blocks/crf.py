@@ -20,6 +20,12 @@ Conventions
   has the shape of the input map.
 - pydensecrf (the ``pydensecrf2`` distribution) is optional at run time: without it every call
   warns once and returns the raw mask (``prob > 0.5``) and map unchanged.
+- :class:`CRFVariant` (the ``+crf`` rows) never holds a whole set of maps: the validation maps
+  are read a chunk of slices at a time to count the raw masks' overlap and find the tumour
+  slices, the search (:meth:`DenseCRF.search`) then runs on the at most ``crf_max_images``
+  slices :meth:`DenseCRF.subset` draws, and the test maps are refined a chunk at a time into
+  the context's disk-backed stacks (:mod:`mribench.api.stack`). The chosen weights and the
+  refined maps are those of the whole stacks (:meth:`DenseCRF.fit` does it in one go).
 
 Example
 -------
@@ -299,8 +305,9 @@ class DenseCRF:
         return refined > 0.5, refined
 
 
-#: Slices refined together by :meth:`CRFVariant.predict_variants` (each on its own: the chunk
-#: only bounds the memory of a large test set).
+#: Slices read together by :meth:`CRFVariant.fit_variants` and refined together by
+#: :meth:`CRFVariant.predict_variants` (each on its own: the chunk only bounds the memory of a
+#: large set).
 _CRF_CHUNK = 256
 
 

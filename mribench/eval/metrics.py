@@ -68,6 +68,10 @@ summaries:
   ``n_excluded`` records how many images the policy left out; the raw counts are kept in the
   per-case records, so any policy and either view can be recomputed afterwards.
 
+The pixel counts are taken per slice, reading the true masks and the predicted ones (possibly
+a disk-backed stack, :mod:`mribench.api.stack`) a chunk of slices at a time: scoring holds one
+chunk in memory, never the test set, and the counts are those of the whole stack.
+
 Per-case records (the second value of :func:`evaluate`) of a slice scored in ``segment``
 carry ``tp, fp, tn, fn`` (pixels), ``gt_area``, ``pred_area``, ``dice`` and ``iou`` (under the
 policy; None where it excludes) and ``truth``: ``"annotated"`` (the data set's mask) or
