@@ -23,7 +23,9 @@ The numbers are those of the in-memory stacks, bit for bit: every consumer compu
 
 from __future__ import annotations
 
+import errno
 import mmap
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,8 +47,26 @@ def new_stack(folder: Path | None, n: int, shape: tuple[int, ...], dtype: Any) -
         return np.zeros(full, dtype=dtype)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    return np.lib.format.open_memmap(folder / f"{uuid.uuid4().hex}.npy", mode="w+",
-                                     dtype=np.dtype(dtype), shape=full)
+    path = folder / f"{uuid.uuid4().hex}.npy"
+    stack = np.lib.format.open_memmap(path, mode="w+", dtype=np.dtype(dtype), shape=full)
+    _reserve(path)
+    return stack
+
+
+def _reserve(path: Path) -> None:
+    """Allocate the file's blocks now (it is created sparse): a full disk is then an
+    ``OSError`` here, not a ``SIGBUS`` when a page of the map is first written."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:  # a file system that cannot reserve: stay sparse
+            return
+        raise
+    finally:
+        os.close(fd)
 
 
 def _mapping(array: Any) -> mmap.mmap | None:

@@ -5,6 +5,12 @@ worker or a SLURM task). It needs only the :class:`~mribench.run.jobs.Job` and t
 the data come from the shared data cache (:func:`mribench.data.load.load_dataset`), the split
 from the run folder's ``split.json``. A failure is recorded in the job's folder (``status.json``
 "failed", ``traceback.txt``) and returned, so one method's failure stops nothing.
+
+A segmenter predicts into disk-backed stacks (:mod:`mribench.api.stack`) in the job's scratch
+folder (``Context.scratch``, :meth:`~mribench.results.layout.RunLayout.scratch_dir`); the job
+empties it when it starts (what a killed try left), after fitting (the val stacks), once the
+scores of each evaluation set are written, and when it ends or fails, so the folder never
+outlives the job and scoring one set never holds another's stacks.
 """
 
 from __future__ import annotations
