@@ -75,7 +75,7 @@ def child(data: Path, method_spec: str, spec: str) -> None:
     cls = get_method(name)
     method = cls(cls.params_for("quick", **overrides), profile="quick")
     with tempfile.TemporaryDirectory(prefix="mribench-mem-ctx-") as tmp:
-        ctx = Context(method_name=name, workdir=Path(tmp))
+        ctx = Context(method_name=name, workdir=Path(tmp), scratch=Path(tmp) / "scratch")
         method.fit(train, val, ctx)
         fitted = time.perf_counter()
         method.predict(test, ctx)

@@ -52,8 +52,10 @@ Differences from the paper:
 Data feeding: the training slices are prepared (resized, normalised) once and streamed from a
 scratch file in the job's folder, deleted after training (:func:`mribench.blocks.nn.patches.prepare_slices`);
 a batch of windows reads the slices it touches, validation reads only its ``val_slices``, and
-test slices are predicted batch by batch; only the bool masks and head regions of the training
-slices stay in memory (what the centres are drawn from). The numbers are those of the stacked
+val and test slices are predicted batch by batch into disk-backed stacks of masks and maps
+(:func:`mribench.blocks.nn.data.predict_stacks`), which the ``+crf`` row chooses its weights on
+and refines a chunk at a time; only the bool masks and head regions of the training slices stay
+in memory (what the centres are drawn from). The numbers are those of the stacked
 tensors this replaced, bit for bit. Oversampling and a fixed number of iterations per epoch
 are the paper's own: ``positive_fraction`` of the windows centred on tumour (already on in both
 profiles: the positives are rare) and ``patches_per_epoch``.
@@ -83,7 +85,7 @@ from mribench.api import (
 )
 from mribench.api.export import resize_back_step, sigmoid_step
 from mribench.blocks.crf import CRFVariant
-from mribench.blocks.nn.data import stream_inputs
+from mribench.blocks.nn.data import predict_stacks, stream_inputs
 from mribench.blocks.nn.losses import make_loss, pooled_dice
 from mribench.blocks.nn.patch_nets import ScaleStack
 from mribench.blocks.nn.patches import (
@@ -274,18 +276,14 @@ class MultiScaleCNNMethod(CRFVariant, SegmentationMethod):
 
     def predict_masks(self, samples: Sequence[Sample], ctx: Context
                       ) -> tuple[np.ndarray, np.ndarray]:
-        if not samples:
-            return maps_for(torch.zeros(0), samples)
         p = self.params
         offset = self.logit_offset_
-        masks = np.zeros((len(samples), *samples[0].shape), bool)
-        maps = np.zeros(masks.shape, np.float32)
-        start = 0
-        for x in stream_inputs(samples, p.work_size, p.infer_batch):
-            chunk = samples[start:start + len(x)]
+
+        def answer(x: torch.Tensor, chunk: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
             images = normalise_intensity(x) if p.normalise else x
             probs = predict_batches(self.net_, images, ctx.device, p.infer_batch,
                                     activation=lambda z: torch.sigmoid(z - offset))
-            masks[start:start + len(x)], maps[start:start + len(x)] = maps_for(probs, chunk)
-            start += len(x)
-        return masks, maps
+            return maps_for(probs, chunk)
+
+        return predict_stacks(samples, ctx, stream_inputs(samples, p.work_size, p.infer_batch),
+                              answer)

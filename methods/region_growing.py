@@ -58,6 +58,7 @@ from mribench.api import (
     SegmentationMethod,
     dice_from_counts,
 )
+from mribench.api.stack import write_rows
 from mribench.blocks.preprocess import DENOISERS, EQUALISERS, prepare, zscore
 from mribench.blocks.region import outlier_regions
 from mribench.blocks.resize import resize_image, resize_mask
@@ -168,15 +169,17 @@ class RegionGrowing(SegmentationMethod):
 
     def predict_masks(self, samples: Sequence[Sample], ctx: Context
                       ) -> tuple[np.ndarray, None]:
-        masks = []
-        for sample in ctx.progress(samples, desc="segment"):
+        if not samples:
+            return np.zeros((0, 0, 0), bool), None
+        # one slice at a time into a stack of the context (on disk in a run)
+        masks = ctx.prediction_stack(len(samples), samples[0].shape, bool)
+        for i, sample in enumerate(ctx.progress(samples, desc="segment")):
             mask = self._regions(self._prepare(sample.image), self.seed_k_, [self.tolerance_])[0]
             if mask.shape != sample.shape:
                 # back at the slice's own (H, W): bilinear on 0/1, then >= 0.5
                 mask = resize_mask(mask, sample.shape, filter="bilinear")
-            masks.append(mask)
-        shape = samples[0].shape if samples else (0, 0)
-        return (np.stack(masks) if masks else np.zeros((0, *shape), bool)), None
+            write_rows(masks, i, mask)
+        return masks, None
 
 
 def _stratified_draw(samples: Sequence[Sample], n: int, seed: int) -> list[Sample]:

@@ -57,7 +57,8 @@ Data feeding: the training and validation slices are still stacked at the workin
 per-channel standardisation is fitted on the whole stack and the input cascade feeds the first
 network's maps of every training slice to the second); :mod:`mribench.blocks.nn.patches`'
 streamed pieces (``prepare_slices``, ``SlicesOnDisk``, ``val_slice_batches``), which
-``multiscale-cnn`` uses, are the way to stream it. The CRF row refines test slices in chunks.
+``multiscale-cnn`` uses, are the way to stream it. Test slices are predicted, and the CRF row
+refines them, a chunk at a time into disk-backed stacks (:mod:`mribench.api.stack`).
 Balanced sampling (``positive_fraction``) and ``patches_per_epoch`` are the paper's
 foreground oversampling and fixed iterations per epoch.
 """
@@ -84,7 +85,9 @@ from mribench.api import (
     SegmentationMethod,
 )
 from mribench.api.export import resize_back_step, sigmoid_step
+from mribench.api.stack import CHUNK
 from mribench.blocks.crf import CRFVariant
+from mribench.blocks.nn.data import predict_stacks
 from mribench.blocks.nn.losses import make_loss, pooled_dice
 from mribench.blocks.nn.patch_nets import FFTConv2d, GlobalPathway, LocalPathway
 from mribench.blocks.nn.patches import (
@@ -334,8 +337,14 @@ class TwoPathwayCNN(CRFVariant, SegmentationMethod):
 
     def predict_masks(self, samples: Sequence[Sample], ctx: Context
                       ) -> tuple[np.ndarray, np.ndarray]:
-        if not samples:
-            return maps_for(torch.zeros(0), samples)
-        images = slice_images(samples, self.params.work_size, self.params.normalise)
-        probs = self._dense(self.stages_, images, ctx, self.logit_offset_)
-        return maps_for(probs, samples)
+        p = self.params
+        # chunks of whole inference batches: each slice goes through the same batch as when
+        # the set was stacked, so the numbers are unchanged
+        step = p.infer_batch * max(1, CHUNK // p.infer_batch)
+        inputs = (slice_images(samples[start:start + step], p.work_size, p.normalise)
+                  for start in range(0, len(samples), step))
+
+        def answer(x: torch.Tensor, chunk: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
+            return maps_for(self._dense(self.stages_, x, ctx, self.logit_offset_), chunk)
+
+        return predict_stacks(samples, ctx, inputs, answer)

@@ -28,8 +28,9 @@ threshold) uses the pooled Dice of the validation slices chosen by the same rule
 
 Data feeding: the slices stream from the sample store (:class:`~mribench.blocks.nn.data.SliceDataset`:
 one slice read and resized per item, ``workers`` loader processes), validation is scored from
-streamed counts and test slices are predicted batch by batch, so memory depends on the batch,
-not on the data set; the numbers are those of the stacked tensors this replaced, bit for bit.
+streamed counts and test slices are predicted batch by batch into disk-backed stacks of masks
+and maps (:func:`mribench.blocks.nn.data.predict_stacks`), so memory depends on the batch, not
+on the data set; the numbers are those of the stacked tensors this replaced, bit for bit.
 ``iterations`` (batches per epoch; None: a pass over the slices) and ``oversample`` (share of
 each batch drawn from slices holding tumour; nnU-Net forces a third) change the sampling to
 nnU-Net's; both are off in ``quick`` and ``paper``: the paper trains plain epochs over its
@@ -87,6 +88,7 @@ from mribench.blocks.nn.data import (
     EpochSampler,
     SliceDataset,
     make_loader,
+    predict_stacks,
     resize_back,
     stream_inputs,
 )
@@ -295,19 +297,15 @@ class UNetSegmenter(SegmentationMethod):
 
     def predict_masks(self, samples: Sequence[Sample], ctx: Context
                       ) -> tuple[np.ndarray, np.ndarray]:
-        if not samples:
-            return np.zeros((0, 1, 1), bool), np.zeros((0, 1, 1), np.float16)
         p = self.params
-        masks = np.zeros((len(samples), *samples[0].shape), bool)
-        maps = np.zeros(masks.shape, np.float16)
-        start = 0
-        for x in stream_inputs(samples, p.image_size, p.infer_batch, workers=p.workers):
-            chunk = samples[start:start + len(x)]
+
+        def answer(x: torch.Tensor, chunk: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
             batch = np.stack(resize_back(self._probabilities(x, ctx), [s.shape for s in chunk]))
-            masks[start:start + len(x)] = batch >= self.threshold_
-            maps[start:start + len(x)] = batch
-            start += len(x)
-        return masks, maps
+            return batch >= self.threshold_, batch
+
+        return predict_stacks(samples, ctx, stream_inputs(samples, p.image_size, p.infer_batch,
+                                                          workers=p.workers),
+                              answer, np.float16)
 
 
 #: The probability thresholds :func:`_best_threshold` tries, nearest 0.5 first.

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +64,50 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Save arrays compressed into ``path`` atomically."""
-    _atomic_write(path, lambda h: np.savez_compressed(h, **arrays))
+@dataclass(frozen=True)
+class ArrayChunks:
+    """An array :func:`atomic_save_npz` writes piece by piece, never whole in memory: its
+    ``shape`` and ``dtype`` and the pieces (consecutive blocks along the first axis, in C
+    order) that make it up, produced as they are written."""
+
+    shape: tuple[int, ...]
+    dtype: Any
+    pieces: Iterable[np.ndarray]
+
+
+def _write_chunks(handle: Any, value: ArrayChunks) -> None:
+    dtype = np.dtype(value.dtype)
+    np.lib.format.write_array_header_1_0(handle, {
+        "descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+        "shape": tuple(int(s) for s in value.shape)})
+    written = 0
+    for piece in value.pieces:
+        data = np.ascontiguousarray(piece, dtype=dtype)
+        handle.write(data.tobytes())
+        written += data.nbytes
+    expected = int(np.prod(value.shape)) * dtype.itemsize
+    if written != expected:
+        raise ValueError(f"array pieces hold {written} bytes, shape {value.shape} needs "
+                         f"{expected}")
+
+
+def _save_npz(handle: Any, arrays: dict[str, np.ndarray | ArrayChunks]) -> None:
+    """``np.savez_compressed``'s file (a deflated zip of ``.npy`` members), with the
+    :class:`ArrayChunks` streamed into their member."""
+    with zipfile.ZipFile(handle, mode="w", compression=zipfile.ZIP_DEFLATED,
+                         allowZip64=True) as archive:
+        for name, value in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                if isinstance(value, ArrayChunks):
+                    _write_chunks(member, value)
+                else:
+                    np.lib.format.write_array(member, np.asanyarray(value))
+
+
+def atomic_save_npz(path: Path, **arrays: np.ndarray | ArrayChunks) -> None:
+    """Save arrays compressed into ``path`` atomically (what ``np.savez_compressed`` writes;
+    ``np.load`` reads it). An :class:`ArrayChunks` value is written piece by piece."""
+    _atomic_write(path, lambda h: _save_npz(h, arrays))
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:

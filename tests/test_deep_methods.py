@@ -18,6 +18,7 @@ import torch
 
 from mribench.api.context import Context
 from mribench.api.errors import ParamError
+from mribench.api.stack import is_on_disk
 from mribench.api.types import Sample
 from mribench.methods.cnn import SequentialCNN
 from mribench.methods.dwt_dnn import DWTDNN
@@ -86,6 +87,12 @@ def test_unet_learns(easy_parts, tmp_path: Path) -> None:
     trivial = 2 * truth.sum() / (truth.sum() + truth.size)  # "everything is tumour"
     assert dice > max(0.75, 5 * trivial), (dice, trivial)
     assert len(ctx.history) >= 1 and (ctx.workdir / "checkpoints" / "best.pt").exists()
+    # predicted into disk-backed stacks (a run's scratch folder): the same masks and maps
+    on_disk = method.predict(tumour, Context(seed=0, scratch=tmp_path / "scratch"))
+    assert is_on_disk(on_disk.masks) and is_on_disk(on_disk.prob_maps)
+    np.testing.assert_array_equal(on_disk.masks, pred.masks)
+    np.testing.assert_array_equal(on_disk.prob_maps, pred.prob_maps)
+    np.testing.assert_array_equal(on_disk.scores, pred.scores)
 
 
 @pytest.mark.parametrize(("cls", "overrides", "floor"), [

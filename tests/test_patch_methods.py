@@ -12,6 +12,7 @@ from mribench.api.context import Context
 from mribench.api.errors import ParamError
 from mribench.api.overlap import pooled_dice
 from mribench.api.registry import methods
+from mribench.api.stack import is_on_disk
 from mribench.api.types import Sample
 from mribench.blocks.nn.patch_nets import ScaleStack, max_pool_stride1
 from mribench.blocks.nn.patches import (
@@ -25,6 +26,7 @@ from mribench.blocks.nn.patches import (
     sample_centres,
     slice_images,
 )
+from mribench.methods import two_pathway_cnn
 
 
 def _stack(n: int = 6, size: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -253,7 +255,8 @@ def test_patch_cnn_learns_on_synthetic_data(name: str, synthetic_parts, tmp_path
     assert any(row.get("val_metric") is not None for row in ctx.history)
 
 
-def test_input_cascade_trains_two_stages(tiny_samples, tmp_path, torch_one_thread) -> None:
+def test_input_cascade_trains_two_stages(tiny_samples, tmp_path, torch_one_thread,
+                                         monkeypatch) -> None:
     samples = tiny_samples(n=16, size=48, seed=1)
     method = methods()["two-pathway-cnn"](
         profile="quick", work_size=None, local_maps=2, global_maps=2, cascade="input",
@@ -267,5 +270,16 @@ def test_input_cascade_trains_two_stages(tiny_samples, tmp_path, torch_one_threa
     assert {row["phase"] for row in ctx.history} == {"balanced", "natural"}
     pred = method.predict(samples[10:], ctx)
     assert pred.masks.shape == (6, 48, 48) and pred.variants["crf"].masks.shape == (6, 48, 48)
+    # Slices predicted a chunk at a time into disk-backed stacks: the same numbers.
+    method.params = method.params.replace(infer_batch=2)
+    whole = method.predict(samples, ctx)
+    monkeypatch.setattr(two_pathway_cnn, "CHUNK", 3)  # chunks of 2 slices (whole batches)
+    chunked = method.predict(samples, Context(method_name="two-pathway-cnn",
+                                              scratch=tmp_path / "scratch"))
+    assert is_on_disk(chunked.masks) and is_on_disk(chunked.variants["crf"].prob_maps)
+    np.testing.assert_array_equal(chunked.masks, whole.masks)
+    np.testing.assert_array_equal(chunked.prob_maps, whole.prob_maps)
+    np.testing.assert_array_equal(chunked.variants["crf"].prob_maps,
+                                  whole.variants["crf"].prob_maps)
     # Checkpoints of both stages and phases let an interrupted run resume.
     assert len(list((tmp_path / "checkpoints").glob("stage*/last.pt"))) == 4

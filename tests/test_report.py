@@ -48,6 +48,10 @@ def test_loader_reads_every_row(run_dir: Path) -> None:
     assert got.value.item() == pytest.approx(f1["metrics"]["f1"]["value"])
     masks = results.rows["unet"].predicted_masks()
     assert len(masks) == 40 and next(iter(masks.values())).shape == (64, 64)
+    few = sorted(masks)[::7]  # only those unpacked (the report's montage)
+    chosen = results.rows["unet"].predicted_masks(set(few))
+    assert sorted(chosen) == few
+    assert all(np.array_equal(chosen[i], masks[i]) for i in few)
 
 
 def test_ranked_table_orders_and_groups(run_dir: Path) -> None:

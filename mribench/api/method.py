@@ -107,6 +107,12 @@ class SegmentationMethod(Method):
     :meth:`predict_variants` (``{"crf": (masks, prob_maps)}`` derived from the raw output).
     Each variant gets its own area threshold learnt on val and comes back in
     ``Prediction.variants``, i.e. as an extra result row ``<name>+<key>``.
+
+    Large sets: :meth:`predict_masks` (and a variant) fills its ``(n, H, W)`` masks and maps
+    batch by batch into stacks from ``ctx.prediction_stack`` (:mod:`mribench.api.stack`): in a
+    run they are files in the job's scratch folder, and everything here reads them a chunk at a
+    time (the area fractions of the labels, the metrics, the writer of ``predictions.npz``), so
+    the memory of predicting and scoring depends on the batch, not on the number of slices.
     """
 
     tasks: ClassVar[tuple[Task, ...]] = ("segment", "classify")
@@ -118,7 +124,8 @@ class SegmentationMethod(Method):
     @abstractmethod
     def predict_masks(self, samples: Sequence[Sample], ctx: Context
                       ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Return (masks bool (n, H, W), probability maps float (n, H, W) or None)."""
+        """Return (masks bool (n, H, W), probability maps float (n, H, W) or None), best as
+        stacks of ``ctx.prediction_stack`` filled batch by batch."""
 
     def fit(self, train: Sequence[Sample], val: Sequence[Sample], ctx: Context
             ) -> SegmentationMethod:

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from mribench.api.stack import chunks, read_rows
+
 
 def area_fractions(masks: np.ndarray) -> np.ndarray:
-    """Fraction of pixels marked tumour in each mask of an (n, H, W) stack."""
-    masks = np.asarray(masks, dtype=bool)
-    if masks.shape[0] == 0:
-        return np.zeros(0)
-    return masks.reshape(masks.shape[0], -1).mean(axis=1)
+    """Fraction of pixels marked tumour in each mask of an (n, H, W) stack, read a chunk of
+    slices at a time (a disk-backed stack, :mod:`mribench.api.stack`, is never read whole;
+    each fraction is an exact count over the pixels, so chunks change no value)."""
+    if not isinstance(masks, np.ndarray):
+        masks = np.asarray(masks, dtype=bool)
+    n = masks.shape[0]
+    out = np.zeros(n)
+    for part in chunks(n):
+        rows = read_rows(masks, part).astype(bool, copy=False)
+        out[part] = rows.reshape(len(rows), -1).mean(axis=1)
+    return out
 
 
 def best_threshold(scores: np.ndarray, labels: np.ndarray, floor: float = 0.0

@@ -147,9 +147,13 @@ class Prediction:
     scores : np.ndarray or None
         float, shape (n,), higher means more likely tumour (for AUC and ROC curves).
     masks : np.ndarray or None
-        bool, shape (n, H, W) (the segment answer), for methods that segment.
+        bool, shape (n, H, W) (the segment answer), for methods that segment. A bool array is
+        kept as it is, never copied: a disk-backed stack (:mod:`mribench.api.stack`, a memory
+        map a method fills through ``Context.prediction_stack``) stays on disk, and whoever
+        reads it goes a chunk at a time (:func:`mribench.api.stack.read_rows`).
     prob_maps : np.ndarray or None
-        float16/float32, shape (n, H, W), tumour probability per pixel, where the method has one.
+        float16/float32, shape (n, H, W), tumour probability per pixel, where the method has
+        one; kept as it is (possibly a disk-backed stack, like ``masks``).
     variants : dict
         Extra result rows the method reports beside its own, keyed by suffix: a method
         ``two-pathway-cnn`` returning ``variants={"crf": p}`` adds a row ``two-pathway-cnn+crf``.
@@ -172,6 +176,7 @@ class Prediction:
             if self.scores.shape != (n,):
                 raise ValueError(f"scores has shape {self.scores.shape}, expected ({n},)")
         if self.masks is not None:
-            self.masks = np.asarray(self.masks).astype(bool)
+            if not (isinstance(self.masks, np.ndarray) and self.masks.dtype == bool):
+                self.masks = np.asarray(self.masks).astype(bool)
             if self.masks.ndim != 3 or self.masks.shape[0] != n:
                 raise ValueError(f"masks has shape {self.masks.shape}, expected ({n}, H, W)")

@@ -20,6 +20,12 @@ Conventions
   has the shape of the input map.
 - pydensecrf (the ``pydensecrf2`` distribution) is optional at run time: without it every call
   warns once and returns the raw mask (``prob > 0.5``) and map unchanged.
+- :class:`CRFVariant` (the ``+crf`` rows) never holds a whole set of maps: the validation maps
+  are read a chunk of slices at a time to count the raw masks' overlap and find the tumour
+  slices, the search (:meth:`DenseCRF.search`) then runs on the at most ``crf_max_images``
+  slices :meth:`DenseCRF.subset` draws, and the test maps are refined a chunk at a time into
+  the context's disk-backed stacks (:mod:`mribench.api.stack`). The chosen weights and the
+  refined maps are those of the whole stacks (:meth:`DenseCRF.fit` does it in one go).
 
 Example
 -------
@@ -40,9 +46,11 @@ from typing import Any
 import numpy as np
 
 from mribench.api.errors import MribenchError
-from mribench.api.overlap import pooled_dice
+from mribench.api.overlap import dice_from_counts, pooled_dice
+from mribench.api.stack import chunks, read_rows, write_rows
 
-__all__ = ["CRFParams", "CRFVariant", "DenseCRF", "crf_available", "default_grid", "dense_crf"]
+__all__ = ["CRFParams", "CRFVariant", "DenseCRF", "crf_available", "default_grid", "dense_crf",
+           "raw_counts"]
 
 _MISSING = ("pydensecrf is not installed: dense CRF refinement skipped, raw masks returned "
             "(pip install pydensecrf2)")
@@ -144,6 +152,15 @@ def dense_crf(prob: np.ndarray, image: np.ndarray, params: CRFParams | None = No
     return q[1].reshape(h, w)
 
 
+def raw_counts(probs: np.ndarray, truths: np.ndarray) -> np.ndarray:
+    """Pooled ``(tp, predicted, true, slices)`` of the raw masks ``probs > 0.5`` against
+    ``truths`` (stacks of one shape): integer counts, so chunks of slices add up exactly."""
+    p = np.asarray(probs) > 0.5
+    t = np.asarray(truths, dtype=bool)
+    return np.array([np.count_nonzero(p & t), np.count_nonzero(p), np.count_nonzero(t),
+                     len(t)], dtype=np.int64)
+
+
 def default_grid(image_side: int) -> dict[str, tuple[float, ...]]:
     """The search grid: bilateral widths scaled to the image side (10 px at 128 px), intensity
     widths and weights after Kamnitsas et al.'s ranges; 3 x 2 x 2 = 12 settings."""
@@ -194,7 +211,9 @@ class DenseCRF:
             log: Any = None) -> DenseCRF:
         """Choose the setting of ``grid`` with the best pooled Dice on (probs, images, truths).
 
-        ``log``, if given, is called as ``log(message, **values)`` (e.g. ``ctx.log``).
+        ``log``, if given, is called as ``log(message, **values)`` (e.g. ``ctx.log``). The
+        same as :meth:`subset`, then :meth:`search` on the chosen slices with the raw counts
+        of all: what :class:`CRFVariant` does a chunk at a time.
         """
         probs = np.asarray(probs, dtype=np.float32)
         images = np.asarray(images, dtype=np.float32)
@@ -202,17 +221,30 @@ class DenseCRF:
         if not (probs.shape == images.shape == truths.shape) or probs.ndim != 3:
             raise MribenchError(f"crf: probs {probs.shape}, images {images.shape} and masks "
                                 f"{truths.shape} must be the same (n, H, W)")
+        keep = self.subset(truths.reshape(len(truths), -1).any(axis=1))
+        return self.search(probs[keep], images[keep], truths[keep],
+                           raw=raw_counts(probs, truths), log=log)
+
+    def search(self, probs: np.ndarray, images: np.ndarray, truths: np.ndarray, *,
+               raw: np.ndarray, log: Any = None) -> DenseCRF:
+        """Choose the setting of ``grid`` with the best pooled Dice on the slices
+        (probs, images, truths) :meth:`subset` chose; ``raw``: the pooled counts
+        (:func:`raw_counts`) of the raw masks over every validation slice, for ``raw_dice_``
+        (NaN when there was none)."""
+        probs = np.asarray(probs, dtype=np.float32)
+        images = np.asarray(images, dtype=np.float32)
+        truths = np.asarray(truths, dtype=bool)
         self.params_ = self.base
         self.search_: list[dict[str, float]] = []
         self.available_ = crf_available()
-        self.raw_dice_ = pooled_dice(probs > 0.5, truths, empty=1.0) if len(probs) else float("nan")
+        tp, predicted, true, n = (int(c) for c in raw)
+        self.raw_dice_ = (dice_from_counts(tp, predicted - tp, true - tp, empty=1.0) if n
+                          else float("nan"))
         if not self.available_:
             _warn_missing(log)
             return self
         if len(probs) == 0:
             return self
-        keep = self._subset(truths)
-        probs, images, truths = probs[keep], images[keep], truths[keep]
         grid = dict(self.grid) if self.grid is not None else default_grid(probs.shape[-1])
         unknown = sorted(set(grid) - {f.name for f in dataclasses.fields(CRFParams)})
         if unknown:
@@ -233,14 +265,17 @@ class DenseCRF:
                 n_images=int(len(probs)), **self.params_.as_dict())
         return self
 
-    def _subset(self, truths: np.ndarray) -> np.ndarray:
-        n = len(truths)
+    def subset(self, tumour: np.ndarray) -> np.ndarray:
+        """The sorted indices of the validation slices the search uses, given which slices
+        hold tumour (``tumour``, bool (n,)): all when there are at most ``max_images``, else a
+        seeded draw, three quarters tumour slices where there are enough of both kinds."""
+        tumour = np.asarray(tumour, dtype=bool)
+        n = len(tumour)
         if n <= self.max_images:
             return np.arange(n)
         rng = np.random.default_rng(self.seed)
-        positive = np.flatnonzero(truths.reshape(n, -1).any(axis=1))
+        positive = np.flatnonzero(tumour)
         negative = np.setdiff1d(np.arange(n), positive)
-        # Three quarters tumour slices where there are enough of both kinds.
         n_pos = min(len(positive), max((3 * self.max_images) // 4,
                                        self.max_images - len(negative)))
         chosen = np.concatenate([rng.permutation(positive)[:n_pos],
@@ -270,8 +305,9 @@ class DenseCRF:
         return refined > 0.5, refined
 
 
-#: Slices refined together by :meth:`CRFVariant.predict_variants` (each on its own: the chunk
-#: only bounds the memory of a large test set).
+#: Slices read together by :meth:`CRFVariant.fit_variants` and refined together by
+#: :meth:`CRFVariant.predict_variants` (each on its own: the chunk only bounds the memory of a
+#: large set).
 _CRF_CHUNK = 256
 
 
@@ -298,49 +334,74 @@ class CRFVariant:
                 int(getattr(params, "crf_max_images", 32)),
                 getattr(params, "work_size", None))
 
-    def _crf_inputs(self, samples: Sequence[Any], probs: np.ndarray, size: int | None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+    def _crf_maps(self, probs: np.ndarray, size: int | None) -> np.ndarray:
         import torch
 
-        from mribench.blocks.nn.data import images_to_tensor, resize_tensor
+        from mribench.blocks.nn.data import resize_tensor
 
-        images = images_to_tensor(samples, size)[:, 0].numpy()
         maps = resize_tensor(torch.as_tensor(np.asarray(probs, dtype=np.float32))[:, None],
                              size)[:, 0].numpy()
-        return images, np.clip(maps, 0.0, 1.0)
+        return np.clip(maps, 0.0, 1.0)
+
+    def _crf_inputs(self, samples: Sequence[Any], probs: np.ndarray, size: int | None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        from mribench.blocks.nn.data import images_to_tensor
+
+        return images_to_tensor(samples, size)[:, 0].numpy(), self._crf_maps(probs, size)
+
+    def _crf_truths(self, samples: Sequence[Any], size: int | None) -> np.ndarray:
+        from mribench.blocks.nn.data import masks_to_tensor
+
+        return masks_to_tensor(samples, size)[:, 0].numpy() > 0.5
 
     def fit_variants(self, val: Sequence[Any], masks: np.ndarray, probs: np.ndarray | None,
                      ctx: Any) -> None:
+        """Choose the CRF's weights on val a chunk of slices at a time: a first pass counts
+        the raw masks' overlap and which slices hold tumour, the search then runs on the
+        ``crf_max_images`` slices :meth:`DenseCRF.subset` draws (the val maps, possibly a
+        disk-backed stack, are never all in memory; the choice is that of the whole stack)."""
         iterations, max_images, size = self._crf_settings()
         self.crf_ = DenseCRF(CRFParams(iterations=iterations), max_images=max_images,
                              seed=int(getattr(ctx, "seed", 0)))
-        from mribench.blocks.nn.data import masks_to_tensor, scored_indices
+        from mribench.blocks.nn.data import scored_indices
 
         known = scored_indices(val)  # chosen on the slices the segmentation metrics score
         if probs is None or not known:
             self.crf_.fit(np.zeros((0, 1, 1)), np.zeros((0, 1, 1)), np.zeros((0, 1, 1), bool),
                           log=ctx.log)
             return
-        chosen = [val[i] for i in known]
-        images, maps = self._crf_inputs(chosen, np.asarray(probs)[known], size)
-        truths = masks_to_tensor(chosen, size)[:, 0].numpy() > 0.5
-        self.crf_.fit(maps, images, truths, log=ctx.log)
+        raw, tumour = np.zeros(4, np.int64), []
+        for part in chunks(len(known), _CRF_CHUNK):
+            rows = known[part]
+            chosen = [val[i] for i in rows]
+            maps = self._crf_maps(read_rows(probs, rows), size)
+            truths = self._crf_truths(chosen, size)
+            raw += raw_counts(maps, truths)
+            tumour.append(truths.reshape(len(truths), -1).any(axis=1))
+        rows = [known[i] for i in self.crf_.subset(np.concatenate(tumour))]
+        chosen = [val[i] for i in rows]
+        images, maps = self._crf_inputs(chosen, read_rows(probs, rows), size)
+        self.crf_.search(maps, images, self._crf_truths(chosen, size), raw=raw, log=ctx.log)
         ctx.log("dense CRF search", table=self.crf_.search_)
 
     def predict_variants(self, samples: Sequence[Any], masks: np.ndarray,
                          probs: np.ndarray | None, ctx: Any
                          ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+        """The ``crf`` row: the test maps refined a chunk of slices at a time into two new
+        stacks of the context (disk-backed in a run: :meth:`Context.prediction_stack`)."""
         if probs is None or len(samples) == 0:
             return {}
         from mribench.blocks.nn.data import maps_for
 
         _, _, size = self._crf_settings()
-        masks_out = np.zeros((len(samples), *np.shape(probs)[1:]), bool)
-        maps_out = np.zeros(masks_out.shape, np.float32)
-        for start in range(0, len(samples), _CRF_CHUNK):  # slice by slice: chunks bound memory
-            part = slice(start, start + _CRF_CHUNK)
-            images, maps = self._crf_inputs(samples[part], probs[part], size)
+        shape = tuple(np.shape(probs)[1:])
+        masks_out = ctx.prediction_stack(len(samples), shape, bool)
+        maps_out = ctx.prediction_stack(len(samples), shape, np.float32)
+        for part in chunks(len(samples), _CRF_CHUNK):  # slice by slice: chunks bound memory
+            images, maps = self._crf_inputs(samples[part], read_rows(probs, part), size)
             _, refined = self.crf_.refine(maps, images, log=ctx.log)
-            masks_out[part], maps_out[part] = maps_for(refined, samples[part])
+            refined_masks, refined_maps = maps_for(refined, samples[part])
+            write_rows(masks_out, part, refined_masks)
+            write_rows(maps_out, part, refined_maps)
         ctx.log("dense CRF applied", ms_per_image=getattr(self.crf_, "last_ms_per_image_", 0.0))
         return {"crf": (masks_out, maps_out)}

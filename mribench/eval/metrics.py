@@ -68,6 +68,10 @@ summaries:
   ``n_excluded`` records how many images the policy left out; the raw counts are kept in the
   per-case records, so any policy and either view can be recomputed afterwards.
 
+The pixel counts are taken per slice, reading the true masks and the predicted ones (possibly
+a disk-backed stack, :mod:`mribench.api.stack`) a chunk of slices at a time: scoring holds one
+chunk in memory, never the test set, and the counts are those of the whole stack.
+
 Per-case records (the second value of :func:`evaluate`) of a slice scored in ``segment``
 carry ``tp, fp, tn, fn`` (pixels), ``gt_area``, ``pred_area``, ``dice`` and ``iou`` (under the
 policy; None where it excludes) and ``truth``: ``"annotated"`` (the data set's mask) or
@@ -98,6 +102,7 @@ import numpy as np
 
 from mribench.api.errors import DataError, MribenchError
 from mribench.api.overlap import mask_counts
+from mribench.api.stack import chunks, read_rows
 from mribench.api.types import Prediction, Sample
 from mribench.eval import registry
 from mribench.eval.auc import weighted_auc
@@ -580,22 +585,28 @@ def evaluate(prediction: Prediction, samples: Sequence[Sample], tasks: Sequence[
 def _segment_counts(prediction: Prediction, samples: Sequence[Sample], order: np.ndarray
                     ) -> tuple[list[int], np.ndarray]:
     """The positions of the samples scored in ``segment`` (known truth) and their (n, 4)
-    pixel counts; the checks of :func:`evaluate` on masks and their shapes."""
-    truths = {i: s.mask_or_empty() for i, s in enumerate(samples)}
-    idx = [i for i, t in truths.items() if t is not None]
+    pixel counts; the checks of :func:`evaluate` on masks and their shapes.
+
+    Streamed: the true masks and the predicted ones (possibly a disk-backed stack,
+    :mod:`mribench.api.stack`) are read :data:`~mribench.api.stack.CHUNK` slices at a time and
+    counted per slice, so memory holds one chunk, never the set (the counts are those of the
+    whole stack: each slice is counted alone)."""
+    idx = [i for i, s in enumerate(samples) if s.has_mask or s.label == 0]
     if idx and prediction.masks is None:
         raise MribenchError("task 'segment' needs masks, but the prediction has none; "
                             "a segmenting method must return Prediction(masks=...)")
-    truth = [np.asarray(truths[i], dtype=bool) for i in idx]
-    guess = [prediction.masks[order[i]] for i in idx] if idx else []
-    for i, t, g in zip(idx, truth, guess, strict=True):
-        if t.shape != g.shape:
-            raise DataError(
-                f"predicted mask of {samples[i].id!r} has shape {g.shape} but its true mask "
-                f"{t.shape}; predict masks at the run's image size")
-    if not idx:
-        return idx, np.zeros((0, 4), dtype=np.int64)
-    return idx, mask_counts(np.stack(truth), np.stack(guess))
+    counts = [np.zeros((0, 4), dtype=np.int64)]
+    for part in chunks(len(idx)):
+        rows = idx[part]
+        truth = [np.asarray(samples[i].mask_or_empty(), dtype=bool) for i in rows]
+        guess = read_rows(prediction.masks, order[rows])
+        for i, t, g in zip(rows, truth, guess, strict=True):
+            if t.shape != g.shape:
+                raise DataError(
+                    f"predicted mask of {samples[i].id!r} has shape {g.shape} but its true "
+                    f"mask {t.shape}; predict masks at the run's image size")
+        counts.append(mask_counts(np.stack(truth), guess))
+    return idx, np.concatenate(counts)
 
 
 def _score_segment(prediction: Prediction, samples: Sequence[Sample], order: np.ndarray,
@@ -608,7 +619,7 @@ def _score_segment(prediction: Prediction, samples: Sequence[Sample], order: np.
     for j, i in enumerate(idx):
         tp, fp, tn, fn = (int(c) for c in counts[j])
         records[i].update(
-            truth="annotated" if samples[i].mask is not None else "empty-by-label",
+            truth="annotated" if samples[i].has_mask else "empty-by-label",
             **{key: _clean(values[j]) for key, values in per_image.items()},
             tp=tp, fp=fp, tn=tn, fn=fn, gt_area=tp + fn, pred_area=tp + fp)
     views = {}
@@ -619,6 +630,6 @@ def _score_segment(prediction: Prediction, samples: Sequence[Sample], order: np.
                                      groups=[records[idx[j]]["group"] for j in rows])
         views[view] = {"view": view, "population": SEGMENT_VIEWS[view], **block}
     seg = views["all"]
-    seg["n_empty_by_label"] = sum(samples[i].mask is None for i in idx)
+    seg["n_empty_by_label"] = sum(not samples[i].has_mask for i in idx)
     seg["tumour_only"] = views["tumour_only"]
     return seg

@@ -229,15 +229,18 @@ def fig_montage(results: RunResults, order: Sequence[str], colour: dict[str, str
     figure shows failures as well as successes. Needs ``test_images.npz`` at the run root.
     """
     images = results.test_images
-    rows = [results.rows[n] for n in order if results.rows[n].predicted_masks()]
-    if not images or "images" not in images or not rows:
+    if not images or "images" not in images:
         return None
     index = {str(i): k for k, i in enumerate(images["ids"])}
+    # only the montage's slices are unpacked, never a row's whole test set
+    masks = {n: results.rows[n].predicted_masks(set(index)) for n in order}
+    rows = [results.rows[n] for n in order if masks[n]]
+    if not rows:
+        return None
     picks = _pick_slices(results, rows, set(index), n_slices)
     if not picks:
         return None
     truth = images.get("masks")
-    masks = {r.name: r.predicted_masks() for r in rows}
     dice = {r.name: {c["id"]: c.get("dice") for c in r.per_case if "tp" in c} for r in rows}
     with mpl.rc_context(STYLE):
         fig = Figure(figsize=(1.9 * len(picks) + 0.6, 1.95 * len(rows)), layout="constrained")

@@ -18,6 +18,9 @@
         per_case.json        one record per test image (label, pred, score, pixel counts)
         predictions.npz      ids, labels, scores, bit-packed masks
         history.json, log.txt, traceback.txt (on failure), checkpoints/, model/
+        .scratch/            the job's prediction stacks while it runs (disk-backed masks and
+                             maps, ``Context.prediction_stack``): emptied once the scores of
+                             each evaluation set are written, and when the job ends or fails
         eval/<set>/          metrics, per-case records and predictions on each external set
         eval/<set>~<artefact>@<severity>/
                              the same on a set corrupted by an artefact (``--corrupt``):
@@ -55,6 +58,7 @@ HISTORY_FILE = "history.json"
 LOG_FILE = "log.txt"
 TRACEBACK_FILE = "traceback.txt"
 MODEL_DIR = "model"
+SCRATCH_DIR = ".scratch"
 EVAL_DIR = "eval"
 REPORT_DIR = "report"
 _SEED_PREFIX = "seed-"
@@ -221,6 +225,11 @@ class RunLayout:
 
     def model_dir(self, key: JobKey) -> Path:
         return self.job_dir(key) / MODEL_DIR
+
+    def scratch_dir(self, key: JobKey) -> Path:
+        """The job's scratch folder (``Context.scratch``: its disk-backed prediction stacks,
+        removed by the runner once scored; never a result)."""
+        return self.job_dir(key) / SCRATCH_DIR
 
     def seeds_of(self, row: str) -> dict[int, Path]:
         """``{seed: job folder}`` of a row, by seed (only folders that exist; without folds)."""

@@ -8,6 +8,7 @@ evaluation set (``--test-on``).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -320,8 +321,9 @@ class RowResult:
         """The arrays of predictions.npz ({} when absent)."""
         return _read_npz((self.scores_path or self.path) / PREDICTIONS_FILE)
 
-    def predicted_masks(self) -> dict[str, np.ndarray]:
-        """Predicted masks by sample id.
+    def predicted_masks(self, ids: Collection[str] | None = None) -> dict[str, np.ndarray]:
+        """Predicted masks by sample id; with ``ids``, only those samples' (the others stay
+        bit-packed: the report's montage unpacks its few slices, not the test set).
 
         ``predictions.npz`` holds ``masks`` (bit-packed along the last axis when
         ``mask_shape`` is saved, as the runner does); their ids are ``mask_ids`` when saved,
@@ -329,18 +331,24 @@ class RowResult:
         ``segment``, in order.
         """
         p = self.predictions
-        masks = _unpack_masks(p)
-        if masks is None or masks.ndim != 3:
+        masks = p.get("masks")
+        packed = masks is not None and "mask_shape" in p
+        shape = tuple(int(s) for s in p["mask_shape"]) if packed else np.shape(masks)
+        if masks is None or len(shape) != 3:
             return {}
         if "mask_ids" in p:
-            ids = [str(i) for i in p["mask_ids"]]
-        elif "ids" in p and len(p["ids"]) == len(masks):
-            ids = [str(i) for i in p["ids"]]
+            names = [str(i) for i in p["mask_ids"]]
+        elif "ids" in p and len(p["ids"]) == shape[0]:
+            names = [str(i) for i in p["ids"]]
         else:
-            ids = [r["id"] for r in self.per_case if "tp" in r]
-        if len(ids) != len(masks):
+            names = [r["id"] for r in self.per_case if "tp" in r]
+        if len(names) != shape[0]:
             return {}
-        return dict(zip(ids, masks, strict=True))
+        rows = [k for k, name in enumerate(names) if ids is None or name in ids]
+        chosen = _unpack_masks({"masks": masks[rows],
+                                "mask_shape": np.array((len(rows), *shape[1:]))}) if packed \
+            else masks[rows]
+        return {names[k]: m for k, m in zip(rows, chosen, strict=True)}
 
 
 @dataclass

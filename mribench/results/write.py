@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from mribench.api.stack import chunks, read_rows
 from mribench.api.types import Prediction
-from mribench.atomic import atomic_save_npz, atomic_write_json, atomic_write_text
+from mribench.atomic import ArrayChunks, atomic_save_npz, atomic_write_json, atomic_write_text
 from mribench.results.layout import (
     IN_DISTRIBUTION,
     METRICS_FILE,
@@ -36,14 +37,22 @@ def now() -> str:
 
 
 def write_prediction(folder: Path, prediction: Prediction) -> None:
-    """``predictions.npz``: ids, labels, scores, masks bit-packed along the last axis."""
-    arrays: dict[str, np.ndarray] = {"ids": np.array(prediction.ids),
-                                     "labels": prediction.labels}
+    """``predictions.npz``: ids, labels, scores, masks bit-packed along the last axis.
+
+    The masks (possibly a disk-backed stack, :mod:`mribench.api.stack`) are packed and
+    written :data:`~mribench.api.stack.CHUNK` slices at a time, so neither they nor their
+    packed bits are ever whole in memory; the file holds what packing the whole stack gives.
+    """
+    arrays: dict[str, np.ndarray | ArrayChunks] = {"ids": np.array(prediction.ids),
+                                                   "labels": prediction.labels}
     if prediction.scores is not None:
         arrays["scores"] = prediction.scores
-    if prediction.masks is not None:
-        arrays["masks"] = np.packbits(prediction.masks, axis=-1)
-        arrays["mask_shape"] = np.array(prediction.masks.shape)
+    masks = prediction.masks
+    if masks is not None:
+        packed = (*masks.shape[:-1], (masks.shape[-1] + 7) // 8)
+        arrays["masks"] = ArrayChunks(packed, np.uint8, (
+            np.packbits(read_rows(masks, part), axis=-1) for part in chunks(len(masks))))
+        arrays["mask_shape"] = np.array(masks.shape)
     atomic_save_npz(folder / PREDICTIONS_FILE, **arrays)
 
 

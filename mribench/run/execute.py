@@ -5,6 +5,12 @@ worker or a SLURM task). It needs only the :class:`~mribench.run.jobs.Job` and t
 the data come from the shared data cache (:func:`mribench.data.load.load_dataset`), the split
 from the run folder's ``split.json``. A failure is recorded in the job's folder (``status.json``
 "failed", ``traceback.txt``) and returned, so one method's failure stops nothing.
+
+A segmenter predicts into disk-backed stacks (:mod:`mribench.api.stack`) in the job's scratch
+folder (``Context.scratch``, :meth:`~mribench.results.layout.RunLayout.scratch_dir`); the job
+empties it when it starts (what a killed try left), after fitting (the val stacks), once the
+scores of each evaluation set are written, and when it ends or fails, so the folder never
+outlives the job and scoring one set never holds another's stacks.
 """
 
 from __future__ import annotations
@@ -198,13 +204,19 @@ def _method_logger(name: str, log_file: Path) -> tuple[logging.Logger, logging.H
     return logger, handler
 
 
-def _score_rows(job: Job, writer: RunWriter, prediction: Prediction,
+def _score_rows(job: Job, ctx: Context, writer: RunWriter, prediction: Prediction,
                 samples: Sequence[Sample], tasks: list[str], eval_set: str) -> None:
-    """Score the base row and each variant on one evaluation set, and write the scores."""
-    for variant, pred in [(None, prediction), *prediction.variants.items()]:
-        key = job.key if variant is None else job.key.variant(variant)
-        metrics, per_case = evaluate(pred, samples, tasks, n_boot=job.n_boot, seed=job.seed)
-        writer.write_scores(key, key.row, metrics, per_case, pred, eval_set)
+    """Score the base row and each variant on one evaluation set, and write the scores; the
+    prediction's disk-backed stacks (the job's scratch folder) are removed after, written
+    or not: the next evaluation set predicts into an empty folder."""
+    try:
+        for variant, pred in [(None, prediction), *prediction.variants.items()]:
+            key = job.key if variant is None else job.key.variant(variant)
+            metrics, per_case = evaluate(pred, samples, tasks, n_boot=job.n_boot,
+                                         seed=job.seed)
+            writer.write_scores(key, key.row, metrics, per_case, pred, eval_set)
+    finally:
+        ctx.clear_scratch()
 
 
 def _answerable(tasks: list[str], samples: Sequence[Sample]) -> list[str]:
@@ -225,7 +237,8 @@ def _context(job: Job, logger: logging.Logger) -> Context:
         device = resolve_device(device)
     return Context(device=device, seed=job.seed, profile=job.profile, workdir=job.folder,
                    cache=FeatureCache(job.layout.feature_cache_dir),
-                   show_progress=job.show_progress, method_name=job.row, logger=logger)
+                   show_progress=job.show_progress, method_name=job.row, logger=logger,
+                   scratch=job.layout.scratch_dir(job.key))
 
 
 def run_job(job: Job) -> list[RowOutcome]:
@@ -237,6 +250,7 @@ def run_job(job: Job) -> list[RowOutcome]:
     writer.start_job(job.key)
     logger, handler = _method_logger(f"{job.row}.{job.seed}", job.layout.log_file(job.key))
     ctx = _context(job, logger)
+    ctx.clear_scratch()  # what a killed try of this job left
     built: list[Method] = []
     try:
         with compute_threads(job.threads):
@@ -244,6 +258,7 @@ def run_job(job: Job) -> list[RowOutcome]:
     except Exception as exc:  # one job's failure must not stop the others
         return _record_failure(job, ctx, writer, built[0] if built else None, exc, logger)
     finally:
+        ctx.clear_scratch()
         logger.removeHandler(handler)
         handler.close()
 
@@ -264,6 +279,7 @@ def _fit_and_score(job: Job, ctx: Context, writer: RunWriter, built: list[Method
     ctx.log("fit", n_train=len(train), n_val=len(val), device=ctx.device, seed=job.seed)
     start = time.perf_counter()
     method.fit(train, val, ctx)
+    ctx.clear_scratch()  # the stacks of val predicted while fitting
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     prediction = method.predict(test, ctx)
@@ -283,7 +299,7 @@ def _fit_and_score(job: Job, ctx: Context, writer: RunWriter, built: list[Method
                                 "space, then rerun with --resume") from exc  # --resume reruns
         ctx.log("model not saved", reason=f"{type(exc).__name__}: {exc}")
         ctx.logger.warning("model not saved: %s: %s", type(exc).__name__, exc)
-    _score_rows(job, writer, prediction, test, tasks, IN_DISTRIBUTION)
+    _score_rows(job, ctx, writer, prediction, test, tasks, IN_DISTRIBUTION)
     start = time.perf_counter()
     evaluated = _score_corrupted(job, method, ctx, writer, IN_DISTRIBUTION, test, tasks)
     if job.corrupt:  # the time the artefact axis adds to the job
@@ -315,7 +331,7 @@ def _score_eval_sets(job: Job, method: Method, ctx: Context, writer: RunWriter,
         if not eval_tasks:
             evaluated[eval_set.name] = "skipped: no task of this method can be scored"
             continue
-        _score_rows(job, writer, method.predict(samples, ctx), samples, eval_tasks,
+        _score_rows(job, ctx, writer, method.predict(samples, ctx), samples, eval_tasks,
                     eval_set.name)
         evaluated[eval_set.name] = "done"
         if job.corrupt:
@@ -352,7 +368,7 @@ def _score_corrupted(job: Job, method: Method, ctx: Context, writer: RunWriter,
         return evaluated
     for name, corrupted in corrupted_copies(job.layout, base, samples, job.corrupt,
                                             job.severities):
-        _score_rows(job, writer, method.predict(corrupted, ctx), corrupted, tasks, name)
+        _score_rows(job, ctx, writer, method.predict(corrupted, ctx), corrupted, tasks, name)
         evaluated[name] = "done"
     return evaluated
 

@@ -34,7 +34,7 @@ one function for images and maps (:func:`resize_tensor`) and one for masks
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +51,9 @@ from torch.utils.data import (
     TensorDataset,
 )
 
+from mribench.api.context import Context
 from mribench.api.errors import DataError
+from mribench.api.stack import write_rows
 from mribench.api.types import Sample
 
 __all__ = [
@@ -64,6 +66,7 @@ __all__ = [
     "make_loader",
     "maps_for",
     "masks_to_tensor",
+    "predict_stacks",
     "resize_back",
     "resize_masks",
     "resize_tensor",
@@ -162,6 +165,30 @@ def maps_for(probs: torch.Tensor | np.ndarray, samples: Sequence[Sample]
         return np.zeros((0, 1, 1), bool), np.zeros((0, 1, 1), np.float32)
     maps = np.stack(resize_back(probs, [s.shape for s in samples])).astype(np.float32)
     return maps > 0.5, maps
+
+
+def predict_stacks(samples: Sequence[Sample], ctx: Context, batches: Iterable[torch.Tensor],
+                   answer: Callable[[torch.Tensor, Sequence[Sample]],
+                                    tuple[np.ndarray, np.ndarray]],
+                   map_dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """(masks bool, maps ``map_dtype``), each ``(n, H, W)`` at the samples' size, filled a
+    batch at a time: ``answer(x, chunk)`` gives the masks and maps of the next batch of inputs
+    ``x`` (``chunk``: its samples), written into two stacks of ``ctx.prediction_stack`` (files
+    in the job's scratch folder in a run, :mod:`mribench.api.stack`), so a method's memory at
+    inference depends on its batch, not on the number of slices."""
+    if not len(samples):
+        return np.zeros((0, 1, 1), bool), np.zeros((0, 1, 1), map_dtype)
+    shape = tuple(samples[0].shape)
+    masks = ctx.prediction_stack(len(samples), shape, bool)
+    maps = ctx.prediction_stack(len(samples), shape, map_dtype)
+    start = 0
+    for x in batches:
+        part = slice(start, start + len(x))
+        batch_masks, batch_maps = answer(x, samples[part])
+        write_rows(masks, part, batch_masks)
+        write_rows(maps, part, batch_maps)
+        start += len(x)
+    return masks, maps
 
 
 def scored_indices(samples: Sequence[Sample]) -> list[int]:
