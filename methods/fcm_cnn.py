@@ -61,6 +61,7 @@ from mribench.api import (
 )
 from mribench.api.export import label_step, load_step, resize_step, sigmoid_step
 from mribench.api.feature_cache import CHUNK, FeatureRows
+from mribench.api.stack import write_rows
 from mribench.blocks.fcm import fcm_image
 from mribench.blocks.nn.blocks import ConvPoolClassifier
 from mribench.blocks.nn.classify import fit_classifier_on, predict_proba
@@ -225,17 +226,21 @@ class FCMCNN(Method):
         scores = predict_proba(self.model_, stream_inputs(samples, p.map_size, 64, extra=maps),
                                ctx, 64)
         labels = (scores >= 0.5).astype(int)
-        masks: list[np.ndarray] = []
-        probs: list[np.ndarray] = []
-        for start in range(0, len(samples), CHUNK):  # a chunk of maps in memory at a time
+        if not len(samples):
+            return Prediction(ids=[], labels=labels, scores=scores,
+                              masks=np.zeros((0, 1, 1), bool),
+                              prob_maps=np.zeros((0, 1, 1), np.float16))
+        # masks and maps at the slices' size go to disk-backed stacks (the job's scratch
+        # folder in a run), a chunk of membership maps in memory at a time
+        masks = ctx.prediction_stack(len(samples), samples[0].shape, bool)
+        probs = ctx.prediction_stack(len(samples), samples[0].shape, np.float16)
+        for start in range(0, len(samples), CHUNK):
             part = maps.stack(start, start + CHUNK)
-            shapes = [s.shape for s in samples[start:start + len(part)]]
+            rows = slice(start, start + len(part))
+            shapes = [s.shape for s in samples[rows]]
             candidates = np.stack([compact_candidate(mp, p.min_area) for mp in part])
-            masks += [(c >= 0.5) & bool(lab) for c, lab in
-                      zip(resize_back(candidates.astype(np.float32), shapes),
-                          labels[start:start + len(part)], strict=True)]
-            probs += [m.astype(np.float16) for m in resize_back(part, shapes)]
+            write_rows(masks, rows, [(c >= 0.5) & bool(lab) for c, lab in zip(
+                resize_back(candidates.astype(np.float32), shapes), labels[rows], strict=True)])
+            write_rows(probs, rows, np.stack(resize_back(part, shapes)).astype(np.float16))
         return Prediction(ids=[s.id for s in samples], labels=labels, scores=scores,
-                          masks=np.stack(masks) if masks else np.zeros((0, 1, 1), bool),
-                          prob_maps=(np.stack(probs) if probs
-                                     else np.zeros((0, 1, 1), np.float16)))
+                          masks=masks, prob_maps=probs)
