@@ -53,11 +53,18 @@ Differences from the paper:
   (``batch_norm``, not in the paper: without it so few windows do not get the network off
   its initial plateau). ``paper`` keeps the published network, without batch normalisation.
 
-Data feeding: the training and validation slices are still stacked at the working size (the
-per-channel standardisation is fitted on the whole stack and the input cascade feeds the first
-network's maps of every training slice to the second); :mod:`mribench.blocks.nn.patches`'
-streamed pieces (``prepare_slices``, ``SlicesOnDisk``, ``val_slice_batches``), which
-``multiscale-cnn`` uses, are the way to stream it. Test slices are predicted, and the CRF row
+Data feeding (streamed, memory by the batch, not the data set): the training slices are
+prepared once (resized, normalised) into a scratch file in the job's folder
+(:func:`mribench.blocks.nn.patches.prepare_slices`; deleted after training, also when it
+fails); only their bool masks and head regions stay in memory (where window centres are
+drawn), and each batch reads the slices its windows fall in. The per-channel standardisation
+is a streamed pass over that file (:func:`mribench.blocks.nn.patches.head_statistics`,
+float64 sums: the float32 mean is the correctly rounded one, where torch's float32 reduction
+over the stacked pixels could be an ulp away). The input cascade writes the first network's
+maps of the training slices to a second file beside them, ``infer_batch`` slices at a time.
+Validation reads only the ``val_slices`` whole slices kept
+(:func:`mribench.blocks.nn.patches.val_slice_batches`; the cascade adds the first network's
+map to each batch). Test slices are predicted, and the CRF row
 refines them, a chunk at a time into disk-backed stacks (:mod:`mribench.api.stack`).
 Balanced sampling (``positive_fraction``) and ``patches_per_epoch`` are the paper's
 foreground oversampling and fixed iterations per epoch.
@@ -66,8 +73,10 @@ foreground oversampling and fixed iterations per epoch.
 from __future__ import annotations
 
 import copy
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -94,15 +103,16 @@ from mribench.blocks.nn.patches import (
     Centres,
     PatchCNNParams,
     PatchLoader,
-    PatchSource,
+    SlicesOnDisk,
     best_dice,
     calibrate_offset,
-    head_regions,
-    known_slices,
+    head_statistics,
+    map_slices,
     maps_for,
-    slice_batches,
+    prepare_slices,
     slice_images,
     slice_steps,
+    val_slice_batches,
 )
 from mribench.blocks.nn.train import (
     TrainConfig,
@@ -139,13 +149,15 @@ class TwoPathCNN(nn.Module):
         x = (x - self.mean) / self.std
         return self.output(torch.cat([self.local_path(x), self.global_path(x)], dim=1))
 
-    def standardise_on(self, inputs: torch.Tensor, regions: np.ndarray) -> None:
-        """Set the per-channel mean and standard deviation from the head pixels of slices."""
-        inside = torch.as_tensor(regions)[:, None].expand_as(inputs)
-        for c in range(inputs.shape[1]):
-            values = inputs[:, c][inside[:, c]]
-            self.mean[0, c] = values.mean()
-            self.std[0, c] = values.std().clamp(min=1e-3)
+    def standardise_on(self, slices: torch.Tensor | SlicesOnDisk, regions: np.ndarray) -> None:
+        """Set the per-channel mean and standard deviation from the head pixels (``regions``)
+        of slices ``(n, C, H, W)``, a stack or streamed from disk
+        (:func:`mribench.blocks.nn.patches.head_statistics`, float64 sums)."""
+        mean, std = head_statistics(slices, regions)
+        with torch.no_grad():
+            self.mean.copy_(torch.from_numpy(mean.astype(np.float32)).reshape(self.mean.shape))
+            self.std.copy_(torch.from_numpy(std.astype(np.float32)).reshape(self.std.shape)
+                           .clamp(min=1e-3))
 
     def train_output_only(self) -> None:
         """Freeze both pathways (the second training phase re-trains the output layer): no
@@ -215,42 +227,61 @@ class TwoPathwayCNN(CRFVariant, SegmentationMethod):
     # -- training -------------------------------------------------------------------------
     def fit_masks(self, train: Sequence[Sample], val: Sequence[Sample], ctx: Context) -> None:
         p = self.params
-        train, images, masks = known_slices(train, p.work_size, normalise=p.normalise)
-        val, v_images, v_masks = known_slices(val, p.work_size, scored=True,
-                                              normalise=p.normalise)
-        regions = head_regions(images[:, 0].numpy(), masks)
-        ids = [s.id for s in train]
-        ctx.log("training slices", n=len(train), n_val=len(val),
-                tumour_pixels=float(masks.mean()))
-
-        self.stages_: list[TwoPathCNN] = []
-        inputs, v_inputs = images, v_images
-        for stage in range(2 if p.cascade == "input" else 1):
-            if stage == 1:  # input cascade: the first network's map becomes an input channel
-                inputs = torch.cat([images, self._dense(self.stages_, images, ctx)], dim=1)
-                v_inputs = torch.cat([v_images, self._dense(self.stages_, v_images, ctx)], dim=1)
+        train = [s for s in train if s.mask_or_empty() is not None]
+        folder = ctx.subdir("slices")  # the prepared training slices (and maps), then deleted
+        sources: list[SlicesOnDisk] = []
+        try:
+            source, masks, regions = prepare_slices(train, p.work_size, folder,
+                                                    normalise=p.normalise)
+            sources.append(source)
             # Validation on whole slices, run fully convolutionally: their pooled Dice.
-            val_loader = (slice_batches(v_inputs, v_masks, p.infer_batch, margin=MARGIN,
-                                        limit=p.val_slices, seed=ctx.seed)
-                          if len(v_masks) else None)
-            self.stages_.append(self._train_stage(stage, inputs, masks, regions, val_loader,
-                                                  ids, ctx))
+            val, val_batches = val_slice_batches(val, p.work_size, p.infer_batch,
+                                                 normalise=p.normalise, margin=MARGIN,
+                                                 limit=p.val_slices, seed=ctx.seed)
+            val_loader = val_batches if val else None
+            ctx.log("training slices", n=len(train), n_val=len(val),
+                    tumour_pixels=float(masks.mean()))
+            self.stages_: list[TwoPathCNN] = []
+            for stage in range(2 if p.cascade == "input" else 1):
+                if stage == 1:  # input cascade: the first network's map, a second channel
+                    source = source.with_channels(self._training_maps(source, folder, ctx))
+                    sources.append(source)
+                    if val_loader is not None:
+                        val_loader = [(self._with_map(x, ctx), y) for x, y in val_loader]
+                self.stages_.append(self._train_stage(stage, source, masks, regions,
+                                                      val_loader, [s.id for s in train], ctx))
+        finally:
+            for opened in sources:
+                opened.close()
+            shutil.rmtree(folder, ignore_errors=True)
         self.logit_offset_ = 0.0
         if p.calibrate and val_loader is not None:
             self.logit_offset_ = calibrate_offset(self.stages_[-1], val_loader, ctx)
 
-    def _train_stage(self, stage: int, inputs: torch.Tensor, masks: np.ndarray,
+    def _training_maps(self, source: SlicesOnDisk, folder: Path, ctx: Context) -> SlicesOnDisk:
+        """The input cascade's second channel of the training slices: the first network's
+        probability maps (:meth:`_dense`), ``infer_batch`` slices at a time, on disk."""
+        return map_slices(source, lambda x: self._dense(self.stages_, x, ctx),
+                          folder / "maps.f32", self.params.infer_batch)
+
+    def _with_map(self, padded: torch.Tensor, ctx: Context) -> torch.Tensor:
+        """A batch of padded validation slices with the first network's map as a second
+        channel (the input cascade), padded again."""
+        x = padded[:, :, MARGIN:-MARGIN, MARGIN:-MARGIN]
+        return F.pad(torch.cat([x, self._dense(self.stages_, x, ctx)], dim=1), [MARGIN] * 4)
+
+    def _train_stage(self, stage: int, source: SlicesOnDisk, masks: np.ndarray,
                      regions: np.ndarray,
                      val_loader: list[tuple[torch.Tensor, torch.Tensor]] | None, ids: list[str],
                      ctx: Context) -> TwoPathCNN:
         p = self.params
         seed_everything(ctx.seed + stage)
         net = self.build_network(stage)
-        net.standardise_on(inputs, regions)
-        source = PatchSource(inputs)
+        net.standardise_on(source, regions)
 
         def windows(c: Centres) -> torch.Tensor:
-            return source.extract(c, WINDOW)
+            part, local = source.take(c)
+            return part.extract(local, WINDOW)
 
         scores: dict[str, float] = {}
         phases = [("balanced", p.positive_fraction, p.phase1_epochs),

@@ -283,3 +283,102 @@ def test_input_cascade_trains_two_stages(tiny_samples, tmp_path, torch_one_threa
                                   whole.variants["crf"].prob_maps)
     # Checkpoints of both stages and phases let an interrupted run resume.
     assert len(list((tmp_path / "checkpoints").glob("stage*/last.pt"))) == 4
+
+
+# -- streamed training (two-pathway-cnn) ------------------------------------------------------
+def _tiny_two_pathway(cascade: str = "none"):
+    return methods()["two-pathway-cnn"](
+        profile="quick", work_size=None, local_maps=2, global_maps=2, cascade=cascade,
+        phase1_epochs=1, phase2_epochs=1, patches_per_epoch=128, batch_size=64,
+        max_minutes=None, crf_max_images=4, infer_batch=3)
+
+
+def test_streamed_standardisation_equals_the_stacked_one(tiny_samples, tmp_path) -> None:
+    from mribench.blocks.nn.patches import (
+        head_statistics,
+        known_slices,
+        map_slices,
+        prepare_slices,
+    )
+    from mribench.methods.two_pathway_cnn import TwoPathCNN
+
+    samples = tiny_samples(n=11, size=40, seed=2)
+    kept, images, masks = known_slices(samples, None, normalise=True)
+    regions = head_regions(images[:, 0].numpy(), masks)
+    source, _, _ = prepare_slices(kept, None, tmp_path, normalise=True, chunk=4)
+    both = source.with_channels(map_slices(source, lambda x: torch.sigmoid(3 * x - 2),
+                                           tmp_path / "maps.f32", 3))
+    stack = torch.cat([images, torch.sigmoid(3 * images - 2)], dim=1)
+    assert torch.equal(both.read(np.arange(len(kept))), stack)  # the second channel on disk
+    streamed, stacked = TwoPathCNN(2, 2, 2), TwoPathCNN(2, 2, 2)
+    streamed.standardise_on(both, regions)
+    stacked.standardise_on(stack, regions)
+    assert torch.equal(streamed.mean, stacked.mean) and torch.equal(streamed.std, stacked.std)
+    # The chunks do not matter; torch's reduction of the stacked head pixels gives the same
+    # standard deviation, and a mean at most an ulp away (a float32 sum).
+    for chunk in (1, 5, 64):
+        mean, std = head_statistics(both, regions, chunk=chunk)
+        assert np.array_equal(mean.astype(np.float32), stacked.mean.flatten().numpy())
+        assert np.array_equal(std.astype(np.float32), stacked.std.flatten().numpy())
+    for c in range(2):
+        values = stack[:, c][torch.as_tensor(regions)]
+        assert streamed.std[0, c] == values.std()
+        np.testing.assert_allclose(streamed.mean[0, c], values.mean(), rtol=2e-7, atol=0)
+    both.close()
+    source.close()
+
+
+def test_cascade_maps_on_disk_equal_the_stacked_ones(tiny_samples, tmp_path) -> None:
+    from mribench.blocks.nn.patches import (
+        known_slices,
+        prepare_slices,
+        slice_batches,
+        val_slice_batches,
+    )
+    from mribench.methods.two_pathway_cnn import MARGIN, TwoPathCNN
+
+    method = _tiny_two_pathway("input")
+    torch.manual_seed(0)
+    method.stages_ = [TwoPathCNN(1, 2, 2, 2)]
+    samples, ctx = tiny_samples(n=10, size=40, seed=4), Context(workdir=tmp_path)
+    kept, images, masks = known_slices(samples, None, normalise=True)
+    source, _, _ = prepare_slices(kept, None, tmp_path, normalise=True)
+    maps = method._training_maps(source, tmp_path, ctx)
+    assert torch.equal(maps.read(np.arange(len(kept))), method._dense(method.stages_, images, ctx))
+    # Validation batches with the map channel: those of the stacked slices with their maps.
+    _, v_images, v_masks = known_slices(samples, None, scored=True, normalise=True)
+    stacked = torch.cat([v_images, method._dense(method.stages_, v_images, ctx)], dim=1)
+    reference = slice_batches(stacked, v_masks, 3, margin=MARGIN)
+    _, streamed = val_slice_batches(samples, None, 3, normalise=True, margin=MARGIN)
+    for (xa, ya), (xb, yb) in zip(reference, streamed, strict=True):
+        assert torch.equal(xa, method._with_map(xb, ctx)) and torch.equal(ya, yb)
+    maps.close()
+    source.close()
+
+
+@pytest.mark.parametrize("cascade", ["none", "input"])
+def test_two_pathway_streams_its_slices_and_removes_them(cascade, tiny_samples, tmp_path,
+                                                         monkeypatch, torch_one_thread) -> None:
+    samples = tiny_samples(n=12, size=40, seed=5)
+    method = _tiny_two_pathway(cascade)
+    seen: list[list[str]] = []
+    train_stage = type(method)._train_stage
+
+    def spy(self, stage, source, *args, **kwargs):
+        seen.append(sorted(p.name for p in (tmp_path / "slices").iterdir()))
+        assert source.channels == stage + 1  # the cascade's map is a second file
+        return train_stage(self, stage, source, *args, **kwargs)
+
+    monkeypatch.setattr(type(method), "_train_stage", spy)
+    method.fit(samples[:8], samples[8:], Context(workdir=tmp_path))
+    assert seen == [["slices.f32"], ["maps.f32", "slices.f32"]][:len(seen)]
+    assert len(seen) == len(method.stages_) == (2 if cascade == "input" else 1)
+    assert not (tmp_path / "slices").exists()
+
+    def fail(self, *args, **kwargs):
+        raise RuntimeError("training failed")
+
+    monkeypatch.setattr(type(method), "_train_stage", fail)
+    with pytest.raises(RuntimeError, match="training failed"):
+        _tiny_two_pathway(cascade).fit(samples[:8], samples[8:], Context(workdir=tmp_path))
+    assert not (tmp_path / "slices").exists()  # removed when fit raises too

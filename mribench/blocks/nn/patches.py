@@ -24,7 +24,9 @@ over patches):
   :func:`prepare_slices` writes the prepared slices to a scratch file (:class:`SlicesOnDisk`)
   and keeps only their bool masks and regions, a batch of centres reads the slices it touches
   (:meth:`SlicesOnDisk.take`), and :func:`val_slice_batches` reads only the validation slices
-  kept.
+  kept; :func:`map_slices` writes a network's maps of the slices as a further channel (an input
+  cascade) and :func:`head_statistics` is a per-channel mean and standard deviation of their
+  head pixels, both a batch at a time.
 
 Sampling as nnU-Net's: balanced sampling is the patch CNNs' foreground oversampling
 (``positive_fraction`` of the centres on tumour pixels; 0.5 by default, nnU-Net forces a third
@@ -62,7 +64,7 @@ __all__ = ["Centres", "PatchLoader", "PatchSource", "head_regions", "position_fe
            "position_map", "sample_centres", "slice_batches", "dice_optimal_offset",
            "best_dice", "calibrate_offset", "PatchCNNParams", "known_slices", "maps_for",
            "normalise_intensity", "slice_images", "SlicesOnDisk", "prepare_slices",
-           "val_slice_batches"]
+           "val_slice_batches", "map_slices", "head_statistics"]
 
 
 @dataclass(frozen=True)
@@ -219,22 +221,46 @@ class SlicesOnDisk:
     pages read stay in the kernel's page cache, not in the process. Windows cut from
     :meth:`take`'s source equal those of a :class:`PatchSource` over the whole stack, bit for
     bit (the box filters of the context scales work slice by slice).
+
+    Each file is one channel: ``more`` adds channels kept in files of the same layout (e.g. the
+    input cascade's maps, :func:`map_slices`; :meth:`with_channels` joins two sources).
     """
 
-    def __init__(self, path: Path, count: int, shape: tuple[int, int]) -> None:
+    def __init__(self, path: Path, count: int, shape: tuple[int, int], *,
+                 more: Sequence[Path] = ()) -> None:
         self.path, self.count, self.shape = Path(path), int(count), tuple(shape)
+        self.paths = (self.path, *(Path(m) for m in more))
         self._bytes = 4 * self.shape[0] * self.shape[1]
-        self._fd: int | None = None
+        self._fds: list[int] = []
+
+    @property
+    def channels(self) -> int:
+        return len(self.paths)
+
+    def with_channels(self, other: SlicesOnDisk) -> SlicesOnDisk:
+        """The same slices with ``other``'s channels after this one's (a new reader)."""
+        if other.count != self.count or other.shape != self.shape:
+            raise ValueError(f"cannot join {other.count} slices of {other.shape} to "
+                             f"{self.count} of {self.shape}")
+        return SlicesOnDisk(self.path, self.count, self.shape,
+                            more=(*self.paths[1:], *other.paths))
 
     def read(self, indices: np.ndarray) -> torch.Tensor:
-        """Slices ``indices`` as ``(k, 1, H, W)`` float32."""
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        out = np.empty((len(indices), 1, *self.shape), np.float32)
+        """Slices ``indices`` as ``(k, C, H, W)`` float32."""
+        if not self._fds:
+            flags = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+            self._fds = [os.open(path, flags) for path in self.paths]
+        out = np.empty((len(indices), self.channels, *self.shape), np.float32)
         for row, index in enumerate(np.asarray(indices, dtype=np.int64)):
-            raw = os.pread(self._fd, self._bytes, int(index) * self._bytes)
-            out[row, 0] = np.frombuffer(raw, np.float32).reshape(self.shape)
+            for c, fd in enumerate(self._fds):
+                raw = os.pread(fd, self._bytes, int(index) * self._bytes)
+                out[row, c] = np.frombuffer(raw, np.float32).reshape(self.shape)
         return torch.from_numpy(out)
+
+    def batches(self, size: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """Every slice in order, ``size`` at a time: ``(first index, (k, C, H, W))``."""
+        for start in range(0, self.count, size):
+            yield start, self.read(np.arange(start, min(start + size, self.count)))
 
     def take(self, centres: Centres) -> tuple[PatchSource, Centres]:
         """A :class:`PatchSource` of the slices ``centres`` fall in, and the centres
@@ -244,9 +270,61 @@ class SlicesOnDisk:
                 Centres(local.astype(np.int64), centres.y, centres.x, centres.label))
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+
+
+def map_slices(source: SlicesOnDisk, fn: Callable[[torch.Tensor], torch.Tensor], path: Path,
+               batch_size: int) -> SlicesOnDisk:
+    """``fn`` of every slice of ``source``, ``batch_size`` slices at a time (consecutive, from
+    the first: the batches of a pass over the stack), written to ``path`` as a one-channel
+    :class:`SlicesOnDisk` (e.g. a network's probability maps, the input cascade's second
+    channel). ``fn`` maps ``(k, C, H, W)`` to ``(k, 1, H, W)``."""
+    with open(path, "wb") as out:
+        for _, x in source.batches(batch_size):
+            y = fn(x)
+            if tuple(y.shape) != (len(x), 1, *source.shape):
+                raise ValueError(f"map of shape {tuple(y.shape)} for slices {tuple(x.shape)}")
+            out.write(np.ascontiguousarray(y.numpy(), dtype=np.float32).tobytes())
+    return SlicesOnDisk(path, source.count, source.shape)
+
+
+def head_statistics(slices: SlicesOnDisk | torch.Tensor, regions: np.ndarray, *,
+                    chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation (with Bessel's correction) of the pixels of
+    ``regions`` (bool ``(n, H, W)``) over slices ``(n, C, H, W)``, a stack or streamed from
+    disk a ``chunk`` at a time: float64 ``(C,)`` each.
+
+    Accumulated in float64 (each chunk's mean and sum of squared deviations, merged with Chan
+    et al.'s pairwise update), so the result does not depend on the chunks, the thread count
+    or the CPU's vector width; rounded to float32 it is the correctly rounded mean (a float32
+    reduction, as torch's ``mean``, may be an ulp away) and torch's ``std`` (which accumulates
+    in double too).
+    """
+    regions = np.asarray(regions, dtype=bool)
+    parts = (slices.batches(chunk) if isinstance(slices, SlicesOnDisk) else
+             ((start, slices[start:start + chunk]) for start in range(0, len(slices), chunk)))
+    count, mean, m2 = 0, np.zeros(0), np.zeros(0)
+    for start, x in parts:
+        inside = regions[start:start + len(x)]
+        values = np.stack([c[inside] for c in x.numpy().transpose(1, 0, 2, 3)]
+                          ).astype(np.float64)
+        k = values.shape[1]
+        if k == 0:
+            continue
+        part_mean = values.mean(axis=1)
+        part_m2 = ((values - part_mean[:, None]) ** 2).sum(axis=1)
+        if count == 0:
+            mean, m2 = part_mean, part_m2
+        else:
+            delta, total = part_mean - mean, count + k
+            mean = mean + delta * (k / total)
+            m2 = m2 + part_m2 + delta ** 2 * (count * k / total)
+        count += k
+    if count == 0:
+        raise ValueError("no pixel inside the regions")
+    return mean, np.sqrt(m2 / max(count - 1, 1))
 
 
 def prepare_slices(samples: Sequence[Sample], size: int | None, folder: Path, *,
