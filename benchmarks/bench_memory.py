@@ -10,7 +10,8 @@ Two measurements, each in a fresh process:
 
 - ``--mode direct``: the same work without the runner (``load_dataset`` + the default split +
   the method's fit and predict), its peak from ``getrusage``, with the seconds of loading,
-  fitting and predicting apart; use it while the runner changes.
+  fitting and predicting apart, and the peak so far after loading and after fitting (the peak
+  of the fit alone, when prediction peaks higher); use it while the runner changes.
 
 Data sets: ``--dataset br35h`` (default, ``--data-dir``), ``"synthetic[n=50000,image_size=128]"``
 (a data set larger than its float32 images would fit in: 3.3 GB at 128 px; issue 12's and issue
@@ -77,11 +78,12 @@ def child(data: Path, method_spec: str, spec: str) -> None:
     with tempfile.TemporaryDirectory(prefix="mribench-mem-ctx-") as tmp:
         ctx = Context(method_name=name, workdir=Path(tmp), scratch=Path(tmp) / "scratch")
         method.fit(train, val, ctx)
-        fitted = time.perf_counter()
+        fitted, fitted_rss = time.perf_counter(), _rss_mb()
         method.predict(test, ctx)
     done = time.perf_counter()
     epochs = max(1, len(getattr(getattr(method, "train_result_", None), "history", []) or [1]))
     print(json.dumps({"max_rss_mb": _rss_mb(), "after_load_mb": loaded_rss,
+                      "after_fit_mb": fitted_rss,
                       "seconds": done - start, "load_s": loaded - start,
                       "fit_s": fitted - loaded, "predict_s": done - fitted,
                       "n_train": len(train), "n_val": len(val), "n_test": len(test),
@@ -144,7 +146,9 @@ def run_direct(data: Path, method: str, env: dict[str, str], spec: str
     rate = (f"train {got['train_slices_per_s']:.1f} slices/s ({got['n_train']} x "
             f"{got['epochs']} epochs in {got['fit_s']:.0f} s), predict "
             f"{got['predict_slices_per_s']:.1f} slices/s ({got['n_test']} in "
-            f"{got['predict_s']:.0f} s), load {got['load_s']:.0f} s")
+            f"{got['predict_s']:.0f} s), load {got['load_s']:.0f} s, peak "
+            f"{got['after_load_mb']:.0f} MB after loading, {got['after_fit_mb']:.0f} MB "
+            "after fitting")
     return got["max_rss_mb"], time.perf_counter() - start, proc.returncode, rate
 
 
