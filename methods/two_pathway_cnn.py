@@ -60,8 +60,9 @@ fails); only their bool masks and head regions stay in memory (where window cent
 drawn), and each batch reads the slices its windows fall in. The per-channel standardisation
 is a streamed pass over that file (:func:`mribench.blocks.nn.patches.head_statistics`,
 float64 sums: the float32 mean is the correctly rounded one, whatever the thread count;
-torch's float32 reduction over the stacked pixels, used before, could be an ulp away). The input cascade writes the first network's
-maps of the training slices to a second file beside them, ``infer_batch`` slices at a time.
+torch's float32 reduction over the stacked pixels, used before, could be an ulp away). The
+input cascade writes the first network's maps of the training slices to a second file beside
+them, ``infer_batch`` slices at a time.
 Validation reads only the ``val_slices`` whole slices kept
 (:func:`mribench.blocks.nn.patches.val_slice_batches`; the cascade adds the first network's
 map to each batch). Test slices are predicted, and the CRF row
