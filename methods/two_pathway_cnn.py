@@ -62,11 +62,10 @@ is a streamed pass over that file (:func:`mribench.blocks.nn.patches.head_statis
 float64 sums: the float32 mean is the correctly rounded one, whatever the thread count;
 torch's float32 reduction over the stacked pixels, used before, could be an ulp away). The
 input cascade writes the first network's maps of the training slices to a second file beside
-them, ``infer_batch`` slices at a time.
-Validation reads only the ``val_slices`` whole slices kept
-(:func:`mribench.blocks.nn.patches.val_slice_batches`; the cascade adds the first network's
-map to each batch). Test slices are predicted, and the CRF row
-refines them, a chunk at a time into disk-backed stacks (:mod:`mribench.api.stack`).
+them, ``infer_batch`` slices at a time. Validation reads only the ``val_slices`` whole slices
+kept (:func:`mribench.blocks.nn.patches.val_slice_batches`; the cascade adds the first
+network's map to each batch). Test slices are predicted, and the CRF row refines them, a chunk
+at a time into disk-backed stacks (:mod:`mribench.api.stack`).
 Balanced sampling (``positive_fraction``) and ``patches_per_epoch`` are the paper's
 foreground oversampling and fixed iterations per epoch.
 """
