@@ -10,6 +10,9 @@ so they are consistent with the per-case records. Nothing here claims to be a re
 
 :func:`~mribench.data.synthetic_brats.write_synthetic_brats` (re-exported here) writes synthetic
 BraTS-layout cases (NIfTI, four modalities and a labelled seg) for the ``brats`` loader.
+
+:class:`TruthSegmenter` is a segmenter that answers the true masks (the runner's bookkeeping
+tests subclass it).
 """
 
 from __future__ import annotations
@@ -21,13 +24,31 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from mribench.api.context import Context
+from mribench.api.method import SegmentationMethod
 from mribench.api.types import Prediction, Sample
 from mribench.data.synthetic_brats import write_synthetic_brats  # re-exported for tests
 from mribench.eval.metrics import evaluate
 from mribench.results.layout import JobKey
 from mribench.results.write import RunWriter
 
-__all__ = ["make_fake_results", "write_synthetic_brats"]
+__all__ = ["TruthSegmenter", "make_fake_results", "write_synthetic_brats"]
+
+
+class TruthSegmenter(SegmentationMethod):
+    """A test segmenter: fits nothing and predicts each slice's true mask (its map: the mask
+    as float32), so every segmentation metric of a run is known in advance."""
+
+    name = "truth-segmenter"
+    reference = "test fixture"
+
+    def fit_masks(self, train: list[Sample], val: list[Sample], ctx: Context) -> None:
+        self.fitted_ = True
+
+    def predict_masks(self, samples: list[Sample], ctx: Context
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        masks = np.stack([s.mask_or_empty() for s in samples])
+        return masks, masks.astype(np.float32)
 
 
 def _slices(n: int, size: int, rng: np.random.Generator) -> list[Sample]:

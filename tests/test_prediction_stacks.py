@@ -25,6 +25,7 @@ from mribench.eval.metrics import evaluate
 from mribench.results.read import read_predictions
 from mribench.results.write import write_prediction
 from mribench.run.runner import RunConfig, run_benchmark
+from mribench.testing import TruthSegmenter
 
 
 def _samples(n: int, size: int, seed: int = 0) -> tuple[list[Sample], np.ndarray]:
@@ -151,16 +152,8 @@ class DiskCrash(DiskOracle):
         raise RuntimeError("failed after predicting")
 
 
-class MemoryOracle(SegmentationMethod):
+class MemoryOracle(TruthSegmenter):
     name = "memory-oracle"
-    reference = "test fixture"
-
-    def fit_masks(self, train, val, ctx) -> None:
-        self.fitted_ = True
-
-    def predict_masks(self, samples, ctx):
-        masks = np.stack([s.mask_or_empty() for s in samples])
-        return masks, masks.astype(np.float32)
 
 
 @pytest.fixture

@@ -13,11 +13,12 @@ import pytest
 from mribench.api import registry
 from mribench.api.context import Context
 from mribench.api.errors import MribenchError, ParamError
-from mribench.api.method import Method, SegmentationMethod
+from mribench.api.method import Method
 from mribench.api.params import Interval, MethodParams
 from mribench.api.types import Prediction, Sample
 from mribench.results.read import read_predictions
 from mribench.run.runner import RunConfig, run_benchmark
+from mribench.testing import TruthSegmenter
 
 SPEC = "synthetic[n=40]"
 
@@ -60,18 +61,10 @@ class Crash(Bright):
         return super().fit(train, val, ctx)
 
 
-class Oracle(SegmentationMethod):
+class Oracle(TruthSegmenter):
     """Returns the true masks with a variant that erodes nothing; checks segment bookkeeping."""
 
     name = "oracle"
-    reference = "test fixture"
-
-    def fit_masks(self, train, val, ctx) -> None:
-        self.fitted_ = True
-
-    def predict_masks(self, samples, ctx):
-        masks = np.stack([s.mask_or_empty() for s in samples])
-        return masks, masks.astype(np.float32)
 
     def predict(self, samples, ctx):
         pred = super().predict(samples, ctx)
