@@ -6,6 +6,11 @@ pipeline) and ``mribench.datasets`` (one file per data set).
 
 from importlib.metadata import PackageNotFoundError, version
 
+from mribench.cpu_kernels import pin_process
+
+# before numpy or torch choose their kernels (once per process): see mribench.cpu_kernels
+pin_process()
+
 try:
     __version__ = version("mribench")
 except PackageNotFoundError:  # running from a source tree that is not installed

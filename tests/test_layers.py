@@ -75,7 +75,7 @@ LAYERS: dict[str, int] = {
     "mribench.cli": 6,
 }
 #: Modules below every layer: anyone in the engine may import them.
-FOUNDATION = ("mribench", "mribench.atomic", "mribench.paths")
+FOUNDATION = ("mribench", "mribench.atomic", "mribench.cpu_kernels", "mribench.paths")
 #: What eval may import besides mribench.api and the standard library.
 EVAL_THIRD_PARTY = ("numpy", "scipy", "sklearn")
 

@@ -54,6 +54,7 @@ from mribench.api.context import Context
 from mribench.api.errors import MethodFailed, MribenchError
 from mribench.api.method import Method
 from mribench.api.types import UNLABELLED, Prediction, Sample
+from mribench.cpu_kernels import job_kernels, process_mode
 from mribench.data.imageio import is_image_file, load_image
 from mribench.model.engines import ModelRef, open_model, resolve_model_dir
 from mribench.model.state import ModelError
@@ -180,10 +181,13 @@ def run_method(method: Method, samples: Sequence[Sample], ctx: Context,
 
 def predict_or_fail(method: Method, samples: Sequence[Sample], ctx: Context,
                     source: Path | None = None) -> Prediction:
-    """``method.predict(samples)``; an exception (other than a MribenchError, already one
-    line) becomes :class:`MethodFailed` naming the model folder ``source``."""
+    """``method.predict(samples)`` with the CPU kernels of a job of this process (oneDNN off
+    in the portable mode, as when the row was scored); an exception (other than a
+    MribenchError, already one line) becomes :class:`MethodFailed` naming the model folder
+    ``source``."""
     try:
-        return method.predict(list(samples), ctx)
+        with job_kernels(process_mode()):
+            return method.predict(list(samples), ctx)
     except MribenchError:
         raise
     except Exception as exc:

@@ -29,6 +29,7 @@ from mribench.api.specs import (
     parse_methods,
     resolve_image_size,
 )
+from mribench.cpu_kernels import MODE_VAR, MODES, process_mode
 
 __all__ = ["MAX_SEED", "RULES", "RunConfig", "check_seed", "format_seeds", "identity_diff",
            "parse_seeds"]
@@ -75,6 +76,7 @@ RULES: dict[str, Rule] = {
     "n_boot": Rule("--n-boot", Interval(0, 100000, integer=True)),
     "threads": Rule("--threads", Interval(1, 256, integer=True)),
     "folds": Rule("--folds", Interval(2, 20, integer=True), optional=True),
+    "cpu_kernels": Rule(f"${MODE_VAR}", OneOf(MODES)),
 }
 
 
@@ -94,7 +96,11 @@ class RunConfig:
     samples). ``jobs`` is the executor's number of workers; ``threads`` the BLAS/OpenMP and
     torch intra-op threads *each job* computes with, under every executor: floating-point sums
     in another order give deep rows other weights, so it is part of the run's identity and the
-    way to use more cores without changing numbers is ``jobs``. ``report_dir`` is where the
+    way to use more cores without changing numbers is ``jobs``. ``cpu_kernels`` is the CPU
+    kernels every process of the run computes with (:mod:`mribench.cpu_kernels`: ``portable``
+    or ``native``), part of the identity for the same reason; it is set by
+    ``$MRIBENCH_CPU_KERNELS`` before Python starts, because numpy and torch choose their
+    kernels once per process, and a config that asks for another is refused. ``report_dir`` is where the
     report goes (default: ``report/`` inside the results folder). ``baselines`` adds the
     no-skill rows of every task the run's methods answer.
     """
@@ -113,6 +119,7 @@ class RunConfig:
     image_size: int | None = None
     jobs: int = 1
     threads: int = 1
+    cpu_kernels: str = field(default_factory=process_mode)
     folds: int | None = None
     n_boot: int = 1000
     test_on: tuple[DatasetSpec, ...] | str = ()
@@ -142,6 +149,10 @@ class RunConfig:
         for name, rule in RULES.items():
             setattr(self, name, rule.check(getattr(self, name)))
         _check_types(self)
+        if self.cpu_kernels != process_mode():
+            raise MribenchError(f"this process computes with {process_mode()} CPU kernels, not "
+                                f"{self.cpu_kernels}: start it with {MODE_VAR}="
+                                f"{self.cpu_kernels} in its environment")
         if isinstance(self.methods, str):
             if not self.methods.strip():
                 raise MribenchError("--method is empty; use --method all or names from "
@@ -237,6 +248,7 @@ class RunConfig:
             "test_split": self.test_split,
             "n_boot": self.n_boot,
             "threads": self.threads,
+            "cpu_kernels": self.cpu_kernels,
             "mribench": version,
             # the artefact axis only where asked: a run without it keeps its identity
             **({"corrupt": list(self.corrupt), "severities": list(self.severities)}

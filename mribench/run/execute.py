@@ -33,6 +33,8 @@ from mribench.api.method import Method
 from mribench.api.seeding import seed_everything
 from mribench.api.specs import DatasetSpec
 from mribench.api.types import Prediction, Sample
+from mribench.cpu_kernels import describe as describe_kernels
+from mribench.cpu_kernels import job_kernels
 from mribench.eval.metrics import evaluate
 from mribench.results.layout import IN_DISTRIBUTION, RunLayout, corrupted_set
 from mribench.results.lock import lease_holds
@@ -186,13 +188,27 @@ def _compute_threads(kind: str) -> dict[str, int]:
     return threads
 
 
+def _check_kernels(job: Job, logger: logging.Logger) -> None:
+    """Log a warning when a job asked for portable CPU kernels and its process does not have
+    them (started without mribench's environment, or torch or numpy loaded before mribench):
+    its numbers are then this CPU's only, as ``status.json``'s ``kernels`` records."""
+    if job.cpu_kernels != "portable":
+        return
+    info = describe_kernels(job.cpu_kernels)
+    if not info["portable"]:
+        logger.warning("this job computes with non-portable CPU kernels (%s): its numbers may "
+                       "differ on another CPU; start the run in a fresh process",
+                       ", ".join(f"{k}={v}" for k, v in info.items() if k != "portable"))
+
+
 def _describe(job: Job, method: Method, variant: str | None) -> dict[str, Any]:
     return {"method": method.name, "row": job.row if variant is None else
             f"{job.row}+{variant}", "variant": variant, "kind": method.kind,
             "reference": method.reference, "params": method.params.as_dict(),
             "profile": method.profile, "seed": job.seed, "job": job.key.text,
             "time_capped": getattr(method.params, "max_minutes", None) is not None,
-            "threads": _compute_threads(method.kind)}
+            "threads": _compute_threads(method.kind),
+            "kernels": describe_kernels(job.cpu_kernels)}
 
 
 def _method_logger(name: str, log_file: Path) -> tuple[logging.Logger, logging.Handler]:
@@ -253,7 +269,8 @@ def run_job(job: Job) -> list[RowOutcome]:
     ctx.clear_scratch()  # what a killed try of this job left
     built: list[Method] = []
     try:
-        with compute_threads(job.threads):
+        with compute_threads(job.threads), job_kernels(job.cpu_kernels):
+            _check_kernels(job, logger)
             return _fit_and_score(job, ctx, writer, built)
     except Exception as exc:  # one job's failure must not stop the others
         return _record_failure(job, ctx, writer, built[0] if built else None, exc, logger)

@@ -56,6 +56,8 @@ class Job:
     eval_sets: tuple[EvalSet, ...] = ()
     #: BLAS/OpenMP and torch threads the job computes with (part of the run's identity).
     threads: int = 1
+    #: The CPU kernels the job computes with (:mod:`mribench.cpu_kernels`; part of the identity).
+    cpu_kernels: str = "portable"
     #: The data set's folder in a run of several (None: the run's only data set).
     dataset_name: str | None = None
     #: The cross-validation fold (None: the run's single split).
@@ -178,7 +180,8 @@ def plan_jobs(config: RunConfig, rows: list[tuple[str, Method]], run_dir: Path, 
                         image_size=config.image_size, profile=config.profile,
                         task=config.task, device=device, n_boot=config.n_boot,
                         eval_sets=data.eval_sets,
-                        threads=config.threads, dataset_name=data.folder, fold=fold,
+                        threads=config.threads, cpu_kernels=config.cpu_kernels,
+                        dataset_name=data.folder, fold=fold,
                         corrupt=tuple(config.corrupt), severities=tuple(config.severities),
                         show_progress=config.show_progress, method_cls=type(method),
                         resolve_on_worker=config.executor != "local"))
