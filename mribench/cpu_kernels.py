@@ -7,7 +7,8 @@ caches' sizes) and MKL's BLAS each sum in another order, and a network trained a
 steps drifts to other weights. Measured: the same commit, seeds and one thread gave the
 quick-synthetic ``cnn`` F1 0.667 on the machine its baseline was made on and 0.618 on an
 AVX-512/AMX machine, and moved every deep row of that suite by up to 0.1 recall. numpy
-dispatches AVX-512 loops in the same way.
+dispatches AVX-512 loops in the same way, and OpenBLAS (numpy's and scipy's BLAS) its
+SkylakeX kernels (the classical ``ann`` and ``svm`` scores moved in the last bit).
 
 Two modes, read from ``$MRIBENCH_CPU_KERNELS`` when :mod:`mribench` is first imported (before
 numpy and torch load their kernels, which they choose once per process):
@@ -15,7 +16,7 @@ numpy and torch load their kernels, which they choose once per process):
 - ``portable`` (default): every library at one level that x86-64 servers of the last decade
   share: ATen's AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2``), MKL's conditional numerical
   reproducibility at AVX2 (``MKL_CBWR=AVX2,STRICT``), numpy without its AVX-512 loops
-  (``NPY_DISABLE_CPU_FEATURES``), and, per job (:func:`job_kernels`), convolutions through
+  (``NPY_DISABLE_CPU_FEATURES``), OpenBLAS's Haswell kernels (``OPENBLAS_CORETYPE``), and, per job (:func:`job_kernels`), convolutions through
   ATen and MKL instead of oneDNN. A variable the user already set is left as it is; what the
   process really computes with is recorded with every job (:func:`describe`).
 - ``native``: each library takes the machine's fastest kernels (measured: deep training about
@@ -46,6 +47,8 @@ PORTABLE_ENV = {
     "MKL_CBWR": "AVX2,STRICT",
     # numpy's dispatch targets above AVX2 (x86-64-v3); unknown names are ignored by numpy
     "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+    # OpenBLAS's AVX2 kernels (its DYNAMIC_ARCH builds read this when they load)
+    "OPENBLAS_CORETYPE": "Haswell",
 }
 
 _X86 = ("x86_64", "amd64")
@@ -87,10 +90,19 @@ def _numpy_top_target() -> str:
     return enabled[-1] if enabled else "baseline"
 
 
+def _openblas_cores() -> list[str]:
+    """The kernel sets of the OpenBLAS libraries loaded in this process (threadpoolctl)."""
+    from threadpoolctl import threadpool_info
+
+    return sorted({str(p.get("architecture")) for p in threadpool_info()
+                   if p.get("internal_api") == "openblas"})
+
+
 def describe(mode: str) -> dict[str, Any]:
     """What the calling process computes with, as recorded in a job's ``status.json``: the
     mode, torch's ATen capability, whether oneDNN is on, MKL's reproducibility setting, numpy's
-    highest dispatch target, and whether that is the portable set (``portable``)."""
+    highest dispatch target, OpenBLAS's kernels, and whether that is the portable set
+    (``portable``)."""
     import torch
 
     info: dict[str, Any] = {
@@ -100,9 +112,11 @@ def describe(mode: str) -> dict[str, Any]:
         "onednn": bool(torch.backends.mkldnn.enabled),
         "mkl_cbwr": os.environ.get("MKL_CBWR"),
         "numpy": _numpy_top_target(),
+        "openblas": _openblas_cores(),
     }
     info["portable"] = (mode == "portable" and platform.machine().lower() in _X86
                         and info["aten"] == "AVX2" and not info["onednn"]
                         and info["mkl_cbwr"] == PORTABLE_ENV["MKL_CBWR"]
-                        and info["numpy"] in ("X86_V3", "baseline"))
+                        and info["numpy"] in ("X86_V3", "baseline")
+                        and all(c.lower() == "haswell" for c in info["openblas"]))
     return info
