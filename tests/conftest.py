@@ -19,6 +19,16 @@ from mribench.api.types import Sample
 BR35H_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "br35h"
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """The CPU kernels of the test process (:mod:`mribench.cpu_kernels`): tests compare its
+    numbers with those of ``bench run`` subprocesses, which pin them at start-up."""
+    from mribench.cpu_kernels import describe, job_kernels, process_mode
+
+    with job_kernels(process_mode()):  # as in a job (oneDNN's switch is per job)
+        info = describe(process_mode())
+    return "mribench CPU kernels: " + ", ".join(f"{k}={v}" for k, v in info.items())
+
+
 def make_samples(n: int = 24, size: int = 64, seed: int = 0,
                  duplicates: float = 0.2) -> list[Sample]:
     """``n`` synthetic samples (``n // 2`` with a tumour) at ``size`` px, deterministic per seed."""
