@@ -55,13 +55,28 @@ class Nap(Method):
         return Prediction([s.id for s in samples], labels, labels.astype(float))
 
 
+def _terminal_signals() -> None:
+    """SIGINT and SIGQUIT at their defaults, as a terminal's foreground job has them.
+
+    A shell without job control starts a background command (``cmd &``, ``nohup``) with both
+    *ignored*, and an ignored signal stays ignored across ``exec``: a test session started that
+    way (``bash .ci/run &``) handed its drivers a SIGINT they could not receive (Python then
+    installs no ``KeyboardInterrupt`` handler), and the Ctrl-C tests timed out for a reason of
+    the test's, not mribench's.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def start_driver(args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    """``bench run ARGS`` in a new session (stdout dropped, stderr kept)."""
+    """``bench run ARGS`` in a new session, with a terminal's signal dispositions (stdout
+    dropped, stderr kept)."""
     environ = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(
         [str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])])}
     return subprocess.Popen([sys.executable, "-c", _DRIVER, "run", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=environ, start_new_session=True)
+                            env=environ, start_new_session=True,
+                            preexec_fn=_terminal_signals)
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
