@@ -96,13 +96,13 @@ class RunConfig:
     samples). ``jobs`` is the executor's number of workers; ``threads`` the BLAS/OpenMP and
     torch intra-op threads *each job* computes with, under every executor: floating-point sums
     in another order give deep rows other weights, so it is part of the run's identity and the
-    way to use more cores without changing numbers is ``jobs``. ``cpu_kernels`` is the CPU
+    way to use more cores without changing numbers is ``jobs``. ``cpu_kernels`` names the CPU
     kernels every process of the run computes with (:mod:`mribench.cpu_kernels`: ``portable``
     or ``native``), part of the identity for the same reason; it is set by
     ``$MRIBENCH_CPU_KERNELS`` before Python starts, because numpy and torch choose their
-    kernels once per process, and a config that asks for another is refused. ``report_dir`` is where the
-    report goes (default: ``report/`` inside the results folder). ``baselines`` adds the
-    no-skill rows of every task the run's methods answer.
+    kernels once per process, and a config that asks for another is refused. ``report_dir`` is
+    where the report goes (default: ``report/`` inside the results folder). ``baselines`` adds
+    the no-skill rows of every task the run's methods answer.
     """
 
     methods: tuple[MethodSpec, ...] | str = "all"
