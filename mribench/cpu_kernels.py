@@ -68,18 +68,33 @@ def pin_process() -> None:
             os.environ.setdefault(name, value)
 
 
+_FLUSHING = False
+
+
 @contextlib.contextmanager
 def job_kernels(mode: str) -> Iterator[None]:
-    """Run the block with oneDNN's CPU kernels off (``portable``) or on (``native``); the
-    previous setting comes back after."""
+    """Run the block with oneDNN's CPU kernels off (``portable``) or on (``native``), and with
+    denormal floats flushed to zero in the calling thread (both modes); the previous settings
+    come back after.
+
+    Flushing denormals: weights that weight decay drives towards zero end up below 1.2e-38,
+    where x86 arithmetic takes a slow path. Measured: after 4 of 8 quick epochs on 50,000
+    slices, 23% of the U-Net's weights were denormal and a training step took 913 ms against
+    399 ms with them flushed (and 378-399 ms from fresh weights); its epochs had grown from 15
+    to over 30 min. It changes only values below that bound, on every x86-64 CPU alike.
+    """
     import torch
 
-    before = torch.backends.mkldnn.enabled
+    global _FLUSHING
+    before = torch.backends.mkldnn.enabled, _FLUSHING
     torch.backends.mkldnn.enabled = mode == "native"
+    _FLUSHING = torch.set_flush_denormal(True)
     try:
         yield
     finally:
-        torch.backends.mkldnn.enabled = before
+        torch.backends.mkldnn.enabled = before[0]
+        torch.set_flush_denormal(before[1])
+        _FLUSHING = before[1]
 
 
 def _numpy_top_target() -> str:
@@ -101,8 +116,8 @@ def _openblas_cores() -> list[str]:
 def describe(mode: str) -> dict[str, Any]:
     """What the calling process computes with, as recorded in a job's ``status.json``: the
     mode, torch's ATen capability, whether oneDNN is on, MKL's reproducibility setting, numpy's
-    highest dispatch target, OpenBLAS's kernels, and whether that is the portable set
-    (``portable``)."""
+    highest dispatch target, OpenBLAS's kernels, whether denormals are flushed to zero, and
+    whether that is the portable set (``portable``)."""
     import torch
 
     info: dict[str, Any] = {
@@ -113,6 +128,7 @@ def describe(mode: str) -> dict[str, Any]:
         "mkl_cbwr": os.environ.get("MKL_CBWR"),
         "numpy": _numpy_top_target(),
         "openblas": _openblas_cores(),
+        "flush_denormal": _FLUSHING,
     }
     info["portable"] = (mode == "portable" and platform.machine().lower() in _X86
                         and info["aten"] == "AVX2" and not info["onednn"]

@@ -67,6 +67,7 @@ def test_portable_kernels_give_an_avx2_machines_numbers(tmp_path):
         assert np.array_equal(a[key], b[key]), key
     kernels = json.loads((here / "multiscale-cnn/seed-0/status.json").read_text())["kernels"]
     assert kernels["mode"] == "portable" and kernels["onednn"] is False
+    assert kernels["flush_denormal"] is True
     if kernels["machine"].lower() in ("x86_64", "amd64"):
         assert kernels["portable"] is True, kernels
         assert kernels["aten"] == "AVX2" and kernels["mkl_cbwr"] == "AVX2,STRICT"
@@ -90,3 +91,17 @@ def test_native_kernels_are_recorded_and_a_config_for_other_kernels_is_refused()
     assert done.returncode != 0
     assert ("computes with native CPU kernels, not portable: start it with "
             "MRIBENCH_CPU_KERNELS=portable") in done.stderr.strip().splitlines()[-1]
+
+
+def test_a_job_flushes_denormals_to_zero_and_restores_them():
+    """Inside a job's kernels a denormal float is zero (the slow path weight decay drove the
+    U-Net's weights into); outside, torch's default comes back."""
+    import torch
+
+    from mribench.cpu_kernels import job_kernels
+
+    tiny = torch.tensor([1e-40], dtype=torch.float32)
+    assert (tiny * 1.0).item() != 0.0
+    with job_kernels("portable"):
+        assert (tiny * 1.0).item() == 0.0
+    assert (tiny * 1.0).item() != 0.0
